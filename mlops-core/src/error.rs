@@ -1,0 +1,102 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `mlops-core`.
+///
+/// Variants name the thing at fault (column, file, flavor, URI position) so a caller can
+/// report it or branch on it.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A model URI could not be parsed.
+    #[error("invalid model uri `{uri}` at byte {position}: {reason}")]
+    InvalidUri {
+        /// The URI as given.
+        uri: String,
+        /// Byte offset of the first offending character.
+        position: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// Required input columns are absent from a frame.
+    #[error("missing required columns: {}", .columns.join(", "))]
+    MissingColumns {
+        /// Every missing column, in signature order.
+        columns: Vec<String>,
+    },
+    /// A column exists but its type or content breaks the schema.
+    #[error("column `{column}`: expected {expected}, found {found}")]
+    Schema {
+        /// The offending column.
+        column: String,
+        /// What the schema asks for.
+        expected: String,
+        /// What the frame holds.
+        found: String,
+    },
+    /// An argument or parameter is out of its domain.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A package file does not match the checksum its manifest records.
+    #[error("checksum mismatch for package file `{path}`: manifest records {expected}, file has {found}")]
+    Checksum {
+        /// Path of the file inside the package.
+        path: String,
+        /// The sha256 the manifest records.
+        expected: String,
+        /// The sha256 of the bytes found.
+        found: String,
+    },
+    /// A package names a flavor no loader is registered for.
+    #[error("unknown model flavor `{flavor}` (registered flavors: {})", .known.join(", "))]
+    UnknownFlavor {
+        /// The flavor named by the package.
+        flavor: String,
+        /// The flavors the registry can load.
+        known: Vec<String>,
+    },
+    /// A package is structurally broken: a file is missing, or the manifest is unreadable.
+    #[error("invalid model package: {0}")]
+    InvalidPackage(String),
+    /// Training failed.
+    #[error("fitting {model} failed: {reason}")]
+    Fit {
+        /// Which model or transform was being fitted.
+        model: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A file-system operation failed.
+    #[error("{operation} `{}`: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A document could not be serialized or deserialized.
+    #[error("{what}: {source}")]
+    Json {
+        /// The document involved.
+        what: String,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
+    /// Polars reported an error while working on a frame.
+    #[error(transparent)]
+    Polars(#[from] polars::error::PolarsError),
+}
+
+/// `Result` with [`enum@Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { operation, path: path.into(), source }
+    }
+
+    pub(crate) fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
+        Self::Json { what: what.into(), source }
+    }
+}

@@ -1,0 +1,96 @@
+//! Flavors: how a package of a given kind turns back into a [`Model`].
+
+mod tabular;
+
+pub use tabular::{
+    FeatureColumns, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR, TabularClassifierParams,
+    TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidTabularClassifierParams,
+    ValidTabularRegressorParams,
+};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::package::Package;
+
+/// Loads packages of one flavor.
+///
+/// Implementations read only from the [`Package`] (whose checksums are already verified) and
+/// must refuse, with a typed error, a package whose files they cannot interpret.
+pub trait Flavor: Send + Sync {
+    /// The flavor name recorded in manifests.
+    fn name(&self) -> &str;
+
+    /// Builds the model a package holds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPackage`] or [`Error::Json`] for unreadable flavor files.
+    fn load(&self, package: &Package) -> Result<Arc<dyn Model>>;
+}
+
+/// The flavors a process can load, by name.
+///
+/// ```
+/// use mlops_core::FlavorRegistry;
+/// let flavors = FlavorRegistry::with_builtins();
+/// assert!(flavors.names().any(|n| n == "tabular_classifier"));
+/// ```
+#[derive(Clone)]
+pub struct FlavorRegistry {
+    flavors: BTreeMap<String, Arc<dyn Flavor>>,
+}
+
+impl FlavorRegistry {
+    /// A registry that knows no flavor.
+    pub fn empty() -> Self {
+        Self { flavors: BTreeMap::new() }
+    }
+
+    /// A registry with the built-in flavors: `tabular_classifier`, `tabular_regressor`.
+    pub fn with_builtins() -> Self {
+        let mut registry = Self::empty();
+        registry.register(Arc::new(TabularFlavor::new(TabularTask::Classifier)));
+        registry.register(Arc::new(TabularFlavor::new(TabularTask::Regressor)));
+        registry
+    }
+
+    /// Adds `flavor`, replacing any flavor of the same name.
+    pub fn register(&mut self, flavor: Arc<dyn Flavor>) -> &mut Self {
+        self.flavors.insert(flavor.name().to_owned(), flavor);
+        self
+    }
+
+    /// Names of the registered flavors.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.flavors.keys().map(String::as_str)
+    }
+
+    /// Loads the model of `package` with the flavor its manifest names.
+    ///
+    /// # Errors
+    /// [`Error::UnknownFlavor`] naming the flavor when none is registered for it, and the
+    /// flavor's own load errors.
+    pub fn load(&self, package: &Package) -> Result<Arc<dyn Model>> {
+        let name = &package.manifest().flavor;
+        let flavor = self.flavors.get(name).ok_or_else(|| Error::UnknownFlavor {
+            flavor: name.clone(),
+            known: self.flavors.keys().cloned().collect(),
+        })?;
+        flavor.load(package)
+    }
+}
+
+impl Default for FlavorRegistry {
+    fn default() -> Self {
+        Self::with_builtins()
+    }
+}
+
+impl fmt::Debug for FlavorRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.flavors.keys()).finish()
+    }
+}

@@ -1,0 +1,154 @@
+//! Frames as JSON in MLflow's `dataframe_split` orientation: `{"columns": [..], "data": [[..], ..]}`.
+
+use polars::prelude::{AnyValue, Column, DataFrame, NamedFrom, Series, TimeUnit};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::signature::{ColumnType, Schema};
+
+/// Writes `frame` as a `dataframe_split` JSON object. Datetimes become ISO 8601 strings.
+///
+/// # Errors
+/// [`Error::Schema`] for a column whose type has no JSON form here (binary, nested types).
+pub fn frame_to_split_json(frame: &DataFrame) -> Result<Value> {
+    let columns: Vec<&Column> = frame.columns().iter().collect();
+    let mut data = Vec::with_capacity(frame.height());
+    for row in 0..frame.height() {
+        let values = columns.iter().map(|c| any_to_json(c.name().as_str(), c.get(row)?)).collect::<Result<Vec<_>>>()?;
+        data.push(Value::Array(values));
+    }
+    let names: Vec<&str> = columns.iter().map(|c| c.name().as_str()).collect();
+    Ok(json!({ "columns": names, "data": data }))
+}
+
+fn any_to_json(column: &str, value: AnyValue<'_>) -> Result<Value> {
+    Ok(match value {
+        AnyValue::Null => Value::Null,
+        AnyValue::Boolean(v) => Value::Bool(v),
+        AnyValue::Int32(v) => v.into(),
+        AnyValue::Int64(v) => v.into(),
+        AnyValue::UInt32(v) => v.into(),
+        AnyValue::UInt64(v) => v.into(),
+        AnyValue::Float32(v) => json_float(f64::from(v)),
+        AnyValue::Float64(v) => json_float(v),
+        AnyValue::String(v) => v.into(),
+        AnyValue::StringOwned(v) => v.as_str().into(),
+        AnyValue::Datetime(v, unit, _) | AnyValue::DatetimeOwned(v, unit, _) => {
+            let nanos = match unit {
+                TimeUnit::Nanoseconds => v,
+                TimeUnit::Microseconds => v.saturating_mul(1_000),
+                TimeUnit::Milliseconds => v.saturating_mul(1_000_000),
+            };
+            chrono::DateTime::from_timestamp_nanos(nanos).naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f").to_string().into()
+        }
+        other => {
+            return Err(Error::Schema {
+                column: column.to_owned(),
+                expected: "a scalar that JSON can carry".into(),
+                found: other.dtype().to_string(),
+            });
+        }
+    })
+}
+
+fn json_float(v: f64) -> Value {
+    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
+}
+
+/// Reads a `dataframe_split` JSON object into a frame typed by `schema`. Columns the schema
+/// does not know are kept with their JSON-inferred type where it is unambiguous (numbers as
+/// double, strings, booleans); schema columns are read with the schema's type.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a malformed document, [`Error::Schema`] naming a column
+/// whose values do not fit its type.
+pub fn split_json_to_frame(document: &Value, schema: &Schema) -> Result<DataFrame> {
+    let bad = |what: &str| Error::InvalidArgument(format!("dataframe_split document: {what}"));
+    let object: &Map<String, Value> = document.as_object().ok_or_else(|| bad("expected a JSON object"))?;
+    let names = object.get("columns").and_then(Value::as_array).ok_or_else(|| bad("missing `columns` array"))?;
+    let rows = object.get("data").and_then(Value::as_array).ok_or_else(|| bad("missing `data` array"))?;
+    let mut columns = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        let name = name.as_str().ok_or_else(|| bad("column names must be strings"))?;
+        let cells = rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                let row = row.as_array().ok_or_else(|| bad(&format!("row {r} is not an array")))?;
+                if row.len() != names.len() {
+                    return Err(bad(&format!("row {r} has {} values for {} columns", row.len(), names.len())));
+                }
+                Ok(&row[index])
+            })
+            .collect::<Result<Vec<&Value>>>()?;
+        let dtype = match schema.column(name) {
+            Some(spec) => spec.dtype,
+            None => infer_json_type(&cells),
+        };
+        columns.push(json_column(name, dtype, &cells)?);
+    }
+    Ok(DataFrame::new(rows.len(), columns)?)
+}
+
+fn infer_json_type(cells: &[&Value]) -> ColumnType {
+    let first = cells.iter().find(|v| !v.is_null());
+    match first {
+        Some(Value::Bool(_)) => ColumnType::Boolean,
+        Some(Value::Number(_)) if cells.iter().all(|v| v.is_null() || v.is_i64()) => ColumnType::Long,
+        Some(Value::Number(_)) => ColumnType::Double,
+        _ => ColumnType::String,
+    }
+}
+
+fn json_column(name: &str, dtype: ColumnType, cells: &[&Value]) -> Result<Column> {
+    let mismatch = |row: usize, value: &Value| Error::Schema {
+        column: name.to_owned(),
+        expected: dtype.to_string(),
+        found: format!("{value} in row {row}"),
+    };
+    fn collect<T>(
+        cells: &[&Value],
+        convert: impl Fn(&Value) -> Option<T>,
+        mismatch: impl Fn(usize, &Value) -> Error,
+    ) -> Result<Vec<Option<T>>> {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(row, v)| if v.is_null() { Ok(None) } else { convert(v).map(Some).ok_or_else(|| mismatch(row, v)) })
+            .collect()
+    }
+    let name = name.into();
+    let series = match dtype {
+        ColumnType::Boolean => Series::new(name, collect(cells, Value::as_bool, mismatch)?),
+        ColumnType::Integer => {
+            Series::new(name, collect(cells, |v| v.as_i64().and_then(|i| i32::try_from(i).ok()), mismatch)?)
+        }
+        ColumnType::Long => Series::new(name, collect(cells, Value::as_i64, mismatch)?),
+        ColumnType::Float => Series::new(name, collect(cells, |v| v.as_f64().map(|f| f as f32), mismatch)?),
+        ColumnType::Double => Series::new(name, collect(cells, Value::as_f64, mismatch)?),
+        ColumnType::String => Series::new(name, collect(cells, |v| v.as_str().map(str::to_owned), mismatch)?),
+        ColumnType::Datetime => {
+            let millis = collect(cells, parse_datetime_millis, mismatch)?;
+            Series::new(name, millis).cast(&ColumnType::Datetime.polars_dtype())?
+        }
+        ColumnType::Binary => {
+            return Err(Error::Schema {
+                column: name.to_string(),
+                expected: "a column JSON can carry".into(),
+                found: "binary".into(),
+            });
+        }
+    };
+    Ok(series.into())
+}
+
+fn parse_datetime_millis(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+            .ok()
+            .or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.naive_utc()))
+            .map(|d| d.and_utc().timestamp_millis()),
+        _ => None,
+    }
+}

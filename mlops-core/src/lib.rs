@@ -1,0 +1,65 @@
+//! # mlops-core
+//!
+//! The vocabulary and the model contract of mlops-rs:
+//!
+//! - [`ModelUri`]: `models:/name@alias`, `models:/name/3`, `models:/name/latest`,
+//!   `runs:/id/path`, with three-level names (`catalog.schema.model`).
+//! - [`Signature`]: input/output schemas and their enforcement on Polars frames, following
+//!   MLflow's rules (missing required columns are an error naming them, extra columns are
+//!   ignored, only safe widening casts).
+//! - [`Model`] (object-safe, `predict(&DataFrame) -> DataFrame`) and [`ModelWrapper`]
+//!   (preprocess, then predict on features).
+//! - [`preprocess`]: fitted, serializable one-hot encoding, standard scaling and a column
+//!   transformer that writes Polars columns straight into a feature matrix.
+//! - [`Package`] and [`FlavorRegistry`]: a model directory with a manifest recording every
+//!   file's sha256, loaded back into `Arc<dyn Model>`.
+//! - Built-in flavors: [`TabularModel`] classifiers (logistic regression) and regressors
+//!   (linear, elastic net), trained with linfa.
+//!
+//! ```
+//! use mlops_core::{FlavorRegistry, Model, Package, TabularClassifierParams};
+//! use polars::prelude::*;
+//!
+//! let train = df!(
+//!     "Product" => ["A", "B", "A", "B"],
+//!     "Amount" => [1.0, 9.0, 2.0, 8.0],
+//!     "Label" => [0, 1, 0, 1],
+//! )?;
+//! let model = TabularClassifierParams::new("Label").categorical(["Product"]).numeric(["Amount"]).check()?.fit(&train)?;
+//!
+//! let dir = tempfile::tempdir()?;
+//! model.package(Some(&train))?.save(dir.path())?;
+//! let loaded = FlavorRegistry::with_builtins().load(&Package::read_dir(dir.path())?)?;
+//! assert_eq!(loaded.predict(&train)?, model.predict(&train)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Errors
+//!
+//! Every fallible function returns [`Error`], whose variants name what is wrong: the column
+//! ([`Error::Schema`], [`Error::MissingColumns`]), the package file ([`Error::Checksum`]),
+//! the flavor ([`Error::UnknownFlavor`]), or the position in a URI ([`Error::InvalidUri`]).
+
+mod error;
+mod flavor;
+mod json_frame;
+mod model;
+mod package;
+pub mod preprocess;
+mod signature;
+mod uri;
+
+pub use error::{Error, Result};
+pub use flavor::{
+    FeatureColumns, Flavor, FlavorRegistry, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR,
+    TabularClassifierParams, TabularFlavor, TabularModel, TabularRegressorParams, TabularTask,
+    ValidTabularClassifierParams, ValidTabularRegressorParams,
+};
+pub use json_frame::{frame_to_split_json, split_json_to_frame};
+pub use model::{Model, ModelWrapper};
+pub use package::{
+    FORMAT_VERSION, INPUT_EXAMPLE_FILE, INPUT_EXAMPLE_ROWS, MANIFEST_FILE, Manifest, Package, PackageBuilder,
+    PackageFile, sha256_hex,
+};
+pub use signature::{ColSpec, ColumnType, ParamSpec, Schema, Signature};
+pub use uri::{ModelName, ModelUri, check_alias};

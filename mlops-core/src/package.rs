@@ -1,0 +1,327 @@
+//! Model packages: a directory (or a set of blobs) holding a manifest and flavor files, each
+//! file recorded with its sha256 so a corrupted or tampered package refuses to load.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use polars::prelude::DataFrame;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::json_frame::{frame_to_split_json, split_json_to_frame};
+use crate::signature::Signature;
+
+/// Name of the manifest file at the root of a package.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Name of the input example file, when a package has one.
+pub const INPUT_EXAMPLE_FILE: &str = "input_example.json";
+/// Version of the manifest format this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// At most this many rows of an input example are stored.
+pub const INPUT_EXAMPLE_ROWS: usize = 5;
+
+/// One file of a package, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageFile {
+    /// Relative path inside the package, `/`-separated.
+    pub path: String,
+    /// Lower-case hex sha256 of the file's bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What a package is: its flavor, signature, metadata and files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format_version: u32,
+    /// The flavor that loads the package.
+    pub flavor: String,
+    /// The model's signature.
+    pub signature: Signature,
+    /// Path of the input example file, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_example: Option<String>,
+    /// Free-form metadata (training parameters, feature names, ...).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Every file of the package other than the manifest.
+    pub files: Vec<PackageFile>,
+    /// When the package was built.
+    pub created_at: DateTime<Utc>,
+    /// Version of mlops-core that built it.
+    pub mlops_version: String,
+}
+
+/// A model package held in memory: a manifest and its verified files.
+///
+/// ```
+/// use mlops_core::{ColSpec, ColumnType, Package, Schema, Signature};
+///
+/// let signature = Signature::new(Schema::new(vec![ColSpec::new("x", ColumnType::Double)])?);
+/// let package = Package::builder("my_flavor", signature).file("weights.json", b"[1.0, 2.0]".to_vec())?.build()?;
+///
+/// let dir = tempfile::tempdir()?;
+/// package.save(dir.path())?;
+/// let loaded = Package::read_dir(dir.path())?;
+/// assert_eq!(loaded.file("weights.json")?.as_ref(), b"[1.0, 2.0]");
+///
+/// // A modified file is refused, naming the file.
+/// std::fs::write(dir.path().join("weights.json"), b"[9.0]")?;
+/// let err = Package::read_dir(dir.path()).unwrap_err();
+/// assert!(err.to_string().contains("`weights.json`"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Package {
+    manifest: Manifest,
+    files: BTreeMap<String, Bytes>,
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn check_relative_path(path: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::InvalidArgument(format!("package file path `{path}`: {why}")));
+    if path.is_empty() || path.starts_with('/') || path.contains('\\') {
+        return bad("must be a non-empty relative path with `/` separators");
+    }
+    if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return bad("must not contain empty, `.` or `..` parts");
+    }
+    if path == MANIFEST_FILE {
+        return bad("is reserved for the manifest");
+    }
+    Ok(())
+}
+
+impl Package {
+    /// Starts a package of `flavor` with `signature`.
+    pub fn builder(flavor: impl Into<String>, signature: Signature) -> PackageBuilder {
+        PackageBuilder {
+            flavor: flavor.into(),
+            signature,
+            metadata: BTreeMap::new(),
+            files: BTreeMap::new(),
+            input_example: None,
+        }
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The bytes of the file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPackage`] when the package has no such file.
+    pub fn file(&self, path: &str) -> Result<&Bytes> {
+        self.files.get(path).ok_or_else(|| Error::InvalidPackage(format!("package has no file `{path}`")))
+    }
+
+    /// Parses the JSON file at `path` as `T`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPackage`] for a missing file, [`Error::Json`] for malformed content.
+    pub fn json_file<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        serde_json::from_slice(self.file(path)?).map_err(|e| Error::json(format!("package file `{path}`"), e))
+    }
+
+    /// Every file other than the manifest, by path.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &Bytes)> {
+        self.files.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The manifest serialized as it is stored.
+    ///
+    /// # Errors
+    /// [`Error::Json`] if serialization fails.
+    pub fn manifest_bytes(&self) -> Result<Bytes> {
+        serde_json::to_vec_pretty(&self.manifest).map(Bytes::from).map_err(|e| Error::json("manifest", e))
+    }
+
+    /// A content address for the package: the sha256 of its manifest, which itself records
+    /// the sha256 of every file.
+    ///
+    /// # Errors
+    /// [`Error::Json`] if the manifest cannot be serialized.
+    pub fn digest(&self) -> Result<String> {
+        Ok(sha256_hex(&self.manifest_bytes()?))
+    }
+
+    /// The stored input example, typed by the signature.
+    ///
+    /// # Errors
+    /// [`Error::Json`] or [`Error::Schema`] when the stored example is malformed.
+    pub fn input_example(&self) -> Result<Option<DataFrame>> {
+        let Some(path) = &self.manifest.input_example else { return Ok(None) };
+        let document: serde_json::Value = self.json_file(path)?;
+        split_json_to_frame(&document, &self.manifest.signature.inputs).map(Some)
+    }
+
+    /// Builds a package from a stored manifest and the files it lists, verifying every
+    /// checksum. Files the manifest does not list are ignored.
+    ///
+    /// # Errors
+    /// [`Error::Json`] for an unreadable manifest, [`Error::InvalidPackage`] for a missing
+    /// file or an unsupported format version, [`Error::Checksum`] naming a corrupted file.
+    pub fn from_parts(manifest: &[u8], mut files: BTreeMap<String, Bytes>) -> Result<Self> {
+        let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| Error::json("package manifest", e))?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(Error::InvalidPackage(format!(
+                "manifest format version {} is not supported (this build reads version {FORMAT_VERSION})",
+                manifest.format_version
+            )));
+        }
+        let mut verified = BTreeMap::new();
+        for entry in &manifest.files {
+            check_relative_path(&entry.path)?;
+            let bytes = files.remove(&entry.path).ok_or_else(|| {
+                Error::InvalidPackage(format!("file `{}` listed in the manifest is missing", entry.path))
+            })?;
+            let found = sha256_hex(&bytes);
+            if found != entry.sha256 {
+                return Err(Error::Checksum { path: entry.path.clone(), expected: entry.sha256.clone(), found });
+            }
+            verified.insert(entry.path.clone(), bytes);
+        }
+        Ok(Self { manifest, files: verified })
+    }
+
+    /// Reads and verifies a package directory.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming an unreadable file, and the errors of [`Package::from_parts`].
+    pub fn read_dir(dir: &Path) -> Result<Self> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest =
+            fs::read(&manifest_path).map_err(|e| Error::io("reading package manifest", &manifest_path, e))?;
+        let listed: Manifest =
+            serde_json::from_slice(&manifest).map_err(|e| Error::json(format!("{}", manifest_path.display()), e))?;
+        let mut files = BTreeMap::new();
+        for entry in &listed.files {
+            check_relative_path(&entry.path)?;
+            let path = dir.join(&entry.path);
+            let bytes = fs::read(&path).map_err(|e| Error::io("reading package file", &path, e))?;
+            files.insert(entry.path.clone(), Bytes::from(bytes));
+        }
+        Self::from_parts(&manifest, files)
+    }
+
+    /// Writes the package into `dir` (created if absent). Files are written first and the
+    /// manifest last, through a rename, so a crash never leaves a directory that looks like a
+    /// complete package.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `dir` already holds a package, [`Error::Io`] naming the
+    /// path that could not be written.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        if manifest_path.exists() {
+            return Err(Error::InvalidArgument(format!("`{}` already holds a model package", dir.display())));
+        }
+        for (relative, bytes) in &self.files {
+            let path = dir.join(relative);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(|e| Error::io("creating directory", parent, e))?;
+            }
+            fs::write(&path, bytes).map_err(|e| Error::io("writing package file", &path, e))?;
+        }
+        fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+        let staging = dir.join(format!(".{MANIFEST_FILE}.partial"));
+        fs::write(&staging, self.manifest_bytes()?).map_err(|e| Error::io("writing package manifest", &staging, e))?;
+        fs::rename(&staging, &manifest_path).map_err(|e| Error::io("publishing package manifest", &manifest_path, e))
+    }
+}
+
+/// Collects the files and metadata of a new [`Package`].
+#[derive(Debug)]
+pub struct PackageBuilder {
+    flavor: String,
+    signature: Signature,
+    metadata: BTreeMap<String, serde_json::Value>,
+    files: BTreeMap<String, Bytes>,
+    input_example: Option<serde_json::Value>,
+}
+
+impl PackageBuilder {
+    /// Adds a file.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a path that is absolute, escapes the package, or is
+    /// the manifest's.
+    pub fn file(mut self, path: impl Into<String>, bytes: impl Into<Bytes>) -> Result<Self> {
+        let path = path.into();
+        check_relative_path(&path)?;
+        self.files.insert(path, bytes.into());
+        Ok(self)
+    }
+
+    /// Adds `value` serialized as pretty JSON.
+    ///
+    /// # Errors
+    /// As [`file`](Self::file), and [`Error::Json`] if serialization fails.
+    pub fn json_file<T: Serialize>(self, path: impl Into<String>, value: &T) -> Result<Self> {
+        let path = path.into();
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::json(format!("package file `{path}`"), e))?;
+        self.file(path, bytes)
+    }
+
+    /// Sets a metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Stores the first rows of `frame` (its signature columns) as the input example.
+    ///
+    /// # Errors
+    /// Schema errors when `frame` does not satisfy the signature.
+    pub fn input_example(mut self, frame: &DataFrame) -> Result<Self> {
+        let example = self.signature.enforce(&frame.head(Some(INPUT_EXAMPLE_ROWS)))?;
+        self.input_example = Some(frame_to_split_json(&example)?);
+        Ok(self)
+    }
+
+    /// Computes checksums and produces the package.
+    ///
+    /// # Errors
+    /// [`Error::Json`] if the input example cannot be serialized.
+    pub fn build(mut self) -> Result<Package> {
+        let input_example = match self.input_example.take() {
+            Some(example) => {
+                self = self.json_file(INPUT_EXAMPLE_FILE, &example)?;
+                Some(INPUT_EXAMPLE_FILE.to_owned())
+            }
+            None => None,
+        };
+        let files = self
+            .files
+            .iter()
+            .map(|(path, bytes)| PackageFile {
+                path: path.clone(),
+                sha256: sha256_hex(bytes),
+                size: bytes.len() as u64,
+            })
+            .collect();
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            flavor: self.flavor,
+            signature: self.signature,
+            input_example,
+            metadata: self.metadata,
+            files,
+            created_at: Utc::now(),
+            mlops_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        Ok(Package { manifest, files: self.files })
+    }
+}

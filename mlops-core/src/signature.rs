@@ -1,0 +1,371 @@
+//! Input/output schemas and their enforcement on frames, following MLflow's rules.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use polars::prelude::{Column, DataFrame, DataType, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A column type, named as in MLflow's signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    /// `bool`
+    Boolean,
+    /// 32-bit signed integer.
+    Integer,
+    /// 64-bit signed integer.
+    Long,
+    /// 32-bit float.
+    Float,
+    /// 64-bit float.
+    Double,
+    /// UTF-8 string.
+    String,
+    /// Raw bytes.
+    Binary,
+    /// Timestamp (any precision, no time zone conversion).
+    Datetime,
+}
+
+impl ColumnType {
+    /// The Polars type a column of this type has after enforcement.
+    pub fn polars_dtype(self) -> DataType {
+        match self {
+            Self::Boolean => DataType::Boolean,
+            Self::Integer => DataType::Int32,
+            Self::Long => DataType::Int64,
+            Self::Float => DataType::Float32,
+            Self::Double => DataType::Float64,
+            Self::String => DataType::String,
+            Self::Binary => DataType::Binary,
+            Self::Datetime => DataType::Datetime(TimeUnit::Milliseconds, None),
+        }
+    }
+
+    /// The column type for a Polars type, if the signature vocabulary has one.
+    pub fn from_polars(dtype: &DataType) -> Option<Self> {
+        Some(match dtype {
+            DataType::Boolean => Self::Boolean,
+            DataType::Int32 => Self::Integer,
+            DataType::Int64 | DataType::UInt32 => Self::Long,
+            DataType::Float32 => Self::Float,
+            DataType::Float64 => Self::Double,
+            DataType::String => Self::String,
+            DataType::Binary => Self::Binary,
+            DataType::Datetime(_, _) => Self::Datetime,
+            _ => return None,
+        })
+    }
+
+    /// Whether a column of Polars type `found` may be used where this type is expected.
+    /// Returns the cast to apply, `None` for "as is", or an error string for "incompatible".
+    ///
+    /// Mirrors MLflow: the same kind and no narrower; unsigned into a strictly wider signed
+    /// integer; 32-bit integers into double; f32 into double. Nothing that can lose
+    /// information or reinterpret text.
+    fn accepts(self, found: &DataType) -> Acceptance {
+        use DataType as D;
+        match (self, found) {
+            (Self::Datetime, D::Datetime(_, _)) => Acceptance::AsIs,
+            (_, found) if *found == self.polars_dtype() => Acceptance::AsIs,
+            (Self::Long, D::Int32 | D::UInt32) | (Self::Double, D::Int32 | D::UInt32 | D::Float32) => Acceptance::Cast,
+            _ => Acceptance::Incompatible,
+        }
+    }
+}
+
+enum Acceptance {
+    AsIs,
+    Cast,
+    Incompatible,
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Boolean => "boolean",
+            Self::Integer => "integer",
+            Self::Long => "long",
+            Self::Float => "float",
+            Self::Double => "double",
+            Self::String => "string",
+            Self::Binary => "binary",
+            Self::Datetime => "datetime",
+        };
+        f.write_str(name)
+    }
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One column of a schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColSpec {
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    #[serde(rename = "type")]
+    pub dtype: ColumnType,
+    /// A required column must be present; an optional one may be absent.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub required: bool,
+    /// Whether the column may hold nulls.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nullable: bool,
+}
+
+impl ColSpec {
+    /// A required, non-nullable column.
+    pub fn new(name: impl Into<String>, dtype: ColumnType) -> Self {
+        Self { name: name.into(), dtype, required: true, nullable: false }
+    }
+
+    /// Marks the column optional: it may be absent from the input.
+    pub fn optional(mut self) -> Self {
+        self.required = false;
+        self
+    }
+
+    /// Allows nulls in the column.
+    pub fn nullable(mut self) -> Self {
+        self.nullable = true;
+        self
+    }
+}
+
+/// An ordered list of column specs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Schema {
+    columns: Vec<ColSpec>,
+}
+
+impl Schema {
+    /// A schema of the given columns.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a column name repeats.
+    pub fn new(columns: Vec<ColSpec>) -> Result<Self> {
+        for (i, c) in columns.iter().enumerate() {
+            if columns[..i].iter().any(|o| o.name == c.name) {
+                return Err(Error::InvalidArgument(format!("column `{}` appears twice in the schema", c.name)));
+            }
+        }
+        Ok(Self { columns })
+    }
+
+    /// The columns, in order.
+    pub fn columns(&self) -> &[ColSpec] {
+        &self.columns
+    }
+
+    /// The column called `name`.
+    pub fn column(&self, name: &str) -> Option<&ColSpec> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Infers a schema from a frame: every column, required, nullable where it holds nulls.
+    ///
+    /// # Errors
+    /// [`Error::Schema`] for a column whose Polars type has no signature type.
+    pub fn infer(frame: &DataFrame) -> Result<Self> {
+        let columns = frame
+            .columns()
+            .iter()
+            .map(|c| {
+                let dtype = ColumnType::from_polars(c.dtype()).ok_or_else(|| Error::Schema {
+                    column: c.name().to_string(),
+                    expected: "a type a signature can describe (boolean, integer, long, float, double, string, binary, datetime)".into(),
+                    found: c.dtype().to_string(),
+                })?;
+                Ok(ColSpec { name: c.name().to_string(), dtype, required: true, nullable: c.null_count() > 0 })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { columns })
+    }
+
+    /// Checks `frame` against the schema and returns a frame with exactly the schema's present
+    /// columns, in schema order, with safe widening casts applied.
+    ///
+    /// Rules (MLflow's): all missing required columns are reported together; extra columns are
+    /// ignored; column order does not matter; integers widen to wider integers or double, float
+    /// widens to double; anything else is an error, as is a null in a non-nullable column.
+    ///
+    /// # Errors
+    /// [`Error::MissingColumns`] listing every absent required column, or [`Error::Schema`]
+    /// naming the first column whose type or nulls do not fit.
+    pub fn enforce(&self, frame: &DataFrame) -> Result<DataFrame> {
+        let missing: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|spec| spec.required && frame.column(&spec.name).is_err())
+            .map(|spec| spec.name.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::MissingColumns { columns: missing });
+        }
+        let mut out: Vec<Column> = Vec::with_capacity(self.columns.len());
+        for spec in &self.columns {
+            let Ok(column) = frame.column(&spec.name) else { continue };
+            let column = match spec.dtype.accepts(column.dtype()) {
+                Acceptance::AsIs => column.clone(),
+                Acceptance::Cast => column.strict_cast(&spec.dtype.polars_dtype())?,
+                Acceptance::Incompatible => {
+                    return Err(Error::Schema {
+                        column: spec.name.clone(),
+                        expected: spec.dtype.to_string(),
+                        found: column.dtype().to_string(),
+                    });
+                }
+            };
+            if !spec.nullable {
+                let nulls = column.null_count();
+                if nulls > 0 {
+                    return Err(Error::Schema {
+                        column: spec.name.clone(),
+                        expected: format!("non-null {}", spec.dtype),
+                        found: format!("{nulls} null value{}", if nulls == 1 { "" } else { "s" }),
+                    });
+                }
+            }
+            out.push(column);
+        }
+        Ok(DataFrame::new(frame.height(), out)?)
+    }
+}
+
+/// A named inference parameter with a type and a default, as in MLflow's `ParamSchema`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    /// Parameter name.
+    pub name: String,
+    /// Parameter type (scalar).
+    #[serde(rename = "type")]
+    pub dtype: ColumnType,
+    /// Value used when a call does not set the parameter.
+    pub default: serde_json::Value,
+}
+
+/// What a model takes and returns.
+///
+/// ```
+/// use mlops_core::{ColSpec, ColumnType, Schema, Signature};
+/// use polars::prelude::*;
+///
+/// let signature = Signature::new(Schema::new(vec![
+///     ColSpec::new("Product", ColumnType::String),
+///     ColSpec::new("Amount", ColumnType::Double),
+/// ])?);
+/// // Columns in any order, an extra column, and an i32 column that widens to double.
+/// let frame = df!("Amount" => [12i32, 40], "note" => ["a", "b"], "Product" => ["Product A", "Product C"])?;
+/// let enforced = signature.enforce(&frame)?;
+/// assert_eq!(enforced.get_column_names(), ["Product", "Amount"]);
+/// assert_eq!(enforced.column("Amount")?.dtype(), &DataType::Float64);
+///
+/// let err = signature.enforce(&df!("Amount" => [1.0])?).unwrap_err();
+/// assert_eq!(err.to_string(), "missing required columns: Product");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    /// Input columns.
+    pub inputs: Schema,
+    /// Output columns.
+    #[serde(default)]
+    pub outputs: Schema,
+    /// Inference parameters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<ParamSpec>,
+}
+
+impl Signature {
+    /// A signature with the given inputs and no declared outputs or parameters.
+    pub fn new(inputs: Schema) -> Self {
+        Self { inputs, outputs: Schema::default(), params: Vec::new() }
+    }
+
+    /// Sets the output schema.
+    pub fn with_outputs(mut self, outputs: Schema) -> Self {
+        self.outputs = outputs;
+        self
+    }
+
+    /// Adds an inference parameter.
+    pub fn with_param(mut self, param: ParamSpec) -> Self {
+        self.params.push(param);
+        self
+    }
+
+    /// Infers inputs from `inputs` and, when given, outputs from `outputs`.
+    ///
+    /// # Errors
+    /// As [`Schema::infer`].
+    pub fn infer(inputs: &DataFrame, outputs: Option<&DataFrame>) -> Result<Self> {
+        Ok(Self {
+            inputs: Schema::infer(inputs)?,
+            outputs: outputs.map(Schema::infer).transpose()?.unwrap_or_default(),
+            params: Vec::new(),
+        })
+    }
+
+    /// Enforces the input schema on `frame`; see [`Schema::enforce`].
+    ///
+    /// # Errors
+    /// As [`Schema::enforce`].
+    pub fn enforce(&self, frame: &DataFrame) -> Result<DataFrame> {
+        self.inputs.enforce(frame)
+    }
+
+    /// Fills unset parameters with their defaults and checks the types of those given.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming an unknown parameter or one whose value has the
+    /// wrong type.
+    pub fn resolve_params(
+        &self,
+        given: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<BTreeMap<String, serde_json::Value>> {
+        if let Some(unknown) = given.keys().find(|k| !self.params.iter().any(|p| &p.name == *k)) {
+            return Err(Error::InvalidArgument(format!("unknown parameter `{unknown}`")));
+        }
+        self.params
+            .iter()
+            .map(|spec| {
+                let value = given.get(&spec.name).unwrap_or(&spec.default);
+                if !json_matches(spec.dtype, value) {
+                    return Err(Error::InvalidArgument(format!(
+                        "parameter `{}` must be {}, got {value}",
+                        spec.name, spec.dtype
+                    )));
+                }
+                Ok((spec.name.clone(), value.clone()))
+            })
+            .collect()
+    }
+}
+
+fn json_matches(dtype: ColumnType, value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (dtype, value) {
+        (_, Value::Null) => true,
+        (ColumnType::Boolean, Value::Bool(_)) => true,
+        (ColumnType::Integer, Value::Number(n)) => n.as_i64().is_some_and(|v| i32::try_from(v).is_ok()),
+        (ColumnType::Long, Value::Number(n)) => n.as_i64().is_some(),
+        (ColumnType::Float | ColumnType::Double, Value::Number(_)) => true,
+        (ColumnType::String | ColumnType::Datetime | ColumnType::Binary, Value::String(_)) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,171 @@
+use std::sync::Arc;
+
+use mlops_core::{
+    ColSpec, ColumnType, Error, Flavor, FlavorRegistry, MANIFEST_FILE, Model, Package, Schema, Signature,
+    TabularClassifierParams,
+};
+use polars::prelude::*;
+
+fn signature() -> Signature {
+    Signature::new(
+        Schema::new(vec![
+            ColSpec::new("Product", ColumnType::String),
+            ColSpec::new("Amount", ColumnType::Double),
+            ColSpec::new("when", ColumnType::Datetime),
+        ])
+        .unwrap(),
+    )
+}
+
+#[test]
+fn a_package_saves_and_reads_back_with_every_checksum_recorded() {
+    let example = df!(
+        "Product" => ["Product A", "Product B"],
+        "Amount" => [10.5, 20.0],
+        "when" => [1_700_000_000_000i64, 1_700_000_000_001],
+        "ignored" => [1, 2],
+    )
+    .unwrap()
+    .lazy()
+    .with_column(col("when").cast(DataType::Datetime(TimeUnit::Milliseconds, None)))
+    .collect()
+    .unwrap();
+    let package = Package::builder("my_flavor", signature())
+        .file("weights/w.bin", vec![1u8, 2, 3])
+        .unwrap()
+        .metadata("trained_by", "tests")
+        .input_example(&example)
+        .unwrap()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    package.save(dir.path()).unwrap();
+    let loaded = Package::read_dir(dir.path()).unwrap();
+    assert_eq!(loaded.manifest(), package.manifest());
+    assert_eq!(loaded.digest().unwrap(), package.digest().unwrap());
+    assert_eq!(loaded.file("weights/w.bin").unwrap().as_ref(), [1, 2, 3]);
+    let manifest = loaded.manifest();
+    assert_eq!(manifest.flavor, "my_flavor");
+    assert_eq!(manifest.metadata["trained_by"], "tests");
+    let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["input_example.json", "weights/w.bin"]);
+    assert_eq!(
+        manifest.files[1].sha256,
+        "039058c6f2c0cb492c533b0a4d14ef77cc0f78abccced5287d84a1a2011cfb81" // sha256 of [1, 2, 3]
+    );
+    // The input example keeps the signature's columns and types.
+    let back = loaded.input_example().unwrap().unwrap();
+    assert_eq!(back.get_column_names(), ["Product", "Amount", "when"]);
+    assert!(back.equals(&signature().enforce(&example).unwrap()));
+    // Saving over a package is refused rather than mixing two.
+    assert!(matches!(package.save(dir.path()), Err(Error::InvalidArgument(m)) if m.contains("already holds")));
+}
+
+#[test]
+fn a_tampered_or_incomplete_package_is_refused_naming_the_file() {
+    let package = Package::builder("f", signature()).file("model.json", b"{}".to_vec()).unwrap().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    package.save(dir.path()).unwrap();
+
+    std::fs::write(dir.path().join("model.json"), b"{ }").unwrap();
+    match Package::read_dir(dir.path()) {
+        Err(Error::Checksum { path, .. }) => assert_eq!(path, "model.json"),
+        other => panic!("expected Checksum, got {other:?}"),
+    }
+    std::fs::remove_file(dir.path().join("model.json")).unwrap();
+    match Package::read_dir(dir.path()) {
+        Err(Error::Io { path, .. }) => assert!(path.ends_with("model.json")),
+        other => panic!("expected Io naming the file, got {other:?}"),
+    }
+    std::fs::remove_file(dir.path().join(MANIFEST_FILE)).unwrap();
+    assert!(matches!(Package::read_dir(dir.path()), Err(Error::Io { path, .. }) if path.ends_with(MANIFEST_FILE)));
+
+    let manifest = package.manifest_bytes().unwrap();
+    let err = Package::from_parts(&manifest, Default::default()).unwrap_err();
+    assert!(err.to_string().contains("`model.json` listed in the manifest is missing"), "{err}");
+}
+
+#[test]
+fn paths_cannot_escape_the_package() {
+    for bad in ["../x", "/etc/passwd", "a//b", "manifest.json", "", "a/./b"] {
+        assert!(Package::builder("f", signature()).file(bad, vec![]).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn unknown_flavors_are_named() {
+    let package = Package::builder("sklearn", signature()).build().unwrap();
+    match FlavorRegistry::with_builtins().load(&package) {
+        Err(Error::UnknownFlavor { flavor, known }) => {
+            assert_eq!(flavor, "sklearn");
+            assert_eq!(known, ["tabular_classifier", "tabular_regressor"]);
+        }
+        Err(other) => panic!("expected UnknownFlavor, got {other}"),
+        Ok(_) => panic!("loaded an unknown flavor"),
+    }
+}
+
+/// A flavor registered by an application is used for its packages.
+struct ConstantFlavor;
+
+struct Constant(Signature);
+
+impl Model for Constant {
+    fn signature(&self) -> &Signature {
+        &self.0
+    }
+    fn predict(&self, input: &DataFrame) -> mlops_core::Result<DataFrame> {
+        Ok(df!("prediction" => vec![1.0; input.height()])?)
+    }
+}
+
+impl Flavor for ConstantFlavor {
+    fn name(&self) -> &str {
+        "constant"
+    }
+    fn load(&self, package: &Package) -> mlops_core::Result<Arc<dyn Model>> {
+        Ok(Arc::new(Constant(package.manifest().signature.clone())))
+    }
+}
+
+#[test]
+fn applications_register_their_own_flavors() {
+    let mut flavors = FlavorRegistry::empty();
+    flavors.register(Arc::new(ConstantFlavor));
+    let model = flavors.load(&Package::builder("constant", signature()).build().unwrap()).unwrap();
+    assert_eq!(model.predict(&df!("x" => [1, 2, 3]).unwrap()).unwrap().height(), 3);
+}
+
+#[test]
+fn a_packaged_model_loads_into_the_same_predictions() {
+    let train = df!(
+        "Product" => ["A", "B", "A", "B", "C", "C"],
+        "Amount" => [1.0, 9.0, 2.0, 8.0, 5.0, 4.0],
+        "Label" => [0, 1, 0, 1, 1, 0],
+    )
+    .unwrap();
+    let model = TabularClassifierParams::new("Label")
+        .categorical(["Product"])
+        .numeric(["Amount"])
+        .check()
+        .unwrap()
+        .fit(&train)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    model.package(Some(&train)).unwrap().save(dir.path()).unwrap();
+    let loaded = FlavorRegistry::default().load(&Package::read_dir(dir.path()).unwrap()).unwrap();
+    assert_eq!(loaded.signature(), Model::signature(&model));
+    assert!(loaded.predict(&train).unwrap().equals(&model.predict(&train).unwrap()));
+
+    // A flavor file the flavor cannot read is an error, not a panic.
+    let broken = Package::builder("tabular_classifier", Model::signature(&model).clone())
+        .file("preprocessor.json", b"not json".to_vec())
+        .unwrap()
+        .file("model.json", b"{}".to_vec())
+        .unwrap()
+        .build()
+        .unwrap();
+    assert!(
+        matches!(FlavorRegistry::default().load(&broken), Err(Error::Json { what, .. }) if what.contains("preprocessor.json"))
+    );
+}

@@ -1,0 +1,224 @@
+//! Batch scoring of frames and Parquet files.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use mlops_core::{FlavorRegistry, Model, ModelUri};
+use mlops_registry::{LoadedModel, Registry, RegistryExt};
+use polars::prelude::{
+    Column, DataFrame, DataType, LazyFrame, ParquetReader, ParquetWriter, PlSmallStr, Scalar, SerReader, TimeUnit,
+};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Column holding the model's prediction.
+pub const PREDICTION: &str = "prediction";
+/// Column holding the registered model's name.
+pub const MODEL_NAME: &str = "model_name";
+/// Column holding the model version that scored the row.
+pub const MODEL_VERSION: &str = "model_version";
+/// Column holding when the row was scored (UTC, milliseconds).
+pub const SCORED_AT: &str = "scored_at";
+
+/// Rows per chunk unless set otherwise: large enough to amortize per-chunk work, small
+/// enough that a chunk's feature matrix stays in the last-level cache's neighbourhood.
+pub const DEFAULT_CHUNK_ROWS: usize = 64 * 1024;
+
+/// Scores frames with one model version, in parallel chunks.
+///
+/// Output = every input column + the model's output columns (`prediction`) +
+/// `model_name` + `model_version` + `scored_at`.
+///
+/// ```
+/// use mlops_core::TabularClassifierParams;
+/// use mlops_infer::BatchScorer;
+/// use polars::prelude::*;
+/// use std::sync::Arc;
+///
+/// let train = df!("Amount" => [1.0, 9.0, 2.0, 8.0], "Label" => [0, 1, 0, 1])?;
+/// let model = TabularClassifierParams::new("Label").numeric(["Amount"]).check()?.fit(&train)?;
+/// let scorer = BatchScorer::new("transactions", 1, Arc::new(model));
+///
+/// let scored = scorer.score(&df!("id" => [7, 8], "Amount" => [1.5, 8.5])?)?;
+/// assert_eq!(scored.get_column_names(), ["id", "Amount", "prediction", "model_name", "model_version", "scored_at"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct BatchScorer {
+    model_name: String,
+    version: u64,
+    model: Arc<dyn Model>,
+    chunk_rows: usize,
+}
+
+impl std::fmt::Debug for BatchScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchScorer")
+            .field("model_name", &self.model_name)
+            .field("version", &self.version)
+            .field("chunk_rows", &self.chunk_rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<LoadedModel> for BatchScorer {
+    fn from(loaded: LoadedModel) -> Self {
+        Self::new(loaded.version.name.as_str(), loaded.version.version, loaded.model)
+    }
+}
+
+impl BatchScorer {
+    /// A scorer for `model`, recorded in the output as `model_name` version `version`.
+    pub fn new(model_name: impl Into<String>, version: u64, model: Arc<dyn Model>) -> Self {
+        Self { model_name: model_name.into(), version, model, chunk_rows: DEFAULT_CHUNK_ROWS }
+    }
+
+    /// Resolves `uri` in `registry` and loads the model it designates.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] naming the unknown model, version or alias, or the corrupted
+    /// package.
+    pub async fn load(registry: &dyn Registry, uri: &ModelUri, flavors: &FlavorRegistry) -> Result<Self> {
+        Ok(registry.load_model(uri, flavors).await?.into())
+    }
+
+    /// Sets the rows per chunk.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for 0.
+    pub fn chunk_rows(mut self, rows: usize) -> Result<Self> {
+        if rows == 0 {
+            return Err(Error::InvalidArgument("chunk_rows must be at least 1".into()));
+        }
+        self.chunk_rows = rows;
+        Ok(self)
+    }
+
+    /// The model name written to `model_name`.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    /// The version written to `model_version`.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Scores `frame`, chunk by chunk in parallel.
+    ///
+    /// # Errors
+    /// [`Error::Core`] with the schema error naming the column when the input breaks the
+    /// model's signature; [`Error::InvalidArgument`] when the input already has an output
+    /// column; [`Error::ModelContract`] when the model returns the wrong number of rows.
+    pub fn score(&self, frame: &DataFrame) -> Result<DataFrame> {
+        // Check the whole frame once up front, so a bad column is reported by name before
+        // any work and regardless of which chunk would have met it first.
+        self.model.signature().enforce(&frame.head(Some(0)))?;
+        let height = frame.height();
+        let offsets: Vec<usize> = (0..height).step_by(self.chunk_rows).collect();
+        let predictions: Vec<DataFrame> = offsets
+            .par_iter()
+            .map(|&offset| {
+                let chunk = frame.slice(offset as i64, self.chunk_rows);
+                let predicted = self.model.predict(&chunk)?;
+                if predicted.height() != chunk.height() {
+                    return Err(self.contract(format!(
+                        "returned {} rows for {} input rows",
+                        predicted.height(),
+                        chunk.height()
+                    )));
+                }
+                Ok(predicted)
+            })
+            .collect::<Result<_>>()?;
+        let mut outputs = match predictions.split_first() {
+            Some((first, rest)) => {
+                let mut all = first.clone();
+                for part in rest {
+                    all.vstack_mut(part)?;
+                }
+                all
+            }
+            None => self.model.predict(frame)?,
+        };
+        outputs.rechunk_mut();
+        self.assemble(frame, outputs)
+    }
+
+    /// Collects `frame` and scores it.
+    ///
+    /// # Errors
+    /// As [`score`](Self::score), and [`Error::Polars`] when the query fails.
+    pub fn score_lazy(&self, frame: LazyFrame) -> Result<DataFrame> {
+        self.score(&frame.collect()?)
+    }
+
+    /// Reads a Parquet file and scores it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file, and as [`score`](Self::score).
+    pub fn score_parquet(&self, path: &Path) -> Result<DataFrame> {
+        self.score(&read_parquet(path)?)
+    }
+
+    fn contract(&self, problem: String) -> Error {
+        Error::ModelContract { model: self.model_name.clone(), version: self.version, problem }
+    }
+
+    fn assemble(&self, input: &DataFrame, outputs: DataFrame) -> Result<DataFrame> {
+        let height = input.height();
+        let bookkeeping = [MODEL_NAME, MODEL_VERSION, SCORED_AT];
+        for name in outputs.get_column_names().into_iter().map(PlSmallStr::as_str).chain(bookkeeping) {
+            if input.column(name).is_ok() {
+                return Err(Error::InvalidArgument(format!(
+                    "input already has a column `{name}`, which scoring writes; rename or drop it"
+                )));
+            }
+        }
+        if outputs.column(PREDICTION).is_err() {
+            return Err(self.contract(format!("returned no `{PREDICTION}` column")));
+        }
+        let scored_at = chrono::Utc::now().timestamp_millis();
+        let mut columns: Vec<Column> = input.columns().to_vec();
+        columns.extend(outputs.columns().iter().cloned());
+        columns.push(Column::new_scalar(
+            MODEL_NAME.into(),
+            Scalar::from(PlSmallStr::from(self.model_name.as_str())),
+            height,
+        ));
+        columns.push(Column::new_scalar(MODEL_VERSION.into(), Scalar::from(self.version as i64), height));
+        let stamp = Column::new_scalar(SCORED_AT.into(), Scalar::from(scored_at), height)
+            .cast(&DataType::Datetime(TimeUnit::Milliseconds, Some(polars::prelude::TimeZone::UTC)))?;
+        columns.push(stamp);
+        Ok(DataFrame::new(height, columns)?)
+    }
+}
+
+/// Reads a Parquet file into a frame.
+///
+/// # Errors
+/// [`Error::Io`] naming the file when it cannot be opened, [`Error::Polars`] when it is not
+/// valid Parquet.
+pub fn read_parquet(path: &Path) -> Result<DataFrame> {
+    let file = File::open(path).map_err(|source| Error::Io { operation: "opening", path: path.into(), source })?;
+    Ok(ParquetReader::new(file).finish()?)
+}
+
+/// Writes `frame` to a Parquet file atomically: into a temporary file beside it, then
+/// renamed, so readers never see half a file.
+///
+/// # Errors
+/// [`Error::Io`] naming the file, [`Error::Polars`] when encoding fails.
+pub fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<()> {
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staging = path.with_file_name(format!(".{file_name}.partial"));
+    let io = |operation, source| Error::Io { operation, path: path.into(), source };
+    let file = File::create(&staging).map_err(|e| io("creating", e))?;
+    if let Err(e) = ParquetWriter::new(file).finish(frame) {
+        let _ = std::fs::remove_file(&staging);
+        return Err(e.into());
+    }
+    std::fs::rename(&staging, path).map_err(|e| io("renaming into place", e))
+}

@@ -1,0 +1,40 @@
+/// Everything that can go wrong while scoring.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A model-level error: schema violations name the column.
+    #[error(transparent)]
+    Core(#[from] mlops_core::Error),
+    /// Resolving or loading the model failed.
+    #[error(transparent)]
+    Registry(#[from] mlops_registry::Error),
+    /// An argument is out of range, or the input clashes with an output column.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A model broke the [`Model`](mlops_core::Model) contract.
+    #[error("model `{model}` version {version}: {problem}")]
+    ModelContract {
+        /// Model name.
+        model: String,
+        /// Model version.
+        version: u64,
+        /// What it did wrong.
+        problem: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{operation} `{}`: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Polars failed while reading, combining or writing frames.
+    #[error(transparent)]
+    Polars(#[from] polars::error::PolarsError),
+}
+
+/// `Result` with [`enum@Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

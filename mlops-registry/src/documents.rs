@@ -1,0 +1,110 @@
+//! Documents kept as append-only revisions on an object store.
+//!
+//! A document lives under a prefix as `<prefix>/<revision>.json`, revision 1, 2, 3, ...
+//! zero-padded so that lexical order is numeric order. The current state is the highest
+//! revision. An update writes revision `n + 1` with a create-only put: when two writers race,
+//! exactly one create succeeds and the other re-reads and re-applies its change. This needs
+//! only `PutMode::Create`, which every object store supports (local directories included,
+//! which cannot do `PutMode::Update`), and it keeps every past state for history.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+const REVISION_DIGITS: usize = 20;
+
+/// A revision of a document, and the document.
+#[derive(Debug, Clone)]
+pub(crate) struct Revision<T> {
+    pub(crate) number: u64,
+    pub(crate) document: T,
+}
+
+/// Reads and writes revisioned documents on `store`.
+#[derive(Debug, Clone)]
+pub(crate) struct Documents {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Documents {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    fn revision_path(prefix: &Path, number: u64) -> Path {
+        prefix.clone().join(format!("{number:0REVISION_DIGITS$}.json"))
+    }
+
+    /// The highest revision number under `prefix`, if any.
+    async fn latest_number(&self, prefix: &Path) -> Result<Option<u64>> {
+        let listing: Vec<_> = self
+            .store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend(format!("listing `{prefix}`"), e))?;
+        Ok(listing.iter().filter_map(|meta| meta.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok()).max())
+    }
+
+    /// The current revision of the document under `prefix`, `None` if it was never created.
+    pub(crate) async fn latest<T: DeserializeOwned>(&self, prefix: &Path) -> Result<Option<Revision<T>>> {
+        let Some(number) = self.latest_number(prefix).await? else { return Ok(None) };
+        let path = Self::revision_path(prefix, number);
+        let bytes = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| Error::backend(format!("reading `{path}`"), e))?
+            .bytes()
+            .await
+            .map_err(|e| Error::backend(format!("reading `{path}`"), e))?;
+        let document = serde_json::from_slice(&bytes).map_err(|e| Error::backend(format!("parsing `{path}`"), e))?;
+        Ok(Some(Revision { number, document }))
+    }
+
+    /// Writes revision `number`; `Ok(false)` when another writer holds it already.
+    pub(crate) async fn create<T: Serialize>(&self, prefix: &Path, number: u64, document: &T) -> Result<bool> {
+        let path = Self::revision_path(prefix, number);
+        let bytes = serde_json::to_vec_pretty(document).map_err(|e| Error::backend(format!("encoding `{path}`"), e))?;
+        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        match self.store.put_opts(&path, PutPayload::from(bytes), options).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => Err(Error::NotImplemented {
+                backend: "object store",
+                operation: format!("create-only writes on {}", self.store),
+            }),
+            Err(e) => Err(Error::backend(format!("writing `{path}`"), e)),
+        }
+    }
+
+    /// Applies `change` to the current revision and writes the result as the next one,
+    /// retrying on lost races until it lands or `change` refuses. Returns the new document
+    /// and what `change` returned.
+    pub(crate) async fn update<T, R, F>(
+        &self,
+        prefix: &Path,
+        missing: impl Fn() -> Error,
+        mut change: F,
+    ) -> Result<(T, R)>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: FnMut(&mut T) -> Result<R> + Send,
+    {
+        loop {
+            let Some(Revision { number, mut document }) = self.latest::<T>(prefix).await? else {
+                return Err(missing());
+            };
+            let outcome = change(&mut document)?;
+            if self.create(prefix, number + 1, &document).await? {
+                return Ok((document, outcome));
+            }
+        }
+    }
+}

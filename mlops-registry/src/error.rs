@@ -1,0 +1,88 @@
+/// Everything that can go wrong in a registry.
+///
+/// Callers branch on the variant: [`Error::NotFound`] for an unknown model, version or alias;
+/// [`Error::AlreadyExists`] when creating what exists; [`Error::Precondition`] when a
+/// compare-and-swap alias move lost; [`Error::NotImplemented`] for a capability a backend
+/// lacks.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model, version or alias does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, e.g. "version 3 of model `transactions`".
+        what: String,
+    },
+    /// The thing being created exists already.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What exists, e.g. "model `transactions`".
+        what: String,
+    },
+    /// A compare-and-swap alias move found the alias somewhere else than expected.
+    #[error(
+        "alias `{alias}` of model `{model}` points at {}, expected {}",
+        describe(.found), describe(.expected)
+    )]
+    Precondition {
+        /// The model.
+        model: String,
+        /// The alias.
+        alias: String,
+        /// The version the caller expected the alias to point at (`None`: unset).
+        expected: Option<u64>,
+        /// The version it points at (`None`: unset).
+        found: Option<u64>,
+    },
+    /// An argument is malformed or out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The backend cannot do this.
+    #[error("{backend} registry does not support {operation}")]
+    NotImplemented {
+        /// The backend.
+        backend: &'static str,
+        /// The unsupported operation.
+        operation: String,
+    },
+    /// A model package or model-level error (corrupted artifact, unknown flavor, ...).
+    #[error(transparent)]
+    Core(#[from] mlops_core::Error),
+    /// The storage backend failed.
+    #[error("{context}: {source}")]
+    Backend {
+        /// What the registry was doing.
+        context: String,
+        /// The backend's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn describe(version: &Option<u64>) -> String {
+    version.map_or_else(|| "no version (unset)".to_owned(), |v| format!("version {v}"))
+}
+
+/// `Result` with [`enum@Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound { what: what.into() }
+    }
+
+    pub(crate) fn backend(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend { context: context.into(), source: Box::new(source) }
+    }
+}
+
+pub(crate) fn model_not_found(name: &mlops_core::ModelName) -> Error {
+    Error::not_found(format!("model `{name}`"))
+}
+
+pub(crate) fn version_not_found(name: &mlops_core::ModelName, version: u64) -> Error {
+    Error::not_found(format!("version {version} of model `{name}`"))
+}
+
+pub(crate) fn alias_not_found(name: &mlops_core::ModelName, alias: &str) -> Error {
+    Error::not_found(format!("alias `{alias}` of model `{name}`"))
+}

@@ -1,0 +1,61 @@
+//! # mlops-registry
+//!
+//! Where model versions live and who may move them: registered models with descriptions and
+//! tags, versions that never reuse a number, and aliases (`champion`, `challenger`) moved with
+//! compare-and-swap, shared by every service that reads them.
+//!
+//! - [`Registry`]: the async, object-safe contract; [`RegistryExt`] adds tag helpers, alias
+//!   lookups, [`ModelUri`](mlops_core::ModelUri) resolution and model loading.
+//! - [`MemoryRegistry`]: in process memory.
+//! - [`ObjectStoreRegistry`]: on any `object_store` store, a local directory by default, safe
+//!   for many processes at once thanks to create-only conditional writes.
+//!
+//! ```
+//! use mlops_core::{FlavorRegistry, Model, ModelUri, TabularClassifierParams};
+//! use mlops_registry::{CreateModel, CreateVersion, ObjectStoreRegistry, Registry, RegistryExt, SetAlias};
+//! use polars::prelude::*;
+//!
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let train = df!("Amount" => [1.0, 9.0, 2.0, 8.0], "Label" => [0, 1, 0, 1])?;
+//! let model = TabularClassifierParams::new("Label").numeric(["Amount"]).check()?.fit(&train)?;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let registry = ObjectStoreRegistry::local(dir.path())?;
+//! let name: mlops_core::ModelName = "transactions".parse()?;
+//! registry.create_model(CreateModel::new(name.clone())).await?;
+//! let v1 = registry
+//!     .create_version(CreateVersion::new(name.clone(), model.package(None)?).tag("validation_status", "needs_tested"))
+//!     .await?;
+//! registry.set_alias(SetAlias::new(name, "champion", v1.version)).await?;
+//!
+//! let loaded = registry.load_model(&"models:/transactions@champion".parse()?, &FlavorRegistry::with_builtins()).await?;
+//! assert_eq!(loaded.version.version, 1);
+//! assert_eq!(loaded.model.predict(&train)?.height(), 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Errors
+//!
+//! [`Error`] variants are what callers act on: `NotFound` (unknown model, version or alias),
+//! `AlreadyExists`, `Precondition` (a compare-and-swap lost), `InvalidArgument`,
+//! `NotImplemented` (a backend lacks a capability), `Core` (a corrupted package or unknown
+//! flavor) and `Backend` (storage failed).
+
+mod alias;
+mod documents;
+mod error;
+mod memory;
+mod model;
+mod registry;
+mod store;
+mod version;
+
+pub use alias::{AliasMode, SetAlias};
+pub use error::{Error, Result};
+pub use memory::MemoryRegistry;
+pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, RegisteredModel};
+pub use registry::{LoadedModel, Registry, RegistryExt};
+pub use store::ObjectStoreRegistry;
+pub use version::{CreateVersion, DatasetRef, Lineage, ModelVersion, RunLink, SearchVersions};

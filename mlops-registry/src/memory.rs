@@ -1,0 +1,139 @@
+//! A registry held in process memory.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use mlops_core::{ModelName, Package, check_alias};
+use parking_lot::RwLock;
+
+use crate::alias::SetAlias;
+use crate::error::{Error, Result, model_not_found, version_not_found};
+use crate::model::{Change, CreateModel, RegisteredModel};
+use crate::registry::Registry;
+use crate::version::{CreateVersion, ModelVersion, SearchVersions};
+
+/// A registry in process memory: for tests, examples and single-process tools.
+///
+/// It keeps the full [`Registry`] contract within one process; nothing survives the process.
+///
+/// ```
+/// use mlops_registry::{CreateModel, MemoryRegistry, Registry};
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let registry = MemoryRegistry::new();
+/// registry.create_model(CreateModel::new("transactions".parse()?)).await?;
+/// assert_eq!(registry.list_models().await?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryRegistry {
+    models: RwLock<BTreeMap<ModelName, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    model: RegisteredModel,
+    versions: BTreeMap<u64, (ModelVersion, Package)>,
+}
+
+impl MemoryRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Registry for MemoryRegistry {
+    async fn create_model(&self, request: CreateModel) -> Result<RegisteredModel> {
+        let model = request.into_model()?;
+        let mut models = self.models.write();
+        if models.contains_key(&model.name) {
+            return Err(Error::AlreadyExists { what: format!("model `{}`", model.name) });
+        }
+        models.insert(model.name.clone(), Entry { model: model.clone(), versions: BTreeMap::new() });
+        Ok(model)
+    }
+
+    async fn get_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        self.models.read().get(name).map(|e| e.model.clone()).ok_or_else(|| model_not_found(name))
+    }
+
+    async fn list_models(&self) -> Result<Vec<RegisteredModel>> {
+        Ok(self.models.read().values().map(|e| e.model.clone()).collect())
+    }
+
+    async fn update_model(&self, name: &ModelName, change: Change) -> Result<RegisteredModel> {
+        let mut models = self.models.write();
+        let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
+        let mut model = entry.model.clone();
+        model.apply(&change)?;
+        entry.model = model.clone();
+        Ok(model)
+    }
+
+    async fn create_version(&self, request: CreateVersion) -> Result<ModelVersion> {
+        let digest = request.package.digest()?;
+        let mut models = self.models.write();
+        let entry = models.get_mut(&request.model).ok_or_else(|| model_not_found(&request.model))?;
+        let number = entry.versions.keys().next_back().map_or(1, |v| v + 1);
+        let source = format!("memory://{}/{number}", request.model);
+        let version = request.to_version(number, source, digest)?;
+        entry.versions.insert(number, (version.clone(), request.package));
+        Ok(version)
+    }
+
+    async fn get_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        let models = self.models.read();
+        let entry = models.get(name).ok_or_else(|| model_not_found(name))?;
+        entry.versions.get(&version).map(|(v, _)| v.clone()).ok_or_else(|| version_not_found(name, version))
+    }
+
+    async fn search_versions(&self, filter: SearchVersions) -> Result<Vec<ModelVersion>> {
+        let models = self.models.read();
+        if let Some(name) = &filter.model {
+            if !models.contains_key(name) {
+                return Err(model_not_found(name));
+            }
+        }
+        Ok(models
+            .values()
+            .flat_map(|e| e.versions.values().map(|(v, _)| v))
+            .filter(|v| filter.matches(v))
+            .cloned()
+            .collect())
+    }
+
+    async fn update_version(&self, name: &ModelName, version: u64, change: Change) -> Result<ModelVersion> {
+        let mut models = self.models.write();
+        let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
+        let (stored, _) = entry.versions.get_mut(&version).ok_or_else(|| version_not_found(name, version))?;
+        let mut updated = stored.clone();
+        updated.apply(&change)?;
+        *stored = updated.clone();
+        Ok(updated)
+    }
+
+    async fn set_alias(&self, request: SetAlias) -> Result<Option<u64>> {
+        check_alias(&request.alias)?;
+        let mut models = self.models.write();
+        let entry = models.get_mut(&request.model).ok_or_else(|| model_not_found(&request.model))?;
+        if !entry.versions.contains_key(&request.version) {
+            return Err(version_not_found(&request.model, request.version));
+        }
+        entry.model.move_alias(&request.alias, request.version, request.mode)
+    }
+
+    async fn delete_alias(&self, name: &ModelName, alias: &str) -> Result<u64> {
+        let mut models = self.models.write();
+        let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
+        entry.model.remove_alias(alias)
+    }
+
+    async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
+        let models = self.models.read();
+        let entry = models.get(name).ok_or_else(|| model_not_found(name))?;
+        entry.versions.get(&version).map(|(_, p)| p.clone()).ok_or_else(|| version_not_found(name, version))
+    }
+}

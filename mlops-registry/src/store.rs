@@ -1,0 +1,322 @@
+//! A registry on an object store: a local directory by default, or S3, GCS, Azure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use mlops_core::{MANIFEST_FILE, ModelName, Package, check_alias};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::alias::SetAlias;
+use crate::documents::Documents;
+use crate::error::{Error, Result, model_not_found, version_not_found};
+use crate::model::{Change, CreateModel, RegisteredModel};
+use crate::registry::Registry;
+use crate::version::{CreateVersion, ModelVersion, SearchVersions};
+
+/// How many package files are transferred at once.
+const TRANSFER_CONCURRENCY: usize = 8;
+
+/// A registry kept on an [`ObjectStore`], shared safely by any number of processes on any
+/// number of machines.
+///
+/// Layout under the root prefix:
+///
+/// ```text
+/// models/<name>/model/<revision>.json                 the registered model (tags, aliases)
+/// models/<name>/versions/<version>/<revision>.json    each version (tags, lineage, source)
+/// models/<name>/packages/<digest>/...                 package files, manifest last
+/// ```
+///
+/// Every document is written as a new revision with a create-only put, so concurrent
+/// writers never lose each other's updates and a compare-and-swap that reports success
+/// really happened. A version document is written only after its package is completely
+/// uploaded, so no reader ever sees a version without its artifacts, whatever instant a
+/// writer dies at.
+///
+/// ```
+/// use mlops_registry::{CreateModel, ObjectStoreRegistry, Registry};
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let registry = ObjectStoreRegistry::local(dir.path())?;
+/// registry.create_model(CreateModel::new("transactions".parse()?)).await?;
+///
+/// // Another instance (or process) on the same directory sees it.
+/// let other = ObjectStoreRegistry::local(dir.path())?;
+/// assert_eq!(other.list_models().await?[0].name.as_str(), "transactions");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ObjectStoreRegistry {
+    store: Arc<dyn ObjectStore>,
+    documents: Documents,
+    root: Path,
+}
+
+impl ObjectStoreRegistry {
+    /// A registry under `root` on `store`. The store must support create-only puts
+    /// (`PutMode::Create`): local directories, memory, S3, GCS and Azure do.
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
+        Self { documents: Documents::new(Arc::clone(&store)), store, root }
+    }
+
+    /// A registry in a local directory, created if absent.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the directory cannot be created or opened.
+    pub fn local(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::backend(format!("creating `{}`", dir.display()), e))?;
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| Error::backend(format!("opening `{}`", dir.display()), e))?;
+        Ok(Self::new(Arc::new(store), Path::default()))
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn models_prefix(&self) -> Path {
+        self.root.clone().join("models")
+    }
+
+    fn model_prefix(&self, name: &ModelName) -> Path {
+        self.models_prefix().join(name.as_str())
+    }
+
+    fn model_doc(&self, name: &ModelName) -> Path {
+        self.model_prefix(name).join("model")
+    }
+
+    fn versions_prefix(&self, name: &ModelName) -> Path {
+        self.model_prefix(name).join("versions")
+    }
+
+    fn version_doc(&self, name: &ModelName, version: u64) -> Path {
+        self.versions_prefix(name).join(format!("{version:010}"))
+    }
+
+    fn package_prefix(&self, name: &ModelName, digest: &str) -> Path {
+        self.model_prefix(name).join("packages").join(digest)
+    }
+
+    async fn read_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        Ok(self.documents.latest(&self.model_doc(name)).await?.ok_or_else(|| model_not_found(name))?.document)
+    }
+
+    /// Version numbers of a model, ascending.
+    async fn version_numbers(&self, name: &ModelName) -> Result<Vec<u64>> {
+        let prefix = self.versions_prefix(name);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| Error::backend(format!("listing versions of `{name}`"), e))?;
+        let mut numbers: Vec<u64> = listing.common_prefixes.iter().filter_map(|p| p.filename()?.parse().ok()).collect();
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+
+    async fn read_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        match self.documents.latest(&self.version_doc(name, version)).await? {
+            Some(revision) => Ok(revision.document),
+            None => {
+                self.read_model(name).await?;
+                Err(version_not_found(name, version))
+            }
+        }
+    }
+
+    async fn versions_of(&self, name: &ModelName) -> Result<Vec<ModelVersion>> {
+        let numbers = self.version_numbers(name).await?;
+        futures::stream::iter(numbers)
+            .map(|n| self.read_version(name, n))
+            .buffered(TRANSFER_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Uploads the files, then the manifest: a package prefix with a manifest is complete.
+    async fn upload_package(&self, prefix: &Path, package: &Package) -> Result<()> {
+        let uploads: Vec<(Path, Bytes)> =
+            package.files().map(|(relative, bytes)| (nested(prefix, relative), bytes.clone())).collect();
+        futures::stream::iter(uploads)
+            .map(|(path, bytes)| self.put(path, bytes))
+            .buffer_unordered(TRANSFER_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
+        self.put(prefix.clone().join(MANIFEST_FILE), package.manifest_bytes()?).await
+    }
+
+    async fn put(&self, path: Path, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::backend(format!("uploading `{path}`"), e))
+    }
+
+    async fn get(&self, path: &Path) -> Result<Bytes> {
+        let result = self.store.get(path).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                Error::Core(mlops_core::Error::InvalidPackage(format!("stored package file `{path}` is missing")))
+            }
+            e => Error::backend(format!("downloading `{path}`"), e),
+        })?;
+        result.bytes().await.map_err(|e| Error::backend(format!("downloading `{path}`"), e))
+    }
+}
+
+fn nested(base: &Path, relative: &str) -> Path {
+    relative.split('/').fold(base.clone(), |path, part| path.join(part))
+}
+
+#[async_trait]
+impl Registry for ObjectStoreRegistry {
+    async fn create_model(&self, request: CreateModel) -> Result<RegisteredModel> {
+        let model = request.into_model()?;
+        if self.documents.create(&self.model_doc(&model.name), 1, &model).await? {
+            Ok(model)
+        } else {
+            Err(Error::AlreadyExists { what: format!("model `{}`", model.name) })
+        }
+    }
+
+    async fn get_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        self.read_model(name).await
+    }
+
+    async fn list_models(&self) -> Result<Vec<RegisteredModel>> {
+        let prefix = self.models_prefix();
+        let listing =
+            self.store.list_with_delimiter(Some(&prefix)).await.map_err(|e| Error::backend("listing models", e))?;
+        let names: Vec<ModelName> =
+            listing.common_prefixes.iter().filter_map(|p| ModelName::new(p.filename()?).ok()).collect();
+        let mut models = Vec::with_capacity(names.len());
+        for name in names {
+            // A model prefix without a model document is not a model (nothing is written
+            // under a model before its first revision, but stay robust to stray files).
+            if let Some(revision) = self.documents.latest(&self.model_doc(&name)).await? {
+                models.push(revision.document);
+            }
+        }
+        models.sort_by(|a: &RegisteredModel, b| a.name.cmp(&b.name));
+        Ok(models)
+    }
+
+    async fn update_model(&self, name: &ModelName, change: Change) -> Result<RegisteredModel> {
+        let (model, ()) = self
+            .documents
+            .update(&self.model_doc(name), || model_not_found(name), |m: &mut RegisteredModel| m.apply(&change))
+            .await?;
+        Ok(model)
+    }
+
+    async fn create_version(&self, request: CreateVersion) -> Result<ModelVersion> {
+        let name = &request.model;
+        self.read_model(name).await?;
+        let digest = request.package.digest()?;
+        let prefix = self.package_prefix(name, &digest);
+        self.upload_package(&prefix, &request.package).await?;
+        let source = format!("{}/{}", self.store, prefix);
+        let mut number = self.version_numbers(name).await?.last().map_or(1, |v| v + 1);
+        loop {
+            let version = request.to_version(number, source.clone(), digest.clone())?;
+            if self.documents.create(&self.version_doc(name, number), 1, &version).await? {
+                return Ok(version);
+            }
+            number += 1;
+        }
+    }
+
+    async fn get_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        self.read_version(name, version).await
+    }
+
+    async fn search_versions(&self, filter: SearchVersions) -> Result<Vec<ModelVersion>> {
+        let names = match &filter.model {
+            Some(name) => {
+                self.read_model(name).await?;
+                vec![name.clone()]
+            }
+            None => self.list_models().await?.into_iter().map(|m| m.name).collect(),
+        };
+        let mut found = Vec::new();
+        for name in &names {
+            found.extend(self.versions_of(name).await?.into_iter().filter(|v| filter.matches(v)));
+        }
+        Ok(found)
+    }
+
+    async fn update_version(&self, name: &ModelName, version: u64, change: Change) -> Result<ModelVersion> {
+        let missing = || version_not_found(name, version);
+        match self
+            .documents
+            .update(&self.version_doc(name, version), missing, |v: &mut ModelVersion| v.apply(&change))
+            .await
+        {
+            Ok((updated, ())) => Ok(updated),
+            Err(Error::NotFound { .. }) => {
+                self.read_model(name).await?;
+                Err(missing())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set_alias(&self, request: SetAlias) -> Result<Option<u64>> {
+        check_alias(&request.alias)?;
+        // Versions are never removed, so a version that exists now still exists when the
+        // alias move lands.
+        self.read_version(&request.model, request.version).await?;
+        let (_, previous) = self
+            .documents
+            .update(
+                &self.model_doc(&request.model),
+                || model_not_found(&request.model),
+                |m: &mut RegisteredModel| m.move_alias(&request.alias, request.version, request.mode),
+            )
+            .await?;
+        Ok(previous)
+    }
+
+    async fn delete_alias(&self, name: &ModelName, alias: &str) -> Result<u64> {
+        let (_, version) = self
+            .documents
+            .update(&self.model_doc(name), || model_not_found(name), |m: &mut RegisteredModel| m.remove_alias(alias))
+            .await?;
+        Ok(version)
+    }
+
+    async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
+        let record = self.read_version(name, version).await?;
+        let prefix = self.package_prefix(name, &record.package_digest);
+        let manifest = self.get(&prefix.clone().join(MANIFEST_FILE)).await?;
+        let listed: mlops_core::Manifest = serde_json::from_slice(&manifest)
+            .map_err(|e| Error::Core(mlops_core::Error::InvalidPackage(format!("manifest of `{prefix}`: {e}"))))?;
+        let wanted: Vec<(String, Path)> =
+            listed.files.iter().map(|entry| (entry.path.clone(), nested(&prefix, &entry.path))).collect();
+        let files: BTreeMap<String, Bytes> = futures::stream::iter(wanted)
+            .map(|(relative, path)| async move { Ok::<_, Error>((relative, self.get(&path).await?)) })
+            .buffer_unordered(TRANSFER_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let package = Package::from_parts(&manifest, files)?;
+        let digest = package.digest()?;
+        if digest != record.package_digest {
+            return Err(Error::Core(mlops_core::Error::Checksum {
+                path: MANIFEST_FILE.to_owned(),
+                expected: record.package_digest,
+                found: digest,
+            }));
+        }
+        Ok(package)
+    }
+}
