@@ -19,7 +19,8 @@ pub const PREDICTION: &str = "prediction";
 pub const MODEL_NAME: &str = "model_name";
 /// Column holding the model version that scored the row.
 pub const MODEL_VERSION: &str = "model_version";
-/// Column holding when the row was scored (UTC, milliseconds).
+/// Column holding when the row was scored: milliseconds since the Unix epoch (UTC), as a
+/// datetime without time zone.
 pub const SCORED_AT: &str = "scored_at";
 
 /// Rows per chunk unless set otherwise: large enough to amortize per-chunk work, small
@@ -190,7 +191,7 @@ impl BatchScorer {
         ));
         columns.push(Column::new_scalar(MODEL_VERSION.into(), Scalar::from(self.version as i64), height));
         let stamp = Column::new_scalar(SCORED_AT.into(), Scalar::from(scored_at), height)
-            .cast(&DataType::Datetime(TimeUnit::Milliseconds, Some(polars::prelude::TimeZone::UTC)))?;
+            .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?;
         columns.push(stamp);
         Ok(DataFrame::new(height, columns)?)
     }

@@ -1,0 +1,4 @@
+//! Integration tests of mlops-eval, one binary.
+
+mod metrics;
+mod validation;

@@ -1,0 +1,3 @@
+//! Integration tests of mlops-infer, one binary.
+
+mod batch;

@@ -1,0 +1,286 @@
+//! The contract of [`Registry`], as functions every backend runs.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use mlops_core::{FlavorRegistry, Model, ModelName, ModelUri, Package, TabularClassifierParams};
+use mlops_registry::{
+    AliasMode, CreateModel, CreateVersion, DatasetRef, Error, Lineage, Registry, RegistryExt, SearchVersions, SetAlias,
+};
+use polars::prelude::*;
+
+pub fn name(s: &str) -> ModelName {
+    s.parse().unwrap()
+}
+
+pub fn training_frame() -> DataFrame {
+    df!(
+        "Product" => ["A", "B", "A", "B", "C", "C", "A", "B"],
+        "Amount" => [1.0, 9.0, 2.0, 8.0, 5.0, 4.0, 1.5, 7.5],
+        "Label" => [0, 1, 0, 1, 1, 0, 0, 1],
+    )
+    .unwrap()
+}
+
+pub fn package(l2: f64) -> Package {
+    let train = training_frame();
+    TabularClassifierParams::new("Label")
+        .categorical(["Product"])
+        .numeric(["Amount"])
+        .l2_penalty(l2)
+        .check()
+        .unwrap()
+        .fit(&train)
+        .unwrap()
+        .package(Some(&train))
+        .unwrap()
+}
+
+/// Runs every conformance function against registries made by `make`; each function gets a
+/// fresh, empty registry.
+pub async fn run_all<R: Registry + 'static>(make: impl Fn() -> R) {
+    models(&make()).await;
+    versions(&make()).await;
+    aliases(&make()).await;
+    resolution_and_loading(&make()).await;
+    search(&make()).await;
+    concurrent_writers(Arc::new(make())).await;
+}
+
+pub async fn models(registry: &dyn Registry) {
+    let tx = name("main.fraud.transactions");
+    let created = registry
+        .create_model(CreateModel::new(tx.clone()).description("fraud probability").tag("team", "risk"))
+        .await
+        .unwrap();
+    assert_eq!(created.description, "fraud probability");
+    assert!(matches!(
+        registry.create_model(CreateModel::new(tx.clone())).await,
+        Err(Error::AlreadyExists { what }) if what == "model `main.fraud.transactions`"
+    ));
+    registry.create_model(CreateModel::new(name("another"))).await.unwrap();
+    let listed: Vec<String> = registry.list_models().await.unwrap().into_iter().map(|m| m.name.to_string()).collect();
+    assert_eq!(listed, ["another", "main.fraud.transactions"]);
+
+    registry.set_model_description(&tx, "probability that a transaction is fraud").await.unwrap();
+    registry.set_model_tag(&tx, "owner", "ml-platform").await.unwrap();
+    registry.delete_model_tag(&tx, "team").await.unwrap();
+    registry.delete_model_tag(&tx, "never-set").await.unwrap();
+    let model = registry.get_model(&tx).await.unwrap();
+    assert_eq!(model.description, "probability that a transaction is fraud");
+    assert_eq!(model.tags.into_iter().collect::<Vec<_>>(), [("owner".to_owned(), "ml-platform".to_owned())]);
+
+    assert!(matches!(registry.get_model(&name("nope")).await, Err(Error::NotFound { what }) if what == "model `nope`"));
+    assert!(matches!(registry.set_model_tag(&name("nope"), "k", "v").await, Err(Error::NotFound { .. })));
+    assert!(matches!(registry.set_model_tag(&tx, "", "v").await, Err(Error::InvalidArgument(_))));
+    let huge = "x".repeat(mlops_registry::MAX_TAG_VALUE_LEN + 1);
+    assert!(matches!(registry.set_model_tag(&tx, "k", &huge).await, Err(Error::InvalidArgument(_))));
+}
+
+pub async fn versions(registry: &dyn Registry) {
+    let tx = name("transactions");
+    assert!(matches!(
+        registry.create_version(CreateVersion::new(tx.clone(), package(1.0))).await,
+        Err(Error::NotFound { what }) if what == "model `transactions`"
+    ));
+    registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    let lineage = Lineage {
+        training_data: Some(DatasetRef { name: "train.parquet".into(), digest: "abc123".into() }),
+        params: [("l2_penalty".to_owned(), "1.0".to_owned())].into(),
+        metrics: [("train_log_loss".to_owned(), 0.42)].into(),
+    };
+    let v1 = registry
+        .create_version(
+            CreateVersion::new(tx.clone(), package(1.0))
+                .description("first")
+                .tag("validation_status", "needs_tested")
+                .run("run-1", "model")
+                .lineage(lineage.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    assert_eq!(v1.flavor, "tabular_classifier");
+    assert_eq!(v1.lineage, lineage);
+    assert_eq!(v1.run.as_ref().unwrap().run_id, "run-1");
+    let v2 = registry.create_version(CreateVersion::new(tx.clone(), package(0.1))).await.unwrap();
+    let v3 = registry.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap();
+    assert_eq!((v2.version, v3.version), (2, 3));
+
+    let read = registry.get_version(&tx, 1).await.unwrap();
+    assert_eq!(read, v1);
+    assert!(matches!(
+        registry.get_version(&tx, 9).await,
+        Err(Error::NotFound { what }) if what == "version 9 of model `transactions`"
+    ));
+    assert!(matches!(registry.get_version(&name("nope"), 1).await, Err(Error::NotFound { what }) if what == "model `nope`"));
+
+    registry.set_version_tag(&tx, 1, "validation_status", "passed_tests").await.unwrap();
+    registry.set_version_description(&tx, 1, "first, validated").await.unwrap();
+    let updated = registry.delete_version_tag(&tx, 2, "absent").await.unwrap();
+    assert!(updated.tags.is_empty());
+    let v1 = registry.get_version(&tx, 1).await.unwrap();
+    assert_eq!(v1.tags["validation_status"], "passed_tests");
+    assert_eq!(v1.description, "first, validated");
+    assert!(matches!(registry.set_version_tag(&tx, 7, "k", "v").await, Err(Error::NotFound { what }) if what.contains("version 7")));
+
+    // The package comes back byte for byte.
+    let original = package(0.1);
+    let v4 = registry.create_version(CreateVersion::new(tx.clone(), original.clone())).await.unwrap();
+    let downloaded = registry.download_package(&tx, v4.version).await.unwrap();
+    assert_eq!(downloaded.manifest(), original.manifest());
+    for (path, bytes) in original.files() {
+        assert_eq!(downloaded.file(path).unwrap(), bytes);
+    }
+    assert_eq!(v4.package_digest, original.digest().unwrap());
+}
+
+pub async fn aliases(registry: &dyn Registry) {
+    let tx = name("transactions");
+    registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    for l2 in [1.0, 0.5, 0.1] {
+        registry.create_version(CreateVersion::new(tx.clone(), package(l2))).await.unwrap();
+    }
+    assert_eq!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap(), None);
+    assert_eq!(registry.version_by_alias(&tx, "champion").await.unwrap().version, 1);
+
+    // Create-only: refuses an existing alias.
+    let create = SetAlias::new(tx.clone(), "champion", 2).mode(AliasMode::Create);
+    assert!(matches!(
+        registry.set_alias(create).await,
+        Err(Error::Precondition { expected: None, found: Some(1), .. })
+    ));
+    // Compare-and-swap: wins when the expectation holds, loses (and changes nothing) otherwise.
+    let swap = SetAlias::new(tx.clone(), "champion", 2).mode(AliasMode::Update(1));
+    assert_eq!(registry.set_alias(swap).await.unwrap(), Some(1));
+    let stale = SetAlias::new(tx.clone(), "champion", 3).mode(AliasMode::Update(1));
+    match registry.set_alias(stale).await {
+        Err(err @ Error::Precondition { .. }) => {
+            assert_eq!(err.to_string(), "alias `champion` of model `transactions` points at version 2, expected version 1")
+        }
+        other => panic!("expected Precondition, got {other:?}"),
+    }
+    assert_eq!(registry.version_by_alias(&tx, "champion").await.unwrap().version, 2);
+    let unset = SetAlias::new(tx.clone(), "challenger", 3).mode(AliasMode::Update(1));
+    assert!(matches!(registry.set_alias(unset).await, Err(Error::Precondition { found: None, .. })));
+
+    // An alias only points at a version that exists; names are validated.
+    assert!(matches!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 99)).await, Err(Error::NotFound { .. })));
+    assert!(matches!(registry.set_alias(SetAlias::new(tx.clone(), "v3", 3)).await, Err(Error::Core(_))));
+    assert!(matches!(registry.set_alias(SetAlias::new(name("nope"), "champion", 1)).await, Err(Error::NotFound { .. })));
+
+    registry.set_alias(SetAlias::new(tx.clone(), "challenger", 3)).await.unwrap();
+    let model = registry.get_model(&tx).await.unwrap();
+    assert_eq!(model.aliases.into_iter().collect::<Vec<_>>(), [("challenger".to_owned(), 3), ("champion".to_owned(), 2)]);
+    assert_eq!(registry.delete_alias(&tx, "challenger").await.unwrap(), 3);
+    assert!(matches!(
+        registry.delete_alias(&tx, "challenger").await,
+        Err(Error::NotFound { what }) if what == "alias `challenger` of model `transactions`"
+    ));
+    assert!(matches!(
+        registry.version_by_alias(&tx, "challenger").await,
+        Err(Error::NotFound { what }) if what == "alias `challenger` of model `transactions`"
+    ));
+}
+
+pub async fn resolution_and_loading(registry: &dyn Registry) {
+    let tx = name("transactions");
+    registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    assert!(matches!(registry.latest_version(&tx).await, Err(Error::NotFound { .. })));
+    registry.create_version(CreateVersion::new(tx.clone(), package(1.0)).run("run-a", "model")).await.unwrap();
+    registry.create_version(CreateVersion::new(tx.clone(), package(0.01)).run("run-b", "model")).await.unwrap();
+    registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap();
+
+    let resolve = |uri: &str| {
+        let uri: ModelUri = uri.parse().unwrap();
+        async move { registry.resolve(&uri).await }
+    };
+    assert_eq!(resolve("models:/transactions@champion").await.unwrap().version, 1);
+    assert_eq!(resolve("models:/transactions/2").await.unwrap().version, 2);
+    assert_eq!(resolve("models:/transactions/latest").await.unwrap().version, 2);
+    assert_eq!(resolve("runs:/run-a/model").await.unwrap().version, 1);
+    assert!(matches!(resolve("runs:/run-a/other").await, Err(Error::NotFound { .. })));
+    assert!(matches!(resolve("models:/transactions@challenger").await, Err(Error::NotFound { .. })));
+    assert!(matches!(resolve("models:/unknown/latest").await, Err(Error::NotFound { .. })));
+
+    let flavors = FlavorRegistry::with_builtins();
+    let loaded = registry.load_model(&"models:/transactions@champion".parse().unwrap(), &flavors).await.unwrap();
+    assert_eq!(loaded.version.version, 1);
+    let expected = {
+        let package = registry.download_package(&tx, 1).await.unwrap();
+        flavors.load(&package).unwrap().predict(&training_frame()).unwrap()
+    };
+    assert!(loaded.model.predict(&training_frame()).unwrap().equals(&expected));
+    let other = registry.load_model(&"models:/transactions/2".parse().unwrap(), &flavors).await.unwrap();
+    assert!(!other.model.predict(&training_frame()).unwrap().equals(&expected), "v2 was trained differently");
+
+    let no_flavors = FlavorRegistry::empty();
+    assert!(matches!(
+        registry.load_model(&"models:/transactions/1".parse().unwrap(), &no_flavors).await,
+        Err(Error::Core(mlops_core::Error::UnknownFlavor { flavor, .. })) if flavor == "tabular_classifier"
+    ));
+}
+
+pub async fn search(registry: &dyn Registry) {
+    for model in ["a", "b"] {
+        registry.create_model(CreateModel::new(name(model))).await.unwrap();
+        for status in ["needs_tested", "passed_tests", "needs_tested"] {
+            registry
+                .create_version(CreateVersion::new(name(model), package(1.0)).tag("validation_status", status).run(format!("{model}-run"), "model"))
+                .await
+                .unwrap();
+        }
+    }
+    let found = |filter: SearchVersions| async move {
+        registry.search_versions(filter).await.unwrap().into_iter().map(|v| (v.name.to_string(), v.version)).collect::<Vec<_>>()
+    };
+    let pending = found(SearchVersions::default().tag("validation_status", "needs_tested")).await;
+    assert_eq!(pending, [("a".into(), 1), ("a".into(), 3), ("b".into(), 1), ("b".into(), 3)]);
+    assert_eq!(found(SearchVersions::model(name("b")).tag("validation_status", "passed_tests")).await, [("b".into(), 2)]);
+    assert_eq!(found(SearchVersions::default().run_id("a-run")).await.len(), 3);
+    assert!(found(SearchVersions::model(name("a")).tag("project", "x")).await.is_empty());
+    assert!(matches!(registry.search_versions(SearchVersions::model(name("zzz"))).await, Err(Error::NotFound { .. })));
+}
+
+/// Many writers at once: version numbers stay unique and dense, no tag update is lost, and
+/// exactly one of several racing compare-and-swaps wins.
+pub async fn concurrent_writers<R: Registry + 'static>(registry: Arc<R>) {
+    let tx = name("transactions");
+    registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    let shared = package(1.0);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (registry, tx, package) = (Arc::clone(&registry), tx.clone(), shared.clone());
+        tasks.push(tokio::spawn(async move {
+            let v = registry.create_version(CreateVersion::new(tx.clone(), package)).await.unwrap();
+            registry.set_model_tag(&tx, &format!("writer-{i}"), &v.version.to_string()).await.unwrap();
+            v.version
+        }));
+    }
+    let mut numbers = BTreeSet::new();
+    for task in tasks {
+        assert!(numbers.insert(task.await.unwrap()), "a version number was handed out twice");
+    }
+    assert_eq!(numbers, (1..=12).collect());
+    let model = registry.get_model(&tx).await.unwrap();
+    assert_eq!(model.tags.len(), 12, "a concurrent tag update was lost: {:?}", model.tags);
+
+    registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap();
+    let mut racers = Vec::new();
+    for target in 2..=9u64 {
+        let (registry, tx) = (Arc::clone(&registry), tx.clone());
+        racers.push(tokio::spawn(async move {
+            registry.set_alias(SetAlias::new(tx, "champion", target).mode(AliasMode::Update(1))).await.map(|_| target)
+        }));
+    }
+    let mut winners = Vec::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(target) => winners.push(target),
+            Err(Error::Precondition { .. }) => {}
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one compare-and-swap may win: {winners:?}");
+    assert_eq!(registry.version_by_alias(&tx, "champion").await.unwrap().version, winners[0]);
+}
