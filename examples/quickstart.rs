@@ -245,13 +245,13 @@ fn save_scored(frame: &mut DataFrame, path: &Path) -> Result<(), Box<dyn std::er
 
 /// A fresh package directory per run and candidate.
 fn package_dir(root: &Path, index: usize) -> std::io::Result<PathBuf> {
-    let stamp = chrono_like_stamp();
+    let stamp = millis_since_epoch();
     let dir = root.join("packages").join(format!("{stamp}-candidate-{}", index + 1));
     std::fs::create_dir_all(dir.parent().unwrap_or(root))?;
     Ok(dir)
 }
 
-fn chrono_like_stamp() -> u128 {
+fn millis_since_epoch() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 

@@ -4,23 +4,18 @@
 //! training and at inference: there is one code path, so no train/serve skew.
 
 mod column_transformer;
+mod encoded;
 mod one_hot;
 mod standard_scaler;
 
 pub use column_transformer::{ColumnTransformer, ColumnTransformerBuilder, Transform};
+pub use encoded::{EncodedColumn, EncodedFeatures, UNKNOWN_CATEGORY};
 pub use one_hot::{Categories, OneHotEncoder};
 pub use standard_scaler::StandardScaler;
 
 use polars::prelude::Column;
 
 use crate::error::{Error, Result};
-
-/// Writes `values[i]` into `out[i * width + offset]`, column `offset` of a row-major matrix.
-fn write_column(out: &mut [f64], width: usize, offset: usize, values: impl Iterator<Item = f64>) {
-    for (row, value) in out.chunks_exact_mut(width).zip(values) {
-        row[offset] = value;
-    }
-}
 
 fn no_nulls(column: &Column, what: &str) -> Result<()> {
     let nulls = column.null_count();

@@ -270,7 +270,9 @@ impl ValidationSuite {
             }
         }
         if failed.is_empty() {
-            registry.delete_version_tag(name, version, FAILED_CHECKS).await?;
+            if record.tags.contains_key(FAILED_CHECKS) {
+                registry.delete_version_tag(name, version, FAILED_CHECKS).await?;
+            }
             registry.set_version_tag(name, version, VALIDATION_STATUS, PASSED_TESTS).await?;
             Ok(Outcome::Passed)
         } else {

@@ -23,9 +23,9 @@ pub const MODEL_VERSION: &str = "model_version";
 /// datetime without time zone.
 pub const SCORED_AT: &str = "scored_at";
 
-/// Rows per chunk unless set otherwise: large enough to amortize per-chunk work, small
-/// enough that a chunk's feature matrix stays in the last-level cache's neighbourhood.
-pub const DEFAULT_CHUNK_ROWS: usize = 64 * 1024;
+/// Rows per chunk unless set otherwise: enough chunks to keep every core busy and to
+/// amortize per-chunk work, small enough that a chunk's intermediate columns stay in cache.
+pub const DEFAULT_CHUNK_ROWS: usize = 32 * 1024;
 
 /// Scores frames with one model version, in parallel chunks.
 ///

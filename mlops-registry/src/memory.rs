@@ -92,10 +92,8 @@ impl Registry for MemoryRegistry {
 
     async fn search_versions(&self, filter: SearchVersions) -> Result<Vec<ModelVersion>> {
         let models = self.models.read();
-        if let Some(name) = &filter.model {
-            if !models.contains_key(name) {
-                return Err(model_not_found(name));
-            }
+        if let Some(name) = filter.model.as_ref().filter(|name| !models.contains_key(*name)) {
+            return Err(model_not_found(name));
         }
         Ok(models
             .values()

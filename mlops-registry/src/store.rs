@@ -57,13 +57,16 @@ pub struct ObjectStoreRegistry {
     store: Arc<dyn ObjectStore>,
     documents: Documents,
     root: Path,
+    /// Where the store is, as recorded in each version's `source`.
+    location: String,
 }
 
 impl ObjectStoreRegistry {
     /// A registry under `root` on `store`. The store must support create-only puts
     /// (`PutMode::Create`): local directories, memory, S3, GCS and Azure do.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
-        Self { documents: Documents::new(Arc::clone(&store)), store, root }
+        let location = store.to_string();
+        Self { documents: Documents::new(Arc::clone(&store)), store, root, location }
     }
 
     /// A registry in a local directory, created if absent.
@@ -75,7 +78,8 @@ impl ObjectStoreRegistry {
         std::fs::create_dir_all(dir).map_err(|e| Error::backend(format!("creating `{}`", dir.display()), e))?;
         let store = LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| Error::backend(format!("opening `{}`", dir.display()), e))?;
-        Ok(Self::new(Arc::new(store), Path::default()))
+        let absolute = dir.canonicalize().map_err(|e| Error::backend(format!("resolving `{}`", dir.display()), e))?;
+        Ok(Self { location: format!("file://{}", absolute.display()), ..Self::new(Arc::new(store), Path::default()) })
     }
 
     /// The underlying store.
@@ -225,7 +229,7 @@ impl Registry for ObjectStoreRegistry {
         let digest = request.package.digest()?;
         let prefix = self.package_prefix(name, &digest);
         self.upload_package(&prefix, &request.package).await?;
-        let source = format!("{}/{}", self.store, prefix);
+        let source = format!("{}/{prefix}", self.location.trim_end_matches('/'));
         let mut number = self.version_numbers(name).await?.last().map_or(1, |v| v + 1);
         loop {
             let version = request.to_version(number, source.clone(), digest.clone())?;

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::flavor::Flavor;
 use crate::model::{Model, ModelWrapper};
 use crate::package::Package;
-use crate::preprocess::ColumnTransformer;
+use crate::preprocess::{ColumnTransformer, EncodedFeatures};
 use crate::signature::{ColSpec, ColumnType, Schema, Signature};
 
 /// Flavor name of packaged [`TabularTask::Classifier`] models.
@@ -72,7 +72,6 @@ pub struct TabularModel {
     signature: Signature,
     transformer: ColumnTransformer,
     weights: LinearWeights,
-    coefficients: Array1<f64>,
 }
 
 impl TabularModel {
@@ -99,8 +98,7 @@ impl TabularModel {
                 "preprocessing reads column `{column}` that the signature lacks"
             )));
         }
-        let coefficients = Array1::from(weights.coefficients.clone());
-        Ok(Self { task, signature, transformer, weights, coefficients })
+        Ok(Self { task, signature, transformer, weights })
     }
 
     /// Classifier or regressor.
@@ -136,26 +134,24 @@ impl TabularModel {
 }
 
 impl ModelWrapper for TabularModel {
-    type Features = Array2<f64>;
+    /// Compact features: training densifies the same encoding with
+    /// [`EncodedFeatures::to_dense`].
+    type Features = EncodedFeatures;
 
     fn signature(&self) -> &Signature {
         &self.signature
     }
 
-    fn preprocess(&self, input: &DataFrame) -> Result<Array2<f64>> {
-        self.transformer.transform(input)
+    fn preprocess(&self, input: &DataFrame) -> Result<EncodedFeatures> {
+        self.transformer.encode(input)
     }
 
-    fn predict_features(&self, features: &Array2<f64>) -> Result<DataFrame> {
-        let mut scores = features.dot(&self.coefficients);
-        let intercept = self.weights.intercept;
-        match self.task {
-            TabularTask::Classifier => scores.mapv_inplace(|z| 1.0 / (1.0 + (-(z + intercept)).exp())),
-            TabularTask::Regressor => scores.mapv_inplace(|z| z + intercept),
+    fn predict_features(&self, features: &EncodedFeatures) -> Result<DataFrame> {
+        let mut scores = features.linear_scores(&self.weights.coefficients, self.weights.intercept);
+        if self.task == TabularTask::Classifier {
+            scores.iter_mut().for_each(|z| *z = 1.0 / (1.0 + (-*z).exp()));
         }
-        let height = scores.len();
-        let (values, _) = scores.into_raw_vec_and_offset();
-        Ok(DataFrame::new(height, vec![Column::new(PREDICTION.into(), values)])?)
+        Ok(DataFrame::new(features.rows(), vec![Column::new(PREDICTION.into(), scores)])?)
     }
 }
 

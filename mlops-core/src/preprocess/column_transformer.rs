@@ -3,7 +3,7 @@ use polars::prelude::{Column, DataFrame};
 use serde::{Deserialize, Serialize};
 
 use super::standard_scaler::numeric;
-use super::{OneHotEncoder, StandardScaler, write_column};
+use super::{EncodedColumn, EncodedFeatures, OneHotEncoder, StandardScaler};
 use crate::error::{Error, Result};
 
 /// One fitted step of a [`ColumnTransformer`].
@@ -37,16 +37,14 @@ impl Transform {
         }
     }
 
-    fn write(&self, column: &Column, out: &mut [f64], width: usize, offset: usize) -> Result<()> {
-        match self {
-            Self::OneHot(e) => e.write(column, out, width, offset),
-            Self::Standardize(s) => s.write(column, out, width, offset),
+    fn encode(&self, column: &Column, offset: usize) -> Result<EncodedColumn> {
+        Ok(match self {
+            Self::OneHot(e) => EncodedColumn::OneHot { offset, width: e.width(), codes: e.codes(column)? },
+            Self::Standardize(s) => EncodedColumn::Dense { offset, values: s.values(column)? },
             Self::Passthrough { .. } => {
-                let values = numeric(column)?;
-                write_column(out, width, offset, values.f64()?.no_null_iter());
-                Ok(())
+                EncodedColumn::Dense { offset, values: numeric(column)?.f64()?.no_null_iter().collect() }
             }
-        }
+        })
     }
 }
 
@@ -111,28 +109,34 @@ impl ColumnTransformer {
         self.steps.iter().map(Transform::column)
     }
 
-    /// Builds the feature matrix of `frame` (rows × [`width`](Self::width)).
+    /// Transforms `frame` into compact [`EncodedFeatures`]: category codes for one-hot
+    /// columns, values for numeric ones.
     ///
     /// # Errors
     /// [`Error::MissingColumns`] for absent inputs, [`Error::Schema`] for a column of the
     /// wrong type or with nulls where the step does not allow them.
-    pub fn transform(&self, frame: &DataFrame) -> Result<Array2<f64>> {
+    pub fn encode(&self, frame: &DataFrame) -> Result<EncodedFeatures> {
         let missing: Vec<String> =
             self.input_columns().filter(|c| frame.column(c).is_err()).map(str::to_owned).collect();
         if !missing.is_empty() {
             return Err(Error::MissingColumns { columns: missing });
         }
-        let width = self.width();
-        let mut features = Array2::<f64>::zeros((frame.height(), width));
-        let Some(out) = features.as_slice_mut() else {
-            return Err(Error::InvalidArgument("feature matrix is not contiguous".into()));
-        };
         let mut offset = 0;
+        let mut columns = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
-            step.write(frame.column(step.column())?, out, width, offset)?;
+            columns.push(step.encode(frame.column(step.column())?, offset)?);
             offset += step.width();
         }
-        Ok(features)
+        Ok(EncodedFeatures::new(frame.height(), offset, columns))
+    }
+
+    /// Builds the dense feature matrix of `frame` (rows × [`width`](Self::width)), as
+    /// training needs it: [`encode`](Self::encode), then [`EncodedFeatures::to_dense`].
+    ///
+    /// # Errors
+    /// As [`encode`](Self::encode).
+    pub fn transform(&self, frame: &DataFrame) -> Result<Array2<f64>> {
+        Ok(self.encode(frame)?.to_dense())
     }
 }
 

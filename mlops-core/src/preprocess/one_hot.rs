@@ -3,6 +3,7 @@ use std::collections::BTreeSet;
 use polars::prelude::{Column, DataType};
 use serde::{Deserialize, Serialize};
 
+use super::UNKNOWN_CATEGORY;
 use crate::error::{Error, Result};
 
 /// The categories a [`OneHotEncoder`] learned, sorted.
@@ -105,18 +106,20 @@ impl OneHotEncoder {
         }
     }
 
-    /// Sets `out[row * width + offset + category_index] = 1.0` for every row whose value is a
-    /// known category. `out` must be zeroed.
-    pub(crate) fn write(&self, column: &Column, out: &mut [f64], width: usize, offset: usize) -> Result<()> {
+    /// The category index of every row: [`UNKNOWN_CATEGORY`] for a null or a category not
+    /// seen at fit.
+    pub(crate) fn codes(&self, column: &Column) -> Result<Vec<u32>> {
         match &self.categories {
             Categories::String(categories) => {
                 let values = column.str().map_err(|_| self.type_error(column))?;
-                let rows = out.chunks_exact_mut(width);
-                for (row, value) in rows.zip(values.iter()) {
-                    if let Some(Ok(index)) = value.map(|v| categories.binary_search_by(|c| c.as_str().cmp(v))) {
-                        row[offset + index] = 1.0;
-                    }
-                }
+                Ok(values
+                    .iter()
+                    .map(|value| {
+                        value
+                            .and_then(|v| categories.binary_search_by(|c| c.as_str().cmp(v)).ok())
+                            .map_or(UNKNOWN_CATEGORY, |index| index as u32)
+                    })
+                    .collect())
             }
             Categories::Integer(categories) => {
                 if !column.dtype().is_integer() {
@@ -124,15 +127,13 @@ impl OneHotEncoder {
                 }
                 let values = column.cast(&DataType::Int64)?;
                 let lookup = IntegerLookup::new(categories);
-                let rows = out.chunks_exact_mut(width);
-                for (row, value) in rows.zip(values.i64()?.iter()) {
-                    if let Some(index) = value.and_then(|v| lookup.index(v)) {
-                        row[offset + index] = 1.0;
-                    }
-                }
+                Ok(values
+                    .i64()?
+                    .iter()
+                    .map(|value| value.and_then(|v| lookup.index(v)).map_or(UNKNOWN_CATEGORY, |index| index as u32))
+                    .collect())
             }
         }
-        Ok(())
     }
 
     fn type_error(&self, column: &Column) -> Error {

@@ -1,7 +1,7 @@
 use polars::prelude::{Column, DataType};
 use serde::{Deserialize, Serialize};
 
-use super::{no_nulls, write_column};
+use super::no_nulls;
 use crate::error::{Error, Result};
 
 /// Standard scaling of a numeric column: `(x - mean) / std`, with the population standard
@@ -60,11 +60,11 @@ impl StandardScaler {
         self.scale
     }
 
-    pub(crate) fn write(&self, column: &Column, out: &mut [f64], width: usize, offset: usize) -> Result<()> {
+    /// The scaled value of every row.
+    pub(crate) fn values(&self, column: &Column) -> Result<Vec<f64>> {
         let values = numeric(column)?;
         let (mean, inv_scale) = (self.mean, 1.0 / self.scale);
-        write_column(out, width, offset, values.f64()?.no_null_iter().map(|v| (v - mean) * inv_scale));
-        Ok(())
+        Ok(values.f64()?.no_null_iter().map(|v| (v - mean) * inv_scale).collect())
     }
 }
 

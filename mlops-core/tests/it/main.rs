@@ -1,5 +1,8 @@
 //! Integration tests of mlops-core, one binary.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod model;
 mod package;
 mod preprocess;

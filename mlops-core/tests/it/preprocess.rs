@@ -119,3 +119,42 @@ fn fitting_refuses_unusable_columns() {
         matches!(ColumnTransformer::builder().standardize(["nope"]).fit(&frame), Err(Error::MissingColumns { columns }) if columns == ["nope"])
     );
 }
+
+#[test]
+fn the_compact_encoding_scores_exactly_like_the_dense_matrix() {
+    use mlops_core::preprocess::{EncodedColumn, UNKNOWN_CATEGORY};
+    let train = df!(
+        "Product" => ["A", "B", "C", "A"],
+        "CustomerID" => [1234i64, 1260, 1240, 1234],
+        "Amount" => [10.0, 20.0, 30.0, 40.0],
+        "count" => [1i64, 2, 3, 4],
+    )
+    .unwrap();
+    let transformer = ColumnTransformer::builder()
+        .one_hot(["Product", "CustomerID"])
+        .standardize(["Amount"])
+        .passthrough(["count"])
+        .fit(&train)
+        .unwrap();
+    let frame = df!(
+        "Product" => [Some("C"), None, Some("Z")],
+        "CustomerID" => [1240i64, 1234, 9999],
+        "Amount" => [12.5, 30.0, -1.0],
+        "count" => [7i64, 0, 2],
+    )
+    .unwrap();
+    let encoded = transformer.encode(&frame).unwrap();
+    assert_eq!((encoded.rows(), encoded.width()), (3, transformer.width()));
+    assert_eq!(
+        encoded.columns()[0],
+        EncodedColumn::OneHot { offset: 0, width: 3, codes: vec![2, UNKNOWN_CATEGORY, UNKNOWN_CATEGORY] }
+    );
+    let dense = encoded.to_dense();
+    assert_eq!(dense, transformer.transform(&frame).unwrap());
+    let coefficients: Vec<f64> = (0..transformer.width()).map(|i| (i as f64 + 1.0) * 0.25 - 1.0).collect();
+    let expected = dense.dot(&ndarray::Array1::from(coefficients.clone())) + 0.5;
+    let scores = encoded.linear_scores(&coefficients, 0.5);
+    for (got, want) in scores.iter().zip(expected.iter()) {
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+}

@@ -108,7 +108,8 @@ fn classifier_training_errors_name_the_culprit() {
     );
     assert!(matches!(fit("Product", &train), Err(Error::Schema { column, .. }) if column == "Product"));
     assert!(matches!(fit("nope", &train), Err(Error::MissingColumns { columns }) if columns == ["nope"]));
-    let one_class = train.clone().with_column(Column::new("Label".into(), vec![1i32; 100])).unwrap().clone();
+    let mut one_class = train;
+    one_class.with_column(Column::new("Label".into(), vec![1i32; 100])).unwrap();
     assert!(matches!(fit("Label", &one_class), Err(Error::Fit { .. })));
 
     let check = |params: TabularClassifierParams| params.check().unwrap_err().to_string();

@@ -85,9 +85,9 @@ proptest! {
     fn display_then_parse_is_identity(name in name(), alias in "[a-z_][a-z0-9_-]{0,10}", version in 1u64..1_000_000) {
         prop_assume!(check_alias(&alias).is_ok());
         for uri in [
-            ModelUri::alias(name.clone(), alias.clone()).unwrap(),
+            ModelUri::alias(name.clone(), alias).unwrap(),
             ModelUri::version(name.clone(), version).unwrap(),
-            ModelUri::Latest { name: ModelName::new(name.clone()).unwrap() },
+            ModelUri::Latest { name: ModelName::new(name).unwrap() },
         ] {
             prop_assert_eq!(uri.to_string().parse::<ModelUri>().unwrap(), uri);
         }

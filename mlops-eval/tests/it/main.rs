@@ -1,4 +1,7 @@
 //! Integration tests of mlops-eval, one binary.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod metrics;
 mod validation;

@@ -55,8 +55,11 @@ fn evaluation_slices_and_frames() {
         .unwrap();
     assert_eq!(evaluation.rows, 6);
     assert!(close(evaluation.overall["accuracy"], 4.0 / 6.0));
-    let by: Vec<(&str, &str, usize, f64)> =
-        evaluation.slices.iter().map(|s| (s.column.as_str(), s.value.as_str(), s.rows, s.metrics["accuracy"])).collect();
+    let by: Vec<(&str, &str, usize, f64)> = evaluation
+        .slices
+        .iter()
+        .map(|s| (s.column.as_str(), s.value.as_str(), s.rows, s.metrics["accuracy"]))
+        .collect();
     assert_eq!(
         by,
         [
@@ -87,7 +90,10 @@ fn evaluation_errors_name_the_column() {
         Err(Error::Core(mlops_core::Error::Schema { column, .. })) if column == "text"));
     assert!(matches!(run("missing", "prediction", Task::Regression),
         Err(Error::Core(mlops_core::Error::MissingColumns { columns })) if columns == ["missing"]));
-    assert!(matches!(run("Label", "prediction", Task::Classification { threshold: 1.5 }), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        run("Label", "prediction", Task::Classification { threshold: 1.5 }),
+        Err(Error::InvalidArgument(_))
+    ));
     let nulls = df!("Label" => [Some(1), None], "prediction" => [0.9, 0.1]).unwrap();
     assert!(matches!(Evaluate::new("Label", "prediction", Task::classification()).run(&nulls),
         Err(Error::Core(mlops_core::Error::Schema { column, .. })) if column == "Label"));

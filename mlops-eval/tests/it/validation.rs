@@ -1,12 +1,14 @@
 use async_trait::async_trait;
 use mlops_core::{ColSpec, ColumnType, ModelName, Package, Schema, Signature};
-use mlops_eval::{
-    BeatsAliasCheck, Check, DescriptionCheck, Error, FAILED_CHECKS, Outcome, ValidationSuite, Verdict,
+use mlops_eval::{BeatsAliasCheck, Check, DescriptionCheck, Error, FAILED_CHECKS, Outcome, ValidationSuite, Verdict};
+use mlops_registry::{
+    CreateModel, CreateVersion, Lineage, MemoryRegistry, ModelVersion, Registry, RegistryExt, SetAlias,
 };
-use mlops_registry::{CreateModel, CreateVersion, Lineage, MemoryRegistry, ModelVersion, Registry, RegistryExt, SetAlias};
 
 fn package() -> Package {
-    Package::builder("f", Signature::new(Schema::new(vec![ColSpec::new("x", ColumnType::Double)]).unwrap())).build().unwrap()
+    Package::builder("f", Signature::new(Schema::new(vec![ColSpec::new("x", ColumnType::Double)]).unwrap()))
+        .build()
+        .unwrap()
 }
 
 async fn registry_with(versions: Vec<CreateVersion>) -> (MemoryRegistry, ModelName) {
@@ -82,8 +84,13 @@ async fn a_version_without_or_with_an_unknown_status_is_an_error() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(suite.validate(&registry, &name, 2).await, Err(Error::InvalidArgument(m)) if m.contains("`maybe`")));
-    assert!(matches!(suite.validate(&registry, &name, 9).await, Err(Error::Registry(mlops_registry::Error::NotFound { .. }))));
+    assert!(
+        matches!(suite.validate(&registry, &name, 2).await, Err(Error::InvalidArgument(m)) if m.contains("`maybe`"))
+    );
+    assert!(matches!(
+        suite.validate(&registry, &name, 9).await,
+        Err(Error::Registry(mlops_registry::Error::NotFound { .. }))
+    ));
 }
 
 /// An application's own rule.

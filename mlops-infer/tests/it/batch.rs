@@ -14,7 +14,13 @@ fn frame(n: usize) -> DataFrame {
 }
 
 fn model() -> TabularModel {
-    TabularClassifierParams::new("Label").categorical(["Product"]).numeric(["Amount"]).check().unwrap().fit(&frame(300)).unwrap()
+    TabularClassifierParams::new("Label")
+        .categorical(["Product"])
+        .numeric(["Amount"])
+        .check()
+        .unwrap()
+        .fit(&frame(300))
+        .unwrap()
 }
 
 #[test]
@@ -74,7 +80,8 @@ fn empty_lazy_and_parquet_inputs() {
     assert!(back.column("prediction").unwrap().equals(scored.column("prediction").unwrap()));
     assert_eq!(back.column("model_name").unwrap().get(0).unwrap(), AnyValue::String("m"));
     // Only the final file remains: the staging file was renamed into place.
-    let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["input.parquet", "scored.parquet"]);
 
@@ -93,7 +100,9 @@ fn bad_input_is_reported_by_column_before_any_work() {
         other => panic!("{other:?}"),
     }
     let mistyped = frame(100).lazy().with_column(col("Amount").cast(DataType::String)).collect().unwrap();
-    assert!(matches!(scorer.score(&mistyped), Err(Error::Core(mlops_core::Error::Schema { column, .. })) if column == "Amount"));
+    assert!(
+        matches!(scorer.score(&mistyped), Err(Error::Core(mlops_core::Error::Schema { column, .. })) if column == "Amount")
+    );
     let clash = frame(10).lazy().with_column(lit(1).alias("prediction")).collect().unwrap();
     assert!(matches!(scorer.score(&clash), Err(Error::InvalidArgument(m)) if m.contains("`prediction`")));
     assert!(matches!(BatchScorer::new("m", 1, Arc::new(model())).chunk_rows(0), Err(Error::InvalidArgument(_))));
@@ -133,7 +142,8 @@ async fn a_scorer_loads_the_version_an_alias_points_at() {
     registry.create_version(CreateVersion::new(name.clone(), model().package(None).unwrap())).await.unwrap();
     registry.set_alias(SetAlias::new(name.clone(), "champion", 2)).await.unwrap();
     let flavors = FlavorRegistry::with_builtins();
-    let scorer = BatchScorer::load(&registry, &"models:/transactions@champion".parse().unwrap(), &flavors).await.unwrap();
+    let scorer =
+        BatchScorer::load(&registry, &"models:/transactions@champion".parse().unwrap(), &flavors).await.unwrap();
     assert_eq!((scorer.model_name(), scorer.version()), ("transactions", 2));
     let scored = scorer.score(&frame(10)).unwrap();
     assert_eq!(scored.column("model_version").unwrap().get(0).unwrap(), AnyValue::Int64(2));

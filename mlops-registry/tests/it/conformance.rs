@@ -113,7 +113,9 @@ pub async fn versions(registry: &dyn Registry) {
         registry.get_version(&tx, 9).await,
         Err(Error::NotFound { what }) if what == "version 9 of model `transactions`"
     ));
-    assert!(matches!(registry.get_version(&name("nope"), 1).await, Err(Error::NotFound { what }) if what == "model `nope`"));
+    assert!(
+        matches!(registry.get_version(&name("nope"), 1).await, Err(Error::NotFound { what }) if what == "model `nope`")
+    );
 
     registry.set_version_tag(&tx, 1, "validation_status", "passed_tests").await.unwrap();
     registry.set_version_description(&tx, 1, "first, validated").await.unwrap();
@@ -122,7 +124,9 @@ pub async fn versions(registry: &dyn Registry) {
     let v1 = registry.get_version(&tx, 1).await.unwrap();
     assert_eq!(v1.tags["validation_status"], "passed_tests");
     assert_eq!(v1.description, "first, validated");
-    assert!(matches!(registry.set_version_tag(&tx, 7, "k", "v").await, Err(Error::NotFound { what }) if what.contains("version 7")));
+    assert!(
+        matches!(registry.set_version_tag(&tx, 7, "k", "v").await, Err(Error::NotFound { what }) if what.contains("version 7"))
+    );
 
     // The package comes back byte for byte.
     let original = package(0.1);
@@ -156,7 +160,10 @@ pub async fn aliases(registry: &dyn Registry) {
     let stale = SetAlias::new(tx.clone(), "champion", 3).mode(AliasMode::Update(1));
     match registry.set_alias(stale).await {
         Err(err @ Error::Precondition { .. }) => {
-            assert_eq!(err.to_string(), "alias `champion` of model `transactions` points at version 2, expected version 1")
+            assert_eq!(
+                err.to_string(),
+                "alias `champion` of model `transactions` points at version 2, expected version 1"
+            )
         }
         other => panic!("expected Precondition, got {other:?}"),
     }
@@ -167,11 +174,17 @@ pub async fn aliases(registry: &dyn Registry) {
     // An alias only points at a version that exists; names are validated.
     assert!(matches!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 99)).await, Err(Error::NotFound { .. })));
     assert!(matches!(registry.set_alias(SetAlias::new(tx.clone(), "v3", 3)).await, Err(Error::Core(_))));
-    assert!(matches!(registry.set_alias(SetAlias::new(name("nope"), "champion", 1)).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        registry.set_alias(SetAlias::new(name("nope"), "champion", 1)).await,
+        Err(Error::NotFound { .. })
+    ));
 
     registry.set_alias(SetAlias::new(tx.clone(), "challenger", 3)).await.unwrap();
     let model = registry.get_model(&tx).await.unwrap();
-    assert_eq!(model.aliases.into_iter().collect::<Vec<_>>(), [("challenger".to_owned(), 3), ("champion".to_owned(), 2)]);
+    assert_eq!(
+        model.aliases.into_iter().collect::<Vec<_>>(),
+        [("challenger".to_owned(), 3), ("champion".to_owned(), 2)]
+    );
     assert_eq!(registry.delete_alias(&tx, "challenger").await.unwrap(), 3);
     assert!(matches!(
         registry.delete_alias(&tx, "challenger").await,
@@ -226,17 +239,30 @@ pub async fn search(registry: &dyn Registry) {
         registry.create_model(CreateModel::new(name(model))).await.unwrap();
         for status in ["needs_tested", "passed_tests", "needs_tested"] {
             registry
-                .create_version(CreateVersion::new(name(model), package(1.0)).tag("validation_status", status).run(format!("{model}-run"), "model"))
+                .create_version(
+                    CreateVersion::new(name(model), package(1.0))
+                        .tag("validation_status", status)
+                        .run(format!("{model}-run"), "model"),
+                )
                 .await
                 .unwrap();
         }
     }
     let found = |filter: SearchVersions| async move {
-        registry.search_versions(filter).await.unwrap().into_iter().map(|v| (v.name.to_string(), v.version)).collect::<Vec<_>>()
+        registry
+            .search_versions(filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name.to_string(), v.version))
+            .collect::<Vec<_>>()
     };
     let pending = found(SearchVersions::default().tag("validation_status", "needs_tested")).await;
     assert_eq!(pending, [("a".into(), 1), ("a".into(), 3), ("b".into(), 1), ("b".into(), 3)]);
-    assert_eq!(found(SearchVersions::model(name("b")).tag("validation_status", "passed_tests")).await, [("b".into(), 2)]);
+    assert_eq!(
+        found(SearchVersions::model(name("b")).tag("validation_status", "passed_tests")).await,
+        [("b".into(), 2)]
+    );
     assert_eq!(found(SearchVersions::default().run_id("a-run")).await.len(), 3);
     assert!(found(SearchVersions::model(name("a")).tag("project", "x")).await.is_empty());
     assert!(matches!(registry.search_versions(SearchVersions::model(name("zzz"))).await, Err(Error::NotFound { .. })));

@@ -25,7 +25,8 @@ async fn local_directory_registry_keeps_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn object_store_registry_keeps_the_contract_on_an_in_memory_store() {
-    crate::conformance::run_all(|| ObjectStoreRegistry::new(Arc::new(InMemory::new()), StorePath::from("registry"))).await;
+    crate::conformance::run_all(|| ObjectStoreRegistry::new(Arc::new(InMemory::new()), StorePath::from("registry")))
+        .await;
 }
 
 #[tokio::test]
@@ -36,6 +37,8 @@ async fn a_corrupted_artifact_is_refused_naming_the_file() {
     registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
     let version = registry.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap();
     let stored = dir.path().join("models/transactions/packages").join(&version.package_digest);
+    let expected_source = format!("file://{}", stored.canonicalize().unwrap().display());
+    assert_eq!(version.source, expected_source, "a version's source is where its package lives");
 
     std::fs::write(stored.join("model.json"), b"{\"tampered\": true}").unwrap();
     match registry.download_package(&tx, 1).await {
@@ -44,7 +47,9 @@ async fn a_corrupted_artifact_is_refused_naming_the_file() {
     }
     std::fs::remove_file(stored.join("model.json")).unwrap();
     match registry.download_package(&tx, 1).await {
-        Err(Error::Core(mlops_core::Error::InvalidPackage(message))) => assert!(message.contains("model.json"), "{message}"),
+        Err(Error::Core(mlops_core::Error::InvalidPackage(message))) => {
+            assert!(message.contains("model.json"), "{message}")
+        }
         other => panic!("expected a missing-file error, got {other:?}"),
     }
 }
@@ -56,7 +61,9 @@ fn independent_instances_on_one_directory_never_lose_updates() {
     let dir = tempfile::tempdir().unwrap();
     let tx = name("transactions");
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    runtime.block_on(ObjectStoreRegistry::local(dir.path()).unwrap().create_model(CreateModel::new(tx.clone()))).unwrap();
+    runtime
+        .block_on(ObjectStoreRegistry::local(dir.path()).unwrap().create_model(CreateModel::new(tx.clone())))
+        .unwrap();
     let threads: Vec<_> = (0..4)
         .map(|writer| {
             let (dir, tx) = (dir.path().to_owned(), tx.clone());
@@ -112,13 +119,18 @@ fn writer_process() {
     // Every process tries to move champion off version 1; at most one may succeed.
     let registry = ObjectStoreRegistry::local(&dir).unwrap();
     let target = numbers[0];
-    let outcome = runtime.block_on(registry.set_alias(SetAlias::new(tx, "champion", target).mode(AliasMode::Update(1))));
+    let outcome =
+        runtime.block_on(registry.set_alias(SetAlias::new(tx, "champion", target).mode(AliasMode::Update(1))));
     let won = match outcome {
         Ok(_) => true,
         Err(Error::Precondition { .. }) => false,
         Err(other) => panic!("{other}"),
     };
-    let line = format!("{}|{}\n", numbers.iter().map(u64::to_string).collect::<Vec<_>>().join(","), if won { target } else { 0 });
+    let line = format!(
+        "{}|{}\n",
+        numbers.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+        if won { target } else { 0 }
+    );
     std::fs::write(Path::new(&dir).join(format!("writer-{writer}.out")), line).unwrap();
 }
 

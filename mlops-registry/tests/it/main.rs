@@ -1,6 +1,9 @@
 //! Integration tests of mlops-registry, one binary: the conformance suite every backend
 //! runs, then backend-specific behaviour.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod conformance;
 mod failures;
 mod local;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite: format check, clippy with warnings as errors, every crate's tests
+# and doc tests, the benchmarks in test mode, and the quickstart (run twice on one
+# directory: the second run must add versions to the first run's registry).
+#
+# Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
+# so repeated runs reuse them.
+#
+# MLOPS_REQUIRE_SERVERS=1 turns a test that would skip for lack of a server into a failure
+# (CI sets it). The tests of this version need no server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mlops-rs/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE=1
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+log="$work/tests.log"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "cargo test --workspace --all-features (unit, integration and doc tests)"
+cargo test --workspace --all-features --locked 2>&1 | tee -a "$log"
+
+step "benchmarks in test mode"
+cargo test -p mlops-benches --benches --locked 2>&1 | tee -a "$log"
+
+step "quickstart, twice on one directory"
+cargo run --locked --example quickstart -- --dir "$work/quickstart" --rows 20000
+cargo run --locked --example quickstart -- --dir "$work/quickstart" --rows 20000 | tee "$work/second-run.log"
+if ! grep -q "transactions: 4 versions" "$work/second-run.log"; then
+  echo "the second quickstart run should have registered versions 3 and 4" >&2
+  exit 1
+fi
+
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
+echo
+echo "all checks passed"
+echo "tests: $passed passed, $failed failed"
