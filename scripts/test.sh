@@ -6,20 +6,67 @@
 # Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
 # so repeated runs reuse them.
 #
+# Test servers run on free loopback ports for the length of the run, from a Python virtual
+# environment kept in ~/.cache/mlops-rs/venv (created on first use): an S3-compatible
+# server (moto). Tests find them through environment variables (MLOPS_S3_ENDPOINT, ...);
 # MLOPS_REQUIRE_SERVERS=1 turns a test that would skip for lack of a server into a failure
-# (CI sets it). The tests of this version need no server.
+# (CI sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/python-env.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mlops-rs/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+servers=()
+cleanup() {
+  for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 log="$work/tests.log"
 
 step() { printf '\n== %s\n' "$*"; }
+
+free_port() {
+  "$MLOPS_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until `url` answers over HTTP (any status), for at most 60 seconds.
+wait_for() {
+  "$MLOPS_PYTHON" - "$1" <<'PY'
+import sys, time, urllib.error, urllib.request
+deadline = time.time() + 60
+while True:
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=2)
+        break
+    except urllib.error.HTTPError:
+        break
+    except OSError:
+        if time.time() > deadline:
+            sys.exit(f"no answer from {sys.argv[1]} within 60 s")
+        time.sleep(0.3)
+PY
+}
+
+start_s3() {
+  local port
+  port=$(free_port)
+  "$(dirname "$MLOPS_PYTHON")/moto_server" -H 127.0.0.1 -p "$port" > "$work/moto.log" 2>&1 &
+  servers+=($!)
+  export MLOPS_S3_ENDPOINT="http://127.0.0.1:$port" MLOPS_S3_BUCKET="mlops-test"
+  wait_for "$MLOPS_S3_ENDPOINT/"
+  "$MLOPS_PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="PUT"))' \
+    "$MLOPS_S3_ENDPOINT/$MLOPS_S3_BUCKET"
+  echo "S3-compatible server (moto) at $MLOPS_S3_ENDPOINT, bucket $MLOPS_S3_BUCKET"
+}
+
+step "test servers"
+python_env
+start_s3
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -57,7 +57,8 @@ pub struct ObjectStoreRegistry {
     store: Arc<dyn ObjectStore>,
     documents: Documents,
     root: Path,
-    /// Where the store is, as recorded in each version's `source`.
+    /// Where the registry's root is (a URL where there is one), the base of each version's
+    /// `source`.
     location: String,
 }
 
@@ -65,7 +66,7 @@ impl ObjectStoreRegistry {
     /// A registry under `root` on `store`. The store must support create-only puts
     /// (`PutMode::Create`): local directories, memory, S3, GCS and Azure do.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
-        let location = store.to_string();
+        let location = if root.is_root() { store.to_string() } else { format!("{store}/{root}") };
         Self { documents: Documents::new(Arc::clone(&store)), store, root, location }
     }
 
@@ -80,6 +81,53 @@ impl ObjectStoreRegistry {
             .map_err(|e| Error::backend(format!("opening `{}`", dir.display()), e))?;
         let absolute = dir.canonicalize().map_err(|e| Error::backend(format!("resolving `{}`", dir.display()), e))?;
         Ok(Self { location: format!("file://{}", absolute.display()), ..Self::new(Arc::new(store), Path::default()) })
+    }
+
+    /// Opens the registry at `url`, configuring the store with `options` (object_store's
+    /// configuration keys, such as `aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_allow_http`; unset keys fall back to the usual environment variables where the
+    /// store reads them):
+    ///
+    /// | URL | Store |
+    /// | --- | --- |
+    /// | `file:///path/to/dir` | local directory (created if absent) |
+    /// | `memory:///` | process memory |
+    /// | `s3://bucket/prefix` | Amazon S3 or an S3-compatible server |
+    /// | `gs://bucket/prefix` | Google Cloud Storage |
+    /// | `az://container/prefix` | Azure Blob Storage |
+    ///
+    /// ```
+    /// use mlops_registry::ObjectStoreRegistry;
+    /// let dir = tempfile::tempdir()?;
+    /// let url = format!("file://{}", dir.path().display());
+    /// let registry = ObjectStoreRegistry::open(&url, std::iter::empty::<(&str, &str)>())?;
+    /// assert!(ObjectStoreRegistry::open("ftp://host/x", std::iter::empty::<(&str, &str)>()).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the URL when it is malformed or its scheme unknown;
+    /// [`Error::Backend`] when the store cannot be set up.
+    pub fn open<I, K, V>(url: &str, options: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let parsed = url::Url::parse(url).map_err(|e| Error::InvalidArgument(format!("registry url `{url}`: {e}")))?;
+        if parsed.scheme() == "file" {
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| Error::InvalidArgument(format!("registry url `{url}` is not a local path")))?;
+            return Self::local(dir);
+        }
+        let (store, root) = object_store::parse_url_opts(&parsed, options).map_err(|e| match e {
+            object_store::Error::Generic { .. } | object_store::Error::NotImplemented { .. } => {
+                Error::InvalidArgument(format!("registry url `{url}`: {e}"))
+            }
+            e => Error::backend(format!("opening registry `{url}`"), e),
+        })?;
+        Ok(Self { location: url.trim_end_matches('/').to_owned(), ..Self::new(Arc::from(store), root) })
     }
 
     /// The underlying store.
@@ -229,7 +277,7 @@ impl Registry for ObjectStoreRegistry {
         let digest = request.package.digest()?;
         let prefix = self.package_prefix(name, &digest);
         self.upload_package(&prefix, &request.package).await?;
-        let source = format!("{}/{prefix}", self.location.trim_end_matches('/'));
+        let source = format!("{}/models/{name}/packages/{digest}", self.location.trim_end_matches('/'));
         let mut number = self.version_numbers(name).await?.last().map_or(1, |v| v + 1);
         loop {
             let version = request.to_version(number, source.clone(), digest.clone())?;

@@ -8,3 +8,6 @@ mod conformance;
 mod failures;
 mod local;
 mod memory;
+mod processes;
+mod s3;
+mod servers;

@@ -1,0 +1,32 @@
+//! The object-store registry on an S3-compatible server, through `s3://` URLs.
+
+use mlops_registry::{CreateModel, CreateVersion, Registry, RegistryExt};
+
+use crate::conformance::{name, package};
+use crate::servers::{open, s3_bucket_url, unique_prefix};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_registry_keeps_the_contract() {
+    let Some(bucket) = s3_bucket_url() else { return };
+    crate::conformance::run_all(|| open(&format!("{bucket}/{}", unique_prefix("conformance")))).await;
+}
+
+#[tokio::test]
+async fn an_s3_registry_is_shared_by_independent_clients() {
+    let Some(bucket) = s3_bucket_url() else { return };
+    let url = format!("{bucket}/{}", unique_prefix("shared"));
+    let (writer, reader) = (open(&url), open(&url));
+    let tx = name("transactions");
+    writer.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    let version = writer.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap();
+    assert_eq!(version.source, format!("{url}/models/transactions/packages/{}", version.package_digest));
+    assert_eq!(reader.latest_version(&tx).await.unwrap(), version);
+    let downloaded = reader.download_package(&tx, 1).await.unwrap();
+    assert_eq!(downloaded.digest().unwrap(), version.package_digest);
+}
+
+#[test]
+fn separate_processes_share_an_s3_registry_safely() {
+    let Some(bucket) = s3_bucket_url() else { return };
+    crate::processes::race_writer_processes(&format!("{bucket}/{}", unique_prefix("processes")));
+}
