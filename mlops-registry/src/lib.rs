@@ -7,8 +7,10 @@
 //! - [`Registry`]: the async, object-safe contract; [`RegistryExt`] adds tag helpers, alias
 //!   lookups, [`ModelUri`](mlops_core::ModelUri) resolution and model loading.
 //! - [`MemoryRegistry`]: in process memory.
-//! - [`ObjectStoreRegistry`]: on any `object_store` store, a local directory by default, safe
-//!   for many processes at once thanks to create-only conditional writes.
+//! - [`ObjectStoreRegistry`]: on any `object_store` store (local directory, S3, GCS, Azure),
+//!   safe for many processes at once thanks to create-only conditional writes.
+//! - [`LiveModel`]: the model behind an alias, swapped atomically when the alias moves; the
+//!   predict path never does I/O.
 //!
 //! ```
 //! use mlops_core::{FlavorRegistry, Model, ModelUri, TabularClassifierParams};
@@ -46,6 +48,7 @@
 mod alias;
 mod documents;
 mod error;
+mod live;
 mod memory;
 mod model;
 mod registry;
@@ -54,6 +57,7 @@ mod version;
 
 pub use alias::{AliasMode, SetAlias};
 pub use error::{Error, Result};
+pub use live::{LiveModel, Prediction};
 pub use memory::MemoryRegistry;
 pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, RegisteredModel};
 pub use registry::{LoadedModel, Registry, RegistryExt};

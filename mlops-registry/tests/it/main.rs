@@ -6,6 +6,7 @@
 
 mod conformance;
 mod failures;
+mod live;
 mod local;
 mod memory;
 mod processes;

@@ -1,0 +1,215 @@
+//! A model that follows its alias.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use mlops_core::{FlavorRegistry, ModelUri};
+use parking_lot::Mutex;
+use polars::prelude::DataFrame;
+
+use crate::error::{Error, Result};
+use crate::registry::{LoadedModel, Registry, RegistryExt};
+use crate::version::ModelVersion;
+
+/// A prediction and the version that made it.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// The model's output.
+    pub frame: DataFrame,
+    /// The version that produced it.
+    pub version: u64,
+}
+
+/// The model behind a URI such as `models:/transactions@champion`, kept current.
+///
+/// A background task (on the caller's tokio runtime) resolves the URI every poll interval;
+/// when it designates another version, that version is downloaded, verified, loaded and
+/// checked on its input example *before* it replaces the current one with one atomic swap.
+/// A version that fails to load never replaces a working one: the old version keeps
+/// serving and the failure is kept in [`last_error`](Self::last_error).
+///
+/// The predict path takes no lock and does no I/O: it clones an `Arc` to the current model.
+/// A prediction is made entirely by one version, which it reports.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use mlops_core::{FlavorRegistry, TabularClassifierParams};
+/// use mlops_registry::{CreateModel, CreateVersion, LiveModel, MemoryRegistry, Registry, SetAlias};
+/// use polars::prelude::*;
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let train = df!("Amount" => [1.0, 9.0, 2.0, 8.0], "Label" => [0, 1, 0, 1])?;
+/// let model = TabularClassifierParams::new("Label").numeric(["Amount"]).check()?.fit(&train)?;
+/// let registry = Arc::new(MemoryRegistry::new());
+/// let name: mlops_core::ModelName = "transactions".parse()?;
+/// registry.create_model(CreateModel::new(name.clone())).await?;
+/// for _ in 0..2 {
+///     registry.create_version(CreateVersion::new(name.clone(), model.package(Some(&train))?)).await?;
+/// }
+/// registry.set_alias(SetAlias::new(name.clone(), "champion", 1)).await?;
+///
+/// let live = LiveModel::start(registry.clone(), "models:/transactions@champion".parse()?, FlavorRegistry::default(), Duration::from_secs(5)).await?;
+/// assert_eq!(live.predict(&train)?.version, 1);
+///
+/// registry.set_alias(SetAlias::new(name, "champion", 2)).await?;
+/// live.refresh().await?; // or wait for the next poll
+/// assert_eq!(live.predict(&train)?.version, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LiveModel {
+    shared: Arc<Shared>,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    registry: Arc<dyn Registry>,
+    uri: ModelUri,
+    flavors: FlavorRegistry,
+    current: ArcSwap<LoadedModel>,
+    last_error: Mutex<Option<String>>,
+    /// Serializes refreshes, so a poll and an explicit refresh never load the same version
+    /// twice. Held across awaits, hence tokio's mutex; never touched by the predict path.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for LiveModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveModel")
+            .field("uri", &self.shared.uri.to_string())
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveModel {
+    /// Loads the model `uri` designates now and starts following it, polling every
+    /// `poll_interval`. Must be called within a tokio runtime, which runs the poller; the
+    /// poller stops when the `LiveModel` is dropped.
+    ///
+    /// # Errors
+    /// As [`RegistryExt::load_model`] when the first load fails, and
+    /// [`Error::InvalidArgument`] for a zero poll interval or a model that fails its own
+    /// input example.
+    pub async fn start(
+        registry: Arc<dyn Registry>,
+        uri: ModelUri,
+        flavors: FlavorRegistry,
+        poll_interval: Duration,
+    ) -> Result<Self> {
+        if poll_interval.is_zero() {
+            return Err(Error::InvalidArgument("the poll interval of a live model must be positive".into()));
+        }
+        let version = registry.resolve(&uri).await?;
+        let first = load_checked(registry.as_ref(), version, &flavors).await?;
+        let shared = Arc::new(Shared {
+            registry,
+            uri,
+            flavors,
+            current: ArcSwap::from_pointee(first),
+            last_error: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+        });
+        let poller = tokio::spawn(poll(Arc::downgrade(&shared), poll_interval));
+        Ok(Self { shared, poller })
+    }
+
+    /// The URI being followed.
+    pub fn uri(&self) -> &ModelUri {
+        &self.shared.uri
+    }
+
+    /// The loaded model now serving. Holding it keeps that version alive even after a swap.
+    pub fn current(&self) -> Arc<LoadedModel> {
+        self.shared.current.load_full()
+    }
+
+    /// The version now serving.
+    pub fn version(&self) -> u64 {
+        self.shared.current.load().version.version
+    }
+
+    /// Predicts with the version now serving, and says which version that was.
+    ///
+    /// # Errors
+    /// The model's errors (schema violations name the column).
+    pub fn predict(&self, input: &DataFrame) -> Result<Prediction> {
+        let loaded = self.current();
+        Ok(Prediction { frame: loaded.model.predict(input)?, version: loaded.version.version })
+    }
+
+    /// Resolves the URI now and, if it designates another version, loads, checks and swaps
+    /// it in. Returns the new version when a swap happened.
+    ///
+    /// # Errors
+    /// Resolution or load errors; the serving version is unchanged and the error is also
+    /// kept in [`last_error`](Self::last_error).
+    pub async fn refresh(&self) -> Result<Option<u64>> {
+        self.shared.refresh().await
+    }
+
+    /// The error of the last refresh, if it failed; cleared by a successful one.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.lock().clone()
+    }
+}
+
+impl Drop for LiveModel {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+impl Shared {
+    async fn refresh(&self) -> Result<Option<u64>> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let outcome = self.swap_if_moved().await;
+        *self.last_error.lock() = outcome.as_ref().err().map(ToString::to_string);
+        outcome
+    }
+
+    async fn swap_if_moved(&self) -> Result<Option<u64>> {
+        let target = self.registry.resolve(&self.uri).await?;
+        if target.version == self.current.load().version.version {
+            return Ok(None);
+        }
+        let loaded = load_checked(self.registry.as_ref(), target, &self.flavors).await?;
+        let version = loaded.version.version;
+        self.current.store(Arc::new(loaded));
+        Ok(Some(version))
+    }
+}
+
+/// Loads a version and proves it can predict: on its input example when the package has one.
+async fn load_checked(registry: &dyn Registry, version: ModelVersion, flavors: &FlavorRegistry) -> Result<LoadedModel> {
+    let package = registry.download_package(&version.name, version.version).await?;
+    let model = flavors.load(&package)?;
+    if let Some(example) = package.input_example()? {
+        let predicted = model.predict(&example)?;
+        if predicted.height() != example.height() {
+            return Err(Error::InvalidArgument(format!(
+                "version {} of model `{}` returned {} rows for its {}-row input example",
+                version.version,
+                version.name,
+                predicted.height(),
+                example.height()
+            )));
+        }
+    }
+    Ok(LoadedModel { version, model })
+}
+
+async fn poll(shared: std::sync::Weak<Shared>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        // Failures are kept in `last_error`; the serving version stays.
+        let _ = shared.refresh().await;
+    }
+}
