@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use mlops_core::{MANIFEST_FILE, ModelName, Package, check_alias};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::alias::SetAlias;
 use crate::documents::Documents;
@@ -163,16 +163,30 @@ impl ObjectStoreRegistry {
         Ok(self.documents.latest(&self.model_doc(name)).await?.ok_or_else(|| model_not_found(name))?.document)
     }
 
-    /// Version numbers of a model, ascending.
+    /// Numbers of the versions that have a document, ascending. A version prefix can exist
+    /// without one, for a moment while a writer creates it, or for good if the writer died
+    /// then (a local directory keeps the empty folder and the writer's staging file): such a
+    /// prefix is not a version, and its number is claimed by the next registration.
     async fn version_numbers(&self, name: &ModelName) -> Result<Vec<u64>> {
         let prefix = self.versions_prefix(name);
-        let listing = self
+        let objects: Vec<ObjectMeta> = self
             .store
-            .list_with_delimiter(Some(&prefix))
+            .list(Some(&prefix))
+            .try_collect()
             .await
             .map_err(|e| Error::backend(format!("listing versions of `{name}`"), e))?;
-        let mut numbers: Vec<u64> = listing.common_prefixes.iter().filter_map(|p| p.filename()?.parse().ok()).collect();
+        let mut numbers: Vec<u64> = objects
+            .iter()
+            .filter_map(|meta| {
+                let mut parts = meta.location.prefix_match(&prefix)?;
+                let version = parts.next()?.as_ref().parse().ok()?;
+                let document = parts.next()?;
+                document.as_ref().strip_suffix(".json")?.parse::<u64>().ok()?;
+                Some(version)
+            })
+            .collect();
         numbers.sort_unstable();
+        numbers.dedup();
         Ok(numbers)
     }
 

@@ -54,3 +54,9 @@ fn separate_processes_share_a_local_registry_safely() {
     let dir = tempfile::tempdir().unwrap();
     crate::processes::race_writer_processes(&format!("file://{}", dir.path().display()));
 }
+
+#[test]
+fn writers_killed_at_random_points_leave_a_usable_local_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::processes::kill_writers_at_random_points(&format!("file://{}", dir.path().display()), 11);
+}

@@ -30,3 +30,9 @@ fn separate_processes_share_an_s3_registry_safely() {
     let Some(bucket) = s3_bucket_url() else { return };
     crate::processes::race_writer_processes(&format!("{bucket}/{}", unique_prefix("processes")));
 }
+
+#[test]
+fn writers_killed_at_random_points_leave_a_usable_s3_registry() {
+    let Some(bucket) = s3_bucket_url() else { return };
+    crate::processes::kill_writers_at_random_points(&format!("{bucket}/{}", unique_prefix("killed")), 23);
+}
