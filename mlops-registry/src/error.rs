@@ -34,6 +34,18 @@ pub enum Error {
         /// The version it points at (`None`: unset).
         found: Option<u64>,
     },
+    /// The authorization policy refused the call.
+    #[error("principal `{principal}` may not {action} model `{model}`: {reason}")]
+    PermissionDenied {
+        /// Who called.
+        principal: String,
+        /// What they tried, e.g. "set alias `champion` of".
+        action: String,
+        /// The model.
+        model: String,
+        /// The policy's reason.
+        reason: String,
+    },
     /// An argument is malformed or out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -9,6 +9,9 @@
 //! - [`MemoryRegistry`]: in process memory.
 //! - [`ObjectStoreRegistry`]: on any `object_store` store (local directory, S3, GCS, Azure),
 //!   safe for many processes at once thanks to create-only conditional writes.
+//! - [`GovernedRegistry`]: every call made as a [`Principal`], authorized by a [`Policy`]
+//!   (protected aliases only managers move) and recorded in an [`AuditLog`], from which
+//!   [`GovernedRegistry::alias_history`] reads every move.
 //! - [`LiveModel`]: the model behind an alias, swapped atomically when the alias moves; the
 //!   predict path never does I/O.
 //!
@@ -41,13 +44,16 @@
 //! ## Errors
 //!
 //! [`Error`] variants are what callers act on: `NotFound` (unknown model, version or alias),
-//! `AlreadyExists`, `Precondition` (a compare-and-swap lost), `InvalidArgument`,
+//! `AlreadyExists`, `Precondition` (a compare-and-swap lost), `PermissionDenied` (naming
+//! principal, action and model), `InvalidArgument`,
 //! `NotImplemented` (a backend lacks a capability), `Core` (a corrupted package or unknown
 //! flavor) and `Backend` (storage failed).
 
 mod alias;
+mod audit;
 mod documents;
 mod error;
+mod governance;
 mod live;
 mod memory;
 mod model;
@@ -56,7 +62,11 @@ mod store;
 mod version;
 
 pub use alias::{AliasMode, SetAlias};
+pub use audit::{AuditEntry, AuditLog, AuditOutcome, MemoryAuditLog, ObjectStoreAuditLog, Operation};
 pub use error::{Error, Result};
+pub use governance::{
+    Access, AliasMove, AllowAll, GovernedHandle, GovernedRegistry, Permission, Policy, Principal, RolePolicy,
+};
 pub use live::{LiveModel, Prediction};
 pub use memory::MemoryRegistry;
 pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, RegisteredModel};

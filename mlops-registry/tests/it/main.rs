@@ -6,6 +6,7 @@
 
 mod conformance;
 mod failures;
+mod governance;
 mod live;
 mod local;
 mod memory;
