@@ -87,7 +87,8 @@ impl Registry for MemoryRegistry {
     async fn get_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
         let models = self.models.read();
         let entry = models.get(name).ok_or_else(|| model_not_found(name))?;
-        entry.versions.get(&version).map(|(v, _)| v.clone()).ok_or_else(|| version_not_found(name, version))
+        let stored = entry.versions.get(&version).ok_or_else(|| version_not_found(name, version))?;
+        Ok(entry.model.label(stored.0.clone()))
     }
 
     async fn search_versions(&self, filter: SearchVersions) -> Result<Vec<ModelVersion>> {
@@ -97,9 +98,8 @@ impl Registry for MemoryRegistry {
         }
         Ok(models
             .values()
-            .flat_map(|e| e.versions.values().map(|(v, _)| v))
+            .flat_map(|e| e.versions.values().map(|(v, _)| e.model.label(v.clone())))
             .filter(|v| filter.matches(v))
-            .cloned()
             .collect())
     }
 
@@ -110,7 +110,7 @@ impl Registry for MemoryRegistry {
         let mut updated = stored.clone();
         updated.apply(&change)?;
         *stored = updated.clone();
-        Ok(updated)
+        Ok(entry.model.label(updated))
     }
 
     async fn set_alias(&self, request: SetAlias) -> Result<Option<u64>> {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alias::AliasMode;
 use crate::error::{Error, Result, alias_not_found};
+use crate::version::ModelVersion;
 
 /// Longest tag key accepted, as MLflow.
 pub const MAX_TAG_KEY_LEN: usize = 250;
@@ -161,6 +162,13 @@ impl RegisteredModel {
         self.aliases.insert(alias.to_owned(), version);
         self.updated_at = Utc::now();
         Ok(current)
+    }
+
+    /// Sets `version.aliases` to the aliases that point at it.
+    pub(crate) fn label(&self, mut version: ModelVersion) -> ModelVersion {
+        version.aliases =
+            self.aliases.iter().filter(|(_, v)| **v == version.version).map(|(alias, _)| alias.clone()).collect();
+        version
     }
 
     /// Removes `alias`, returning the version it pointed at.

@@ -200,13 +200,16 @@ impl ObjectStoreRegistry {
         }
     }
 
+    /// Every version of a model, with its aliases.
     async fn versions_of(&self, name: &ModelName) -> Result<Vec<ModelVersion>> {
+        let model = self.read_model(name).await?;
         let numbers = self.version_numbers(name).await?;
-        futures::stream::iter(numbers)
+        let versions: Vec<ModelVersion> = futures::stream::iter(numbers)
             .map(|n| self.read_version(name, n))
             .buffered(TRANSFER_CONCURRENCY)
             .try_collect()
-            .await
+            .await?;
+        Ok(versions.into_iter().map(|v| model.label(v)).collect())
     }
 
     /// Uploads the files, then the manifest: a package prefix with a manifest is complete.
@@ -303,15 +306,13 @@ impl Registry for ObjectStoreRegistry {
     }
 
     async fn get_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
-        self.read_version(name, version).await
+        let model = self.read_model(name).await?;
+        Ok(model.label(self.read_version(name, version).await?))
     }
 
     async fn search_versions(&self, filter: SearchVersions) -> Result<Vec<ModelVersion>> {
         let names = match &filter.model {
-            Some(name) => {
-                self.read_model(name).await?;
-                vec![name.clone()]
-            }
+            Some(name) => vec![name.clone()],
             None => self.list_models().await?.into_iter().map(|m| m.name).collect(),
         };
         let mut found = Vec::new();
@@ -328,7 +329,7 @@ impl Registry for ObjectStoreRegistry {
             .update(&self.version_doc(name, version), missing, |v: &mut ModelVersion| v.apply(&change))
             .await
         {
-            Ok((updated, ())) => Ok(updated),
+            Ok((updated, ())) => Ok(self.read_model(name).await?.label(updated)),
             Err(Error::NotFound { .. }) => {
                 self.read_model(name).await?;
                 Err(missing())

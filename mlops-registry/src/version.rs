@@ -64,6 +64,10 @@ pub struct ModelVersion {
     /// Training data, parameters and metrics.
     #[serde(default)]
     pub lineage: Lineage,
+    /// The aliases pointing at this version when it was read. Filled by every read, list
+    /// and search; not stored with the version (aliases live on the registered model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     /// When the version was registered.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -160,6 +164,7 @@ impl CreateVersion {
             package_digest,
             run: self.run.clone(),
             lineage: self.lineage.clone(),
+            aliases: Vec::new(),
             created_at: now,
             updated_at: now,
         })

@@ -180,6 +180,21 @@ pub async fn aliases(registry: &dyn Registry) {
     ));
 
     registry.set_alias(SetAlias::new(tx.clone(), "challenger", 3)).await.unwrap();
+    registry.set_alias(SetAlias::new(tx.clone(), "blue", 3)).await.unwrap();
+    // Aliases appear on every version read, listed and searched.
+    assert_eq!(registry.get_version(&tx, 3).await.unwrap().aliases, ["blue", "challenger"]);
+    assert_eq!(registry.get_version(&tx, 2).await.unwrap().aliases, ["champion"]);
+    assert!(registry.get_version(&tx, 1).await.unwrap().aliases.is_empty());
+    let listed: Vec<Vec<String>> = registry
+        .search_versions(SearchVersions::model(tx.clone()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.aliases)
+        .collect();
+    assert_eq!(listed, [vec![], vec!["champion".to_owned()], vec!["blue".to_owned(), "challenger".to_owned()]]);
+    assert_eq!(registry.set_version_tag(&tx, 2, "k", "v").await.unwrap().aliases, ["champion"]);
+    assert_eq!(registry.delete_alias(&tx, "blue").await.unwrap(), 3);
     let model = registry.get_model(&tx).await.unwrap();
     assert_eq!(
         model.aliases.into_iter().collect::<Vec<_>>(),
