@@ -12,6 +12,8 @@
 //! - [`GovernedRegistry`]: every call made as a [`Principal`], authorized by a [`Policy`]
 //!   (protected aliases only managers move) and recorded in an [`AuditLog`], from which
 //!   [`GovernedRegistry::alias_history`] reads every move.
+//! - [`ObservedRegistry`]: publishes a [`RegistryEvent`] for every mutation to in-process
+//!   subscribers.
 //! - [`LiveModel`]: the model behind an alias, swapped atomically when the alias moves; the
 //!   predict path never does I/O.
 //!
@@ -53,6 +55,7 @@ mod alias;
 mod audit;
 mod documents;
 mod error;
+mod events;
 mod governance;
 mod live;
 mod memory;
@@ -64,6 +67,7 @@ mod version;
 pub use alias::{AliasMode, SetAlias};
 pub use audit::{AuditEntry, AuditLog, AuditOutcome, MemoryAuditLog, ObjectStoreAuditLog, Operation};
 pub use error::{Error, Result};
+pub use events::{ObservedRegistry, RegistryEvent};
 pub use governance::{
     Access, AliasMove, AllowAll, GovernedHandle, GovernedRegistry, Permission, Policy, Principal, RolePolicy,
 };

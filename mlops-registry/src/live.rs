@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use polars::prelude::DataFrame;
 
 use crate::error::{Error, Result};
+use crate::events::RegistryEvent;
 use crate::registry::{LoadedModel, Registry, RegistryExt};
 use crate::version::ModelVersion;
 
@@ -63,6 +64,7 @@ pub struct Prediction {
 pub struct LiveModel {
     shared: Arc<Shared>,
     poller: tokio::task::JoinHandle<()>,
+    listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Shared {
@@ -114,7 +116,44 @@ impl LiveModel {
             refreshing: tokio::sync::Mutex::new(()),
         });
         let poller = tokio::spawn(poll(Arc::downgrade(&shared), poll_interval));
-        Ok(Self { shared, poller })
+        Ok(Self { shared, poller, listener: None })
+    }
+
+    /// Also refreshes as soon as `events` reports a change that can move the URI (an alias
+    /// set or deleted on the model, a new version for `latest`), instead of waiting for the
+    /// next poll. Polling goes on, for changes made by other processes.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use mlops_core::FlavorRegistry;
+    /// # use mlops_registry::{CreateModel, CreateVersion, LiveModel, MemoryRegistry, ObservedRegistry, Registry, SetAlias};
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// # let train = polars::prelude::df!("Amount" => [1.0, 9.0, 2.0, 8.0], "Label" => [0, 1, 0, 1])?;
+    /// # let model = mlops_core::TabularClassifierParams::new("Label").numeric(["Amount"]).check()?.fit(&train)?;
+    /// let registry = Arc::new(ObservedRegistry::new(Arc::new(MemoryRegistry::new()), 64));
+    /// # let name: mlops_core::ModelName = "transactions".parse()?;
+    /// # registry.create_model(CreateModel::new(name.clone())).await?;
+    /// # for _ in 0..2 { registry.create_version(CreateVersion::new(name.clone(), model.package(None)?)).await?; }
+    /// # registry.set_alias(SetAlias::new(name.clone(), "champion", 1)).await?;
+    /// let live = LiveModel::start(registry.clone(), "models:/transactions@champion".parse()?, FlavorRegistry::default(), Duration::from_secs(60))
+    ///     .await?
+    ///     .with_events(registry.subscribe());
+    /// registry.set_alias(SetAlias::new(name, "champion", 2)).await?;
+    /// # let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    /// while live.version() != 2 {
+    ///     # assert!(std::time::Instant::now() < deadline);
+    ///     tokio::time::sleep(Duration::from_millis(5)).await; // well before the next poll
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_events(mut self, events: tokio::sync::broadcast::Receiver<RegistryEvent>) -> Self {
+        if let Some(previous) = self.listener.replace(tokio::spawn(listen(Arc::downgrade(&self.shared), events))) {
+            previous.abort();
+        }
+        self
     }
 
     /// The URI being followed.
@@ -160,6 +199,9 @@ impl LiveModel {
 impl Drop for LiveModel {
     fn drop(&mut self) {
         self.poller.abort();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
     }
 }
 
@@ -200,6 +242,35 @@ async fn load_checked(registry: &dyn Registry, version: ModelVersion, flavors: &
         }
     }
     Ok(LoadedModel { version, model })
+}
+
+/// Whether `event` can change what `uri` resolves to.
+fn moves(uri: &ModelUri, event: &RegistryEvent) -> bool {
+    match (uri, event) {
+        (ModelUri::Alias { name, alias }, RegistryEvent::AliasSet { name: n, alias: a, .. })
+        | (ModelUri::Alias { name, alias }, RegistryEvent::AliasDeleted { name: n, alias: a, .. }) => {
+            name == n && alias == a
+        }
+        (ModelUri::Latest { name }, RegistryEvent::VersionCreated { name: n, .. }) => name == n,
+        (ModelUri::Run { .. }, RegistryEvent::VersionCreated { .. }) => true,
+        _ => false,
+    }
+}
+
+async fn listen(shared: std::sync::Weak<Shared>, mut events: tokio::sync::broadcast::Receiver<RegistryEvent>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let relevant = match events.recv().await {
+            Ok(event) => shared.upgrade().is_some_and(|s| moves(&s.uri, &event)),
+            // Missed events may have moved the URI: check.
+            Err(RecvError::Lagged(_)) => true,
+            Err(RecvError::Closed) => return,
+        };
+        if relevant {
+            let Some(shared) = shared.upgrade() else { return };
+            let _ = shared.refresh().await;
+        }
+    }
 }
 
 async fn poll(shared: std::sync::Weak<Shared>, interval: Duration) {

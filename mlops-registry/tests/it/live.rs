@@ -148,3 +148,23 @@ async fn starting_needs_a_resolvable_uri_and_a_positive_interval() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_events_trigger_an_immediate_refresh() {
+    let registry = Arc::new(mlops_registry::ObservedRegistry::new(Arc::new(MemoryRegistry::new()), 64));
+    setup(registry.as_ref()).await;
+    // A poll interval far longer than the test: only the event can explain a swap.
+    let live = LiveModel::start(registry.clone(), champion(), FlavorRegistry::default(), Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .with_events(registry.subscribe());
+    let tx = name("transactions");
+    // Events about other aliases or models do not move the champion.
+    registry.set_alias(SetAlias::new(tx.clone(), "challenger", 3)).await.unwrap();
+    registry.set_alias(SetAlias::new(tx, "champion", 2)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while live.version() != 2 {
+        assert!(Instant::now() < deadline, "the alias event did not trigger a refresh");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

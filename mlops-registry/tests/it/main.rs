@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod events;
 mod failures;
 mod governance;
 mod live;
