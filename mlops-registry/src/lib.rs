@@ -13,7 +13,8 @@
 //!   (protected aliases only managers move) and recorded in an [`AuditLog`], from which
 //!   [`GovernedRegistry::alias_history`] reads every move.
 //! - [`ObservedRegistry`]: publishes a [`RegistryEvent`] for every mutation to in-process
-//!   subscribers.
+//!   subscribers; [`WebhookDispatcher`] delivers them to HTTP receivers in MLflow's signed
+//!   webhook format through a durable outbox.
 //! - [`LiveModel`]: the model behind an alias, swapped atomically when the alias moves; the
 //!   predict path never does I/O.
 //!
@@ -63,6 +64,7 @@ mod model;
 mod registry;
 mod store;
 mod version;
+mod webhooks;
 
 pub use alias::{AliasMode, SetAlias};
 pub use audit::{AuditEntry, AuditLog, AuditOutcome, MemoryAuditLog, ObjectStoreAuditLog, Operation};
@@ -77,3 +79,7 @@ pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_T
 pub use registry::{LoadedModel, Registry, RegistryExt};
 pub use store::ObjectStoreRegistry;
 pub use version::{CreateVersion, DatasetRef, Lineage, ModelVersion, RunLink, SearchVersions};
+pub use webhooks::{
+    DELIVERY_ID_HEADER, Delivery, DeliveryReport, RetryPolicy, SIGNATURE_HEADER, TIMESTAMP_HEADER, VerifyError,
+    Webhook, WebhookDispatcher, sign, verify,
+};

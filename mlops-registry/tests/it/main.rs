@@ -14,3 +14,4 @@ mod memory;
 mod processes;
 mod s3;
 mod servers;
+mod webhooks;

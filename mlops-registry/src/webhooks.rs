@@ -1,0 +1,432 @@
+//! HTTP webhooks for registry events, signed and delivered as MLflow delivers them, through
+//! a durable outbox.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use hmac::{Hmac, KeyInit, Mac};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::broadcast;
+
+use crate::error::{Error, Result};
+use crate::events::RegistryEvent;
+
+/// Header carrying `v1,<base64 HMAC-SHA256>` of `"{delivery_id}.{timestamp}.{payload}"`.
+pub const SIGNATURE_HEADER: &str = "X-MLflow-Signature";
+/// Header carrying the delivery id (the same on every retry of one delivery).
+pub const DELIVERY_ID_HEADER: &str = "X-MLflow-Delivery-Id";
+/// Header carrying the Unix time (seconds) the request was signed at.
+pub const TIMESTAMP_HEADER: &str = "X-MLflow-Timestamp";
+const SIGNATURE_VERSION: &str = "v1";
+
+/// Where to send which events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// The receiver's URL.
+    pub url: String,
+    /// Secret for the HMAC signature; unsigned when `None`.
+    pub secret: Option<String>,
+    /// MLflow event names to send (`model_version.created`, `model_version_alias.created`,
+    /// ...); every event when empty.
+    pub events: BTreeSet<String>,
+}
+
+impl Webhook {
+    /// A webhook to `url` receiving every event, signed with `secret`.
+    pub fn new(url: impl Into<String>, secret: Option<String>) -> Self {
+        Self { url: url.into(), secret, events: BTreeSet::new() }
+    }
+
+    /// Only sends the named events.
+    pub fn only<I: IntoIterator<Item = S>, S: Into<String>>(mut self, events: I) -> Self {
+        self.events = events.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Retry schedule of deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before a delivery moves to the dead-letter list.
+    pub max_attempts: u32,
+    /// Wait after the first failure; doubled after each further one.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts (a `Retry-After` header may ask for more).
+    pub max_backoff: Duration,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One event on its way to one webhook, as the outbox stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Delivery id, sent in [`DELIVERY_ID_HEADER`].
+    pub id: String,
+    /// Receiver URL.
+    pub url: String,
+    /// MLflow event name, e.g. `model_version.created`.
+    pub event: String,
+    /// The exact request body.
+    pub payload: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// What one [`WebhookDispatcher::deliver_due`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Delivered and removed from the outbox.
+    pub delivered: usize,
+    /// Failed, to be retried later.
+    pub retrying: usize,
+    /// Failed for the last time, moved to the dead-letter list.
+    pub dead: usize,
+}
+
+/// The MLflow event name (`entity.action`) and `data` payload of an event.
+fn mlflow_event(event: &RegistryEvent) -> (String, Value) {
+    let (name, data) = match event {
+        RegistryEvent::ModelCreated { name, description, tags } => {
+            ("registered_model.created", json!({ "name": name, "description": description, "tags": tags }))
+        }
+        RegistryEvent::VersionCreated { name, version, source, run_id, description, tags } => (
+            "model_version.created",
+            json!({ "name": name, "version": version.to_string(), "source": source, "run_id": run_id,
+                    "description": description, "tags": tags }),
+        ),
+        RegistryEvent::ModelTagSet { name, key, value } => {
+            ("registered_model_tag.set", json!({ "name": name, "key": key, "value": value }))
+        }
+        RegistryEvent::ModelTagDeleted { name, key } => {
+            ("registered_model_tag.deleted", json!({ "name": name, "key": key }))
+        }
+        RegistryEvent::VersionTagSet { name, version, key, value } => (
+            "model_version_tag.set",
+            json!({ "name": name, "version": version.to_string(), "key": key, "value": value }),
+        ),
+        RegistryEvent::VersionTagDeleted { name, version, key } => {
+            ("model_version_tag.deleted", json!({ "name": name, "version": version.to_string(), "key": key }))
+        }
+        RegistryEvent::AliasSet { name, alias, version, previous } => (
+            "model_version_alias.created",
+            json!({ "name": name, "alias": alias, "version": version.to_string(),
+                    "previous_version": previous.map(|v| v.to_string()) }),
+        ),
+        RegistryEvent::AliasDeleted { name, alias, previous } => (
+            "model_version_alias.deleted",
+            json!({ "name": name, "alias": alias, "previous_version": previous.to_string() }),
+        ),
+    };
+    (name.to_owned(), data)
+}
+
+/// `v1,<base64 HMAC-SHA256(secret, "{delivery_id}.{timestamp}.{payload}")>`, MLflow's
+/// webhook signature.
+pub fn sign(secret: &str, delivery_id: &str, timestamp: &str, payload: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(format!("{delivery_id}.{timestamp}.{payload}").as_bytes());
+    let digest = mac.finalize().into_bytes();
+    format!("{SIGNATURE_VERSION},{}", base64::engine::general_purpose::STANDARD.encode(digest))
+}
+
+/// Why a received webhook was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The signature header is absent or not `v1,<base64>`.
+    #[error("malformed or missing signature")]
+    Malformed,
+    /// The timestamp is older (or further in the future) than allowed: a replay.
+    #[error("timestamp {timestamp} is {age_seconds} s away from now, more than the {max_age_seconds} s allowed")]
+    Stale {
+        /// The request's timestamp.
+        timestamp: i64,
+        /// How far from now it is.
+        age_seconds: i64,
+        /// The tolerance.
+        max_age_seconds: i64,
+    },
+    /// The signature does not match the payload and secret.
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+/// Checks a received webhook: the signature over delivery id, timestamp and body, and a
+/// timestamp within `max_age` of `now` (replay protection). Compares in constant time.
+///
+/// ```
+/// use mlops_registry::{sign, verify};
+/// let (id, ts, body) = ("d1", "1700000000", r#"{"entity":"model_version"}"#);
+/// let signature = sign("s3cret", id, ts, body);
+/// let now = chrono::DateTime::from_timestamp(1_700_000_010, 0).unwrap();
+/// assert!(verify("s3cret", &signature, id, ts, body, now, std::time::Duration::from_secs(300)).is_ok());
+/// assert!(verify("other", &signature, id, ts, body, now, std::time::Duration::from_secs(300)).is_err());
+/// ```
+///
+/// # Errors
+/// [`VerifyError`] saying why the request must be rejected.
+pub fn verify(
+    secret: &str,
+    signature: &str,
+    delivery_id: &str,
+    timestamp: &str,
+    body: &str,
+    now: DateTime<Utc>,
+    max_age: Duration,
+) -> std::result::Result<(), VerifyError> {
+    let Some(encoded) = signature.strip_prefix("v1,") else { return Err(VerifyError::Malformed) };
+    let expected = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| VerifyError::Malformed)?;
+    let sent_at: i64 = timestamp.parse().map_err(|_| VerifyError::Malformed)?;
+    let age = (now.timestamp() - sent_at).abs();
+    let max_age_seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    if age > max_age_seconds {
+        return Err(VerifyError::Stale { timestamp: sent_at, age_seconds: age, max_age_seconds });
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| VerifyError::Malformed)?;
+    mac.update(format!("{delivery_id}.{timestamp}.{body}").as_bytes());
+    mac.verify_slice(&expected).map_err(|_| VerifyError::Mismatch)
+}
+
+static DELIVERY_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Sends registry events to webhooks, at least once, surviving restarts.
+///
+/// Each event is first written, one [`Delivery`] per matching webhook, to an outbox on an
+/// object store (`<root>/webhooks/outbox/`); [`deliver_due`](Self::deliver_due) then posts
+/// what is due, signed as MLflow signs webhooks, removes what was delivered, reschedules
+/// what failed with a retryable status (429, 5xx, no connection; `Retry-After` honoured)
+/// with exponential backoff, and moves what failed for the last time or was refused for
+/// good (other 4xx) to `<root>/webhooks/dead/`. A process that dies leaves its outbox for
+/// the next one. Receivers deduplicate by delivery id.
+#[derive(Debug, Clone)]
+pub struct WebhookDispatcher {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    hooks: Vec<Webhook>,
+    retry: RetryPolicy,
+    client: reqwest::Client,
+}
+
+impl WebhookDispatcher {
+    /// A dispatcher for `hooks`, keeping its outbox under `root` on `store`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the HTTP client cannot be built.
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, hooks: Vec<Webhook>, retry: RetryPolicy) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(retry.request_timeout)
+            .build()
+            .map_err(|e| Error::backend("building the webhook HTTP client", e))?;
+        Ok(Self { store, root, hooks, retry, client })
+    }
+
+    fn outbox(&self) -> Path {
+        self.root.clone().join("webhooks").join("outbox")
+    }
+
+    fn dead(&self) -> Path {
+        self.root.clone().join("webhooks").join("dead")
+    }
+
+    /// Writes one delivery per webhook that wants `event` to the outbox; returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the outbox cannot be written.
+    pub async fn enqueue(&self, event: &RegistryEvent) -> Result<usize> {
+        let (name, data) = mlflow_event(event);
+        let (entity, action) = name.split_once('.').unwrap_or((name.as_str(), ""));
+        let now = Utc::now();
+        let payload =
+            json!({ "entity": entity, "action": action, "timestamp": now.to_rfc3339(), "data": data }).to_string();
+        let mut queued = 0;
+        for hook in self.hooks.iter().filter(|h| h.events.is_empty() || h.events.contains(&name)) {
+            let sequence = DELIVERY_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+            let nanos = now.timestamp_nanos_opt().unwrap_or_default();
+            let delivery = Delivery {
+                id: format!("{nanos:020}-{:x}-{sequence}", std::process::id()),
+                url: hook.url.clone(),
+                event: name.clone(),
+                payload: payload.clone(),
+                attempts: 0,
+                next_attempt_at: now,
+                last_error: None,
+            };
+            self.write(&self.outbox(), &delivery).await?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    async fn write(&self, dir: &Path, delivery: &Delivery) -> Result<()> {
+        let path = dir.clone().join(format!("{}.json", delivery.id));
+        let bytes = serde_json::to_vec(delivery).map_err(|e| Error::backend("encoding a webhook delivery", e))?;
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| Error::backend(format!("writing `{path}`"), e))?;
+        Ok(())
+    }
+
+    async fn read_all(&self, dir: &Path) -> Result<Vec<Delivery>> {
+        let mut objects: Vec<_> = self
+            .store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend(format!("listing `{dir}`"), e))?;
+        objects.retain(|o| o.location.as_ref().ends_with(".json"));
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        let mut deliveries = Vec::with_capacity(objects.len());
+        for object in objects {
+            let reading = |e| Error::backend(format!("reading `{}`", object.location), e);
+            let bytes = self.store.get(&object.location).await.map_err(reading)?.bytes().await.map_err(reading)?;
+            deliveries.push(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::backend(format!("parsing `{}`", object.location), e))?,
+            );
+        }
+        Ok(deliveries)
+    }
+
+    /// Deliveries waiting in the outbox, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the outbox cannot be read.
+    pub async fn pending(&self) -> Result<Vec<Delivery>> {
+        self.read_all(&self.outbox()).await
+    }
+
+    /// Deliveries given up on, with the last error.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the dead-letter list cannot be read.
+    pub async fn dead_letters(&self) -> Result<Vec<Delivery>> {
+        self.read_all(&self.dead()).await
+    }
+
+    /// Attempts every delivery that is due.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the outbox cannot be read or updated; delivery failures are
+    /// not errors, they are counted in the report.
+    pub async fn deliver_due(&self) -> Result<DeliveryReport> {
+        let mut report = DeliveryReport::default();
+        let now = Utc::now();
+        for mut delivery in self.pending().await?.into_iter().filter(|d| d.next_attempt_at <= now) {
+            let path = self.outbox().join(format!("{}.json", delivery.id));
+            delivery.attempts += 1;
+            match self.post(&delivery).await {
+                Ok(()) => report.delivered += 1,
+                Err(failure) => {
+                    delivery.last_error = Some(failure.reason);
+                    if failure.retryable && delivery.attempts < self.retry.max_attempts {
+                        let backoff = self
+                            .retry
+                            .initial_backoff
+                            .saturating_mul(1 << (delivery.attempts - 1).min(16))
+                            .min(self.retry.max_backoff)
+                            .max(failure.retry_after.unwrap_or_default());
+                        delivery.next_attempt_at = Utc::now() + backoff;
+                        self.write(&self.outbox(), &delivery).await?;
+                        report.retrying += 1;
+                        continue;
+                    }
+                    self.write(&self.dead(), &delivery).await?;
+                    report.dead += 1;
+                }
+            }
+            self.store.delete(&path).await.map_err(|e| Error::backend(format!("removing `{path}`"), e))?;
+        }
+        Ok(report)
+    }
+
+    async fn post(&self, delivery: &Delivery) -> std::result::Result<(), Failure> {
+        let timestamp = Utc::now().timestamp().to_string();
+        let mut request = self
+            .client
+            .post(&delivery.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(DELIVERY_ID_HEADER, &delivery.id)
+            .header(TIMESTAMP_HEADER, &timestamp)
+            .body(delivery.payload.clone());
+        if let Some(secret) = self.hooks.iter().find(|h| h.url == delivery.url).and_then(|h| h.secret.as_deref()) {
+            request = request.header(SIGNATURE_HEADER, sign(secret, &delivery.id, &timestamp, &delivery.payload));
+        }
+        let response = request.send().await.map_err(|e| Failure {
+            retryable: true,
+            retry_after: None,
+            reason: format!("request failed: {e}"),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(Failure {
+            retryable: status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            retry_after,
+            reason: format!("receiver answered {status}"),
+        })
+    }
+
+    /// Enqueues every event from `events` and delivers what is due every `tick`, on the
+    /// caller's tokio runtime, until the channel closes or the handle is aborted.
+    pub fn spawn(self, mut events: broadcast::Receiver<RegistryEvent>, tick: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(tick);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    received = events.recv() => match received {
+                        Ok(event) => {
+                            // An outbox that cannot be written loses nothing already queued;
+                            // the failure shows in the next pass's errors.
+                            let _ = self.enqueue(&event).await;
+                            let _ = self.deliver_due().await;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = ticks.tick() => {
+                        let _ = self.deliver_due().await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+struct Failure {
+    retryable: bool,
+    retry_after: Option<Duration>,
+    reason: String,
+}
