@@ -1,0 +1,83 @@
+//! Resolving `models:/transactions@champion` and moving aliases, through the public API:
+//! a `LiveModel` (no I/O), an uncached resolve on a local directory and on S3 (when
+//! `MLOPS_S3_ENDPOINT` names an S3-compatible server), and compare-and-swap alias moves.
+//!
+//! `benches/compare-registry.sh` runs this beside the Python `MlflowClient` resolving an
+//! alias against a local MLflow server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mlops_core::{FlavorRegistry, ModelName, ModelUri, Package, TabularClassifierParams};
+use mlops_registry::{
+    AliasMode, CreateModel, CreateVersion, LiveModel, ObjectStoreRegistry, Registry, RegistryExt, SetAlias,
+};
+use polars::prelude::df;
+
+fn small_package() -> Package {
+    let train = df!("Amount" => [1.0, 9.0, 2.0, 8.0], "Label" => [0, 1, 0, 1]).expect("frame");
+    let model =
+        TabularClassifierParams::new("Label").numeric(["Amount"]).check().expect("params").fit(&train).expect("fit");
+    model.package(Some(&train)).expect("package")
+}
+
+async fn populate(registry: &ObjectStoreRegistry, name: &ModelName) {
+    registry.create_model(CreateModel::new(name.clone())).await.expect("model");
+    for _ in 0..2 {
+        registry.create_version(CreateVersion::new(name.clone(), small_package())).await.expect("version");
+    }
+    registry.set_alias(SetAlias::new(name.clone(), "champion", 1)).await.expect("alias");
+}
+
+fn s3_registry(runtime: &tokio::runtime::Runtime, name: &ModelName) -> Option<ObjectStoreRegistry> {
+    let endpoint = std::env::var("MLOPS_S3_ENDPOINT").ok()?;
+    let bucket = std::env::var("MLOPS_S3_BUCKET").unwrap_or_else(|_| "mlops-test".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let options = [
+        ("aws_endpoint", endpoint.as_str()),
+        ("aws_allow_http", "true"),
+        ("aws_region", "us-east-1"),
+        ("aws_access_key_id", "testing"),
+        ("aws_secret_access_key", "testing"),
+    ];
+    let registry = ObjectStoreRegistry::open(&format!("s3://{bucket}/bench-{nanos}"), options).expect("s3 registry");
+    runtime.block_on(populate(&registry, name));
+    Some(registry)
+}
+
+fn alias_resolution(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let name: ModelName = "transactions".parse().expect("name");
+    let uri: ModelUri = "models:/transactions@champion".parse().expect("uri");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let local = Arc::new(ObjectStoreRegistry::local(dir.path()).expect("registry"));
+    runtime.block_on(populate(&local, &name));
+
+    let mut group = c.benchmark_group("alias_resolution");
+    group.measurement_time(Duration::from_secs(3));
+    let live = runtime
+        .block_on(LiveModel::start(local.clone(), uri.clone(), FlavorRegistry::default(), Duration::from_secs(3600)))
+        .expect("live model");
+    group.bench_function("live_model", |b| b.iter(|| live.current().version.version));
+    group.bench_function("resolve_local_dir", |b| {
+        b.iter(|| runtime.block_on(local.resolve(&uri)).expect("resolves").version)
+    });
+    if let Some(s3) = s3_registry(&runtime, &name) {
+        group
+            .bench_function("resolve_s3", |b| b.iter(|| runtime.block_on(s3.resolve(&uri)).expect("resolves").version));
+    }
+    let mut current = 1;
+    group.bench_function("cas_alias_move_local_dir", |b| {
+        b.iter(|| {
+            let target = 3 - current;
+            let request = SetAlias::new(name.clone(), "champion", target).mode(AliasMode::Update(current));
+            runtime.block_on(local.set_alias(request)).expect("moves");
+            current = target;
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, alias_resolution);
+criterion_main!(benches);
