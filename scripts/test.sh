@@ -14,15 +14,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/python-env.sh
+source scripts/servers.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mlops-rs/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
 
 work=$(mktemp -d)
-servers=()
 cleanup() {
-  for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
+  stop_servers
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -30,43 +30,9 @@ log="$work/tests.log"
 
 step() { printf '\n== %s\n' "$*"; }
 
-free_port() {
-  "$MLOPS_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits until `url` answers over HTTP (any status), for at most 60 seconds.
-wait_for() {
-  "$MLOPS_PYTHON" - "$1" <<'PY'
-import sys, time, urllib.error, urllib.request
-deadline = time.time() + 60
-while True:
-    try:
-        urllib.request.urlopen(sys.argv[1], timeout=2)
-        break
-    except urllib.error.HTTPError:
-        break
-    except OSError:
-        if time.time() > deadline:
-            sys.exit(f"no answer from {sys.argv[1]} within 60 s")
-        time.sleep(0.3)
-PY
-}
-
-start_s3() {
-  local port
-  port=$(free_port)
-  "$(dirname "$MLOPS_PYTHON")/moto_server" -H 127.0.0.1 -p "$port" > "$work/moto.log" 2>&1 &
-  servers+=($!)
-  export MLOPS_S3_ENDPOINT="http://127.0.0.1:$port" MLOPS_S3_BUCKET="mlops-test"
-  wait_for "$MLOPS_S3_ENDPOINT/"
-  "$MLOPS_PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="PUT"))' \
-    "$MLOPS_S3_ENDPOINT/$MLOPS_S3_BUCKET"
-  echo "S3-compatible server (moto) at $MLOPS_S3_ENDPOINT, bucket $MLOPS_S3_BUCKET"
-}
-
 step "test servers"
 python_env
-start_s3
+start_s3 "$work" mlops-test
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use mlops_core::ModelName;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::json_objects::read_json_objects;
 
 /// What a call did or tried to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,24 +153,6 @@ impl AuditLog for ObjectStoreAuditLog {
     }
 
     async fn entries(&self, model: &ModelName) -> Result<Vec<AuditEntry>> {
-        let prefix = self.prefix(model);
-        let mut objects: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend(format!("listing `{prefix}`"), e))?;
-        objects.retain(|o| o.location.as_ref().ends_with(".json"));
-        objects.sort_by(|a, b| a.location.cmp(&b.location));
-        let mut entries = Vec::with_capacity(objects.len());
-        for object in objects {
-            let reading = |e| Error::backend(format!("reading `{}`", object.location), e);
-            let bytes = self.store.get(&object.location).await.map_err(reading)?.bytes().await.map_err(reading)?;
-            entries.push(
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::backend(format!("parsing `{}`", object.location), e))?,
-            );
-        }
-        Ok(entries)
+        read_json_objects(self.store.as_ref(), &self.prefix(model)).await
     }
 }

@@ -58,6 +58,7 @@ mod documents;
 mod error;
 mod events;
 mod governance;
+mod json_objects;
 mod live;
 mod memory;
 mod model;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -19,6 +18,7 @@ use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
 use crate::events::RegistryEvent;
+use crate::json_objects::read_json_objects;
 
 /// Header carrying `v1,<base64 HMAC-SHA256>` of `"{delivery_id}.{timestamp}.{payload}"`.
 pub const SIGNATURE_HEADER: &str = "X-MLflow-Signature";
@@ -292,33 +292,12 @@ impl WebhookDispatcher {
         Ok(())
     }
 
-    async fn read_all(&self, dir: &Path) -> Result<Vec<Delivery>> {
-        let mut objects: Vec<_> = self
-            .store
-            .list(Some(dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend(format!("listing `{dir}`"), e))?;
-        objects.retain(|o| o.location.as_ref().ends_with(".json"));
-        objects.sort_by(|a, b| a.location.cmp(&b.location));
-        let mut deliveries = Vec::with_capacity(objects.len());
-        for object in objects {
-            let reading = |e| Error::backend(format!("reading `{}`", object.location), e);
-            let bytes = self.store.get(&object.location).await.map_err(reading)?.bytes().await.map_err(reading)?;
-            deliveries.push(
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::backend(format!("parsing `{}`", object.location), e))?,
-            );
-        }
-        Ok(deliveries)
-    }
-
     /// Deliveries waiting in the outbox, oldest first.
     ///
     /// # Errors
     /// [`Error::Backend`] when the outbox cannot be read.
     pub async fn pending(&self) -> Result<Vec<Delivery>> {
-        self.read_all(&self.outbox()).await
+        read_json_objects(self.store.as_ref(), &self.outbox()).await
     }
 
     /// Deliveries given up on, with the last error.
@@ -326,7 +305,7 @@ impl WebhookDispatcher {
     /// # Errors
     /// [`Error::Backend`] when the dead-letter list cannot be read.
     pub async fn dead_letters(&self) -> Result<Vec<Delivery>> {
-        self.read_all(&self.dead()).await
+        read_json_objects(self.store.as_ref(), &self.dead()).await
     }
 
     /// Attempts every delivery that is due.
@@ -399,27 +378,36 @@ impl WebhookDispatcher {
     }
 
     /// Enqueues every event from `events` and delivers what is due every `tick`, on the
-    /// caller's tokio runtime, until the channel closes or the handle is aborted.
+    /// caller's tokio runtime, until the channel closes or the handle is aborted. Enqueuing
+    /// and delivering run side by side, so a slow receiver never keeps events from reaching
+    /// the outbox; what is still queued when the task ends stays in the outbox for the next
+    /// dispatcher. Size the channel for bursts: events a lagging subscriber misses are not
+    /// enqueued.
     pub fn spawn(self, mut events: broadcast::Receiver<RegistryEvent>, tick: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(tick);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    received = events.recv() => match received {
+            let enqueue = async {
+                loop {
+                    match events.recv().await {
+                        // Only an outbox store that is down can lose the event here.
                         Ok(event) => {
-                            // An outbox that cannot be written loses nothing already queued;
-                            // the failure shows in the next pass's errors.
                             let _ = self.enqueue(&event).await;
-                            let _ = self.deliver_due().await;
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = ticks.tick() => {
-                        let _ = self.deliver_due().await;
                     }
                 }
+            };
+            let deliver = async {
+                let mut ticks = tokio::time::interval(tick);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let _ = self.deliver_due().await;
+                }
+            };
+            tokio::select! {
+                _ = enqueue => {}
+                _ = deliver => {}
             }
         })
     }
