@@ -155,6 +155,14 @@ impl ObjectStoreRegistry {
         self.versions_prefix(name).join(format!("{version:010}"))
     }
 
+    /// Where `path` (under the root) is, for humans and other tools: the registry's location
+    /// followed by the path below the root.
+    fn location_of(&self, path: &Path) -> String {
+        let below_root =
+            path.prefix_match(&self.root).map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>());
+        format!("{}/{}", self.location.trim_end_matches('/'), below_root.unwrap_or_default().join("/"))
+    }
+
     fn package_prefix(&self, name: &ModelName, digest: &str) -> Path {
         self.model_prefix(name).join("packages").join(digest)
     }
@@ -294,7 +302,7 @@ impl Registry for ObjectStoreRegistry {
         let digest = request.package.digest()?;
         let prefix = self.package_prefix(name, &digest);
         self.upload_package(&prefix, &request.package).await?;
-        let source = format!("{}/models/{name}/packages/{digest}", self.location.trim_end_matches('/'));
+        let source = self.location_of(&prefix);
         let mut number = self.version_numbers(name).await?.last().map_or(1, |v| v + 1);
         loop {
             let version = request.to_version(number, source.clone(), digest.clone())?;
