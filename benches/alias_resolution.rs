@@ -1,6 +1,7 @@
 //! Resolving `models:/transactions@champion` and moving aliases, through the public API:
-//! a `LiveModel` (no I/O), an uncached resolve on a local directory and on S3 (when
-//! `MLOPS_S3_ENDPOINT` names an S3-compatible server), and compare-and-swap alias moves.
+//! a `LiveModel` (no I/O), an uncached resolve on a local directory, on S3 (when
+//! `MLOPS_S3_ENDPOINT` names an S3-compatible server) and on an MLflow tracking server (when
+//! `MLOPS_MLFLOW_URI` names one), and compare-and-swap alias moves.
 //!
 //! `benches/compare-registry.sh` runs this beside the Python `MlflowClient` resolving an
 //! alias against a local MLflow server.
@@ -11,7 +12,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mlops_core::{FlavorRegistry, ModelName, ModelUri, Package, TabularClassifierParams};
 use mlops_registry::{
-    AliasMode, CreateModel, CreateVersion, LiveModel, ObjectStoreRegistry, Registry, RegistryExt, SetAlias,
+    AliasMode, CreateModel, CreateVersion, LiveModel, MlflowRegistry, ObjectStoreRegistry, Registry, RegistryExt,
+    SetAlias,
 };
 use polars::prelude::df;
 
@@ -22,7 +24,7 @@ fn small_package() -> Package {
     model.package(Some(&train)).expect("package")
 }
 
-async fn populate(registry: &ObjectStoreRegistry, name: &ModelName) {
+async fn populate(registry: &dyn Registry, name: &ModelName) {
     registry.create_model(CreateModel::new(name.clone())).await.expect("model");
     for _ in 0..2 {
         registry.create_version(CreateVersion::new(name.clone(), small_package())).await.expect("version");
@@ -46,6 +48,16 @@ fn s3_registry(runtime: &tokio::runtime::Runtime, name: &ModelName) -> Option<Ob
     Some(registry)
 }
 
+/// A model of its own on the MLflow server (others may share it), and its champion's URI.
+fn mlflow_registry(runtime: &tokio::runtime::Runtime) -> Option<(MlflowRegistry, ModelUri)> {
+    let tracking_uri = std::env::var("MLOPS_MLFLOW_URI").ok()?;
+    let registry = MlflowRegistry::builder(&tracking_uri).experiment("alias-resolution-bench").build().expect("mlflow");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name: ModelName = format!("transactions-bench-{nanos}").parse().expect("name");
+    runtime.block_on(populate(&registry, &name));
+    Some((registry, format!("models:/{name}@champion").parse().expect("uri")))
+}
+
 fn alias_resolution(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let name: ModelName = "transactions".parse().expect("name");
@@ -66,6 +78,11 @@ fn alias_resolution(c: &mut Criterion) {
     if let Some(s3) = s3_registry(&runtime, &name) {
         group
             .bench_function("resolve_s3", |b| b.iter(|| runtime.block_on(s3.resolve(&uri)).expect("resolves").version));
+    }
+    if let Some((mlflow, champion)) = mlflow_registry(&runtime) {
+        group.bench_function("resolve_mlflow", |b| {
+            b.iter(|| runtime.block_on(mlflow.resolve(&champion)).expect("resolves").version)
+        });
     }
     let mut current = 1;
     group.bench_function("cas_alias_move_local_dir", |b| {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Alias resolution and alias moves, side by side on one machine: the Rust registry
-# (criterion: LiveModel, a local directory, S3 on a moto server) and the Python
-# MlflowClient against a local MLflow tracking server (SQLite backend).
+# (criterion: LiveModel, a local directory, S3 on a moto server, the MLflow backend) and the
+# Python MlflowClient against the same local MLflow tracking server (SQLite backend).
 #
 #   benches/compare-registry.sh
 set -euo pipefail
@@ -19,6 +19,7 @@ cleanup() {
 trap cleanup EXIT
 start_s3 "$work" mlops-bench
 start_mlflow "$work"
+wait_for_mlflow
 
 echo "== Rust: cargo bench -p mlops-benches --bench alias_resolution"
 cargo bench -p mlops-benches --bench alias_resolution -- --noplot
@@ -40,6 +41,7 @@ for bench, label in [
     ("live_model", "resolve champion: LiveModel (in memory)"),
     ("resolve_local_dir", "resolve champion: local directory, uncached"),
     ("resolve_s3", "resolve champion: S3 (moto on loopback), uncached"),
+    ("resolve_mlflow", "resolve champion: MlflowRegistry + MLflow server"),
     ("cas_alias_move_local_dir", "compare-and-swap alias move: local directory"),
 ]:
     estimates = criterion_dir / bench / "new" / "estimates.json"

@@ -46,8 +46,9 @@ start_s3() {
   echo "S3-compatible server (moto) at $MLOPS_S3_ENDPOINT, bucket $MLOPS_S3_BUCKET"
 }
 
-# start_mlflow DIR: an MLflow tracking server (SQLite backend, artifacts under DIR) on a
-# free port; exports MLOPS_MLFLOW_URI.
+# start_mlflow DIR: an MLflow tracking server (SQLite backend, artifacts served through
+# its proxy from DIR/artifacts) on a free port; exports MLOPS_MLFLOW_URI. It takes a while
+# to boot: start it first, start other servers, then wait_for_mlflow.
 start_mlflow() {
   local port
   port=$(free_port)
@@ -55,6 +56,9 @@ start_mlflow() {
     --artifacts-destination "$1/artifacts" --host 127.0.0.1 --port "$port" > "$1/mlflow.log" 2>&1 &
   server_pids+=($!)
   export MLOPS_MLFLOW_URI="http://127.0.0.1:$port"
-  wait_for "$MLOPS_MLFLOW_URI/health" 120
+}
+
+wait_for_mlflow() {
+  wait_for "$MLOPS_MLFLOW_URI/health" 180
   echo "MLflow tracking server at $MLOPS_MLFLOW_URI"
 }

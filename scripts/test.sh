@@ -8,7 +8,8 @@
 #
 # Test servers run on free loopback ports for the length of the run, from a Python virtual
 # environment kept in ~/.cache/mlops-rs/venv (created on first use): an S3-compatible
-# server (moto). Tests find them through environment variables (MLOPS_S3_ENDPOINT, ...);
+# server (moto) and an MLflow tracking server. Tests find them through environment
+# variables (MLOPS_S3_ENDPOINT, MLOPS_MLFLOW_URI, MLOPS_PYTHON, ...);
 # MLOPS_REQUIRE_SERVERS=1 turns a test that would skip for lack of a server into a failure
 # (CI sets it).
 set -euo pipefail
@@ -32,7 +33,9 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "test servers"
 python_env
+start_mlflow "$work"
 start_s3 "$work" mlops-test
+wait_for_mlflow
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -246,4 +246,8 @@ impl Registry for ObservedRegistry {
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
         self.inner.download_package(name, version).await
     }
+
+    async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
+        self.inner.version_by_alias(name, alias).await
+    }
 }

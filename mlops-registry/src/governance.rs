@@ -446,4 +446,9 @@ impl Registry for GovernedHandle {
         self.check_read(name)?;
         self.governed.inner.download_package(name, version).await
     }
+
+    async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
+        self.check_read(name)?;
+        self.governed.inner.version_by_alias(name, alias).await
+    }
 }

@@ -9,6 +9,8 @@
 //! - [`MemoryRegistry`]: in process memory.
 //! - [`ObjectStoreRegistry`]: on any `object_store` store (local directory, S3, GCS, Azure),
 //!   safe for many processes at once thanks to create-only conditional writes.
+//! - [`MlflowRegistry`]: on an MLflow tracking server, over its REST API and artifact
+//!   proxy, shared with the Python `MlflowClient` and the MLflow UI.
 //! - [`GovernedRegistry`]: every call made as a [`Principal`], authorized by a [`Policy`]
 //!   (protected aliases only managers move) and recorded in an [`AuditLog`], from which
 //!   [`GovernedRegistry::alias_history`] reads every move.
@@ -61,6 +63,7 @@ mod governance;
 mod json_objects;
 mod live;
 mod memory;
+mod mlflow;
 mod model;
 mod registry;
 mod store;
@@ -76,6 +79,7 @@ pub use governance::{
 };
 pub use live::{LiveModel, Prediction};
 pub use memory::MemoryRegistry;
+pub use mlflow::{MlflowRegistry, MlflowRegistryBuilder};
 pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, RegisteredModel};
 pub use registry::{LoadedModel, Registry, RegistryExt};
 pub use store::ObjectStoreRegistry;

@@ -101,6 +101,15 @@ pub enum Change {
 }
 
 impl Change {
+    /// Checks the new description or tag against the limits.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Self::SetDescription(text) => check_description(text),
+            Self::SetTag { key, value } => check_tag(key, value),
+            Self::DeleteTag { .. } => Ok(()),
+        }
+    }
+
     /// Applies the change to a description and tag map.
     pub(crate) fn apply(&self, description: &mut String, tags: &mut BTreeMap<String, String>) -> Result<()> {
         match self {

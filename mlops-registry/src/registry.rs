@@ -97,6 +97,16 @@ pub trait Registry: Send + Sync {
     /// [`Error::NotFound`] naming the version; [`Error::Core`] with
     /// [`mlops_core::Error::Checksum`] naming a corrupted file.
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package>;
+
+    /// The version an alias points at. Backends with a direct lookup override it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] naming the model or alias.
+    async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
+        let model = self.get_model(name).await?;
+        let version = *model.aliases.get(alias).ok_or_else(|| alias_not_found(name, alias))?;
+        self.get_version(name, version).await
+    }
 }
 
 /// A model loaded from the registry, with the version it came from.
@@ -114,8 +124,8 @@ impl std::fmt::Debug for LoadedModel {
     }
 }
 
-/// Conveniences over any [`Registry`]: tag and description helpers, alias lookups, URI
-/// resolution, model loading.
+/// Conveniences over any [`Registry`]: tag and description helpers, URI resolution, model
+/// loading.
 ///
 /// ```
 /// use mlops_core::{ColSpec, ColumnType, ModelUri, Package, Schema, Signature};
@@ -184,16 +194,6 @@ pub trait RegistryExt: Registry {
     /// As [`Registry::update_version`].
     async fn delete_version_tag(&self, name: &ModelName, version: u64, key: &str) -> Result<ModelVersion> {
         self.update_version(name, version, Change::DeleteTag { key: key.to_owned() }).await
-    }
-
-    /// The version an alias points at.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] naming the model or alias.
-    async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
-        let model = self.get_model(name).await?;
-        let version = *model.aliases.get(alias).ok_or_else(|| alias_not_found(name, alias))?;
-        self.get_version(name, version).await
     }
 
     /// The highest version of a model.
@@ -277,5 +277,8 @@ impl<R: Registry + ?Sized> Registry for Arc<R> {
     }
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
         (**self).download_package(name, version).await
+    }
+    async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
+        (**self).version_by_alias(name, alias).await
     }
 }

@@ -1,11 +1,12 @@
 //! The contract of [`Registry`], as functions every backend runs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use mlops_core::{FlavorRegistry, Model, ModelName, ModelUri, Package, TabularClassifierParams};
 use mlops_registry::{
-    AliasMode, CreateModel, CreateVersion, DatasetRef, Error, Lineage, Registry, RegistryExt, SearchVersions, SetAlias,
+    AliasMode, CreateModel, CreateVersion, DatasetRef, Error, Lineage, MlflowRegistry, Registry, RegistryExt,
+    SearchVersions, SetAlias,
 };
 use polars::prelude::*;
 
@@ -36,15 +37,57 @@ pub fn package(l2: f64) -> Package {
         .unwrap()
 }
 
+/// What a backend can do, and how the suite names training runs on it.
+pub struct Backend {
+    /// Whether conditional alias moves are atomic; a backend without them must refuse them
+    /// with `NotImplemented`.
+    pub compare_and_swap: bool,
+    /// Makes the runs the suite links versions to; `None`: run ids are used as named.
+    mlflow: Option<MlflowRegistry>,
+    runs: tokio::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl Backend {
+    /// Compare-and-swap aliases, any string as run id.
+    pub fn standard() -> Self {
+        Self { compare_and_swap: true, mlflow: None, runs: tokio::sync::Mutex::default() }
+    }
+
+    /// MLflow: unconditional alias moves only, run ids of runs that exist on the server.
+    pub fn mlflow(registry: MlflowRegistry) -> Self {
+        Self { compare_and_swap: false, mlflow: Some(registry), runs: tokio::sync::Mutex::default() }
+    }
+
+    /// The run id the suite calls `label`: the same id for the same label.
+    pub async fn run_id(&self, label: &str) -> String {
+        let mut runs = self.runs.lock().await;
+        if let Some(id) = runs.get(label) {
+            return id.clone();
+        }
+        let id = match &self.mlflow {
+            Some(registry) => registry.create_run(label).await.unwrap(),
+            None => label.to_owned(),
+        };
+        runs.insert(label.to_owned(), id.clone());
+        id
+    }
+}
+
 /// Runs every conformance function against registries made by `make`; each function gets a
 /// fresh, empty registry.
 pub async fn run_all<R: Registry + 'static>(make: impl Fn() -> R) {
-    models(&make()).await;
-    versions(&make()).await;
-    aliases(&make()).await;
-    resolution_and_loading(&make()).await;
-    search(&make()).await;
-    concurrent_writers(Arc::new(make())).await;
+    run_suite(async || make(), &Backend::standard()).await;
+}
+
+/// Runs every conformance function against `backend`, each on the fresh, empty registry
+/// `make` returns.
+pub async fn run_suite<R: Registry + 'static>(make: impl AsyncFn() -> R, backend: &Backend) {
+    models(&make().await).await;
+    versions(&make().await, backend).await;
+    aliases(&make().await, backend).await;
+    resolution_and_loading(&make().await, backend).await;
+    search(&make().await, backend).await;
+    concurrent_writers(Arc::new(make().await), backend).await;
 }
 
 pub async fn models(registry: &dyn Registry) {
@@ -77,7 +120,8 @@ pub async fn models(registry: &dyn Registry) {
     assert!(matches!(registry.set_model_tag(&tx, "k", &huge).await, Err(Error::InvalidArgument(_))));
 }
 
-pub async fn versions(registry: &dyn Registry) {
+pub async fn versions(registry: &dyn Registry, backend: &Backend) {
+    let run_1 = backend.run_id("run-1").await;
     let tx = name("transactions");
     assert!(matches!(
         registry.create_version(CreateVersion::new(tx.clone(), package(1.0))).await,
@@ -94,7 +138,7 @@ pub async fn versions(registry: &dyn Registry) {
             CreateVersion::new(tx.clone(), package(1.0))
                 .description("first")
                 .tag("validation_status", "needs_tested")
-                .run("run-1", "model")
+                .run(&run_1, "model")
                 .lineage(lineage.clone()),
         )
         .await
@@ -102,7 +146,8 @@ pub async fn versions(registry: &dyn Registry) {
     assert_eq!(v1.version, 1);
     assert_eq!(v1.flavor, "tabular_classifier");
     assert_eq!(v1.lineage, lineage);
-    assert_eq!(v1.run.as_ref().unwrap().run_id, "run-1");
+    assert_eq!(v1.run.as_ref().unwrap().run_id, run_1);
+    assert_eq!(v1.run.as_ref().unwrap().artifact_path, "model");
     let v2 = registry.create_version(CreateVersion::new(tx.clone(), package(0.1))).await.unwrap();
     let v3 = registry.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap();
     assert_eq!((v2.version, v3.version), (2, 3));
@@ -139,7 +184,7 @@ pub async fn versions(registry: &dyn Registry) {
     assert_eq!(v4.package_digest, original.digest().unwrap());
 }
 
-pub async fn aliases(registry: &dyn Registry) {
+pub async fn aliases(registry: &dyn Registry, backend: &Backend) {
     let tx = name("transactions");
     registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
     for l2 in [1.0, 0.5, 0.1] {
@@ -148,28 +193,37 @@ pub async fn aliases(registry: &dyn Registry) {
     assert_eq!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap(), None);
     assert_eq!(registry.version_by_alias(&tx, "champion").await.unwrap().version, 1);
 
-    // Create-only: refuses an existing alias.
-    let create = SetAlias::new(tx.clone(), "champion", 2).mode(AliasMode::Create);
-    assert!(matches!(
-        registry.set_alias(create).await,
-        Err(Error::Precondition { expected: None, found: Some(1), .. })
-    ));
-    // Compare-and-swap: wins when the expectation holds, loses (and changes nothing) otherwise.
-    let swap = SetAlias::new(tx.clone(), "champion", 2).mode(AliasMode::Update(1));
-    assert_eq!(registry.set_alias(swap).await.unwrap(), Some(1));
-    let stale = SetAlias::new(tx.clone(), "champion", 3).mode(AliasMode::Update(1));
-    match registry.set_alias(stale).await {
-        Err(err @ Error::Precondition { .. }) => {
-            assert_eq!(
-                err.to_string(),
-                "alias `champion` of model `transactions` points at version 2, expected version 1"
-            )
+    if backend.compare_and_swap {
+        // Create-only: refuses an existing alias.
+        let create = SetAlias::new(tx.clone(), "champion", 2).mode(AliasMode::Create);
+        assert!(matches!(
+            registry.set_alias(create).await,
+            Err(Error::Precondition { expected: None, found: Some(1), .. })
+        ));
+        // Compare-and-swap: wins when the expectation holds, loses (and changes nothing) otherwise.
+        let swap = SetAlias::new(tx.clone(), "champion", 2).mode(AliasMode::Update(1));
+        assert_eq!(registry.set_alias(swap).await.unwrap(), Some(1));
+        let stale = SetAlias::new(tx.clone(), "champion", 3).mode(AliasMode::Update(1));
+        match registry.set_alias(stale).await {
+            Err(err @ Error::Precondition { .. }) => {
+                assert_eq!(
+                    err.to_string(),
+                    "alias `champion` of model `transactions` points at version 2, expected version 1"
+                )
+            }
+            other => panic!("expected Precondition, got {other:?}"),
         }
-        other => panic!("expected Precondition, got {other:?}"),
+        let unset = SetAlias::new(tx.clone(), "challenger", 3).mode(AliasMode::Update(1));
+        assert!(matches!(registry.set_alias(unset).await, Err(Error::Precondition { found: None, .. })));
+    } else {
+        // Without atomic conditional moves, the backend says so and moves nothing.
+        for mode in [AliasMode::Create, AliasMode::Update(1)] {
+            let conditional = SetAlias::new(tx.clone(), "champion", 3).mode(mode);
+            assert!(matches!(registry.set_alias(conditional).await, Err(Error::NotImplemented { .. })));
+        }
+        assert_eq!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 2)).await.unwrap(), Some(1));
     }
     assert_eq!(registry.version_by_alias(&tx, "champion").await.unwrap().version, 2);
-    let unset = SetAlias::new(tx.clone(), "challenger", 3).mode(AliasMode::Update(1));
-    assert!(matches!(registry.set_alias(unset).await, Err(Error::Precondition { found: None, .. })));
 
     // An alias only points at a version that exists; names are validated.
     assert!(matches!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 99)).await, Err(Error::NotFound { .. })));
@@ -211,12 +265,13 @@ pub async fn aliases(registry: &dyn Registry) {
     ));
 }
 
-pub async fn resolution_and_loading(registry: &dyn Registry) {
+pub async fn resolution_and_loading(registry: &dyn Registry, backend: &Backend) {
+    let (run_a, run_b) = (backend.run_id("run-a").await, backend.run_id("run-b").await);
     let tx = name("transactions");
     registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
     assert!(matches!(registry.latest_version(&tx).await, Err(Error::NotFound { .. })));
-    registry.create_version(CreateVersion::new(tx.clone(), package(1.0)).run("run-a", "model")).await.unwrap();
-    registry.create_version(CreateVersion::new(tx.clone(), package(0.01)).run("run-b", "model")).await.unwrap();
+    registry.create_version(CreateVersion::new(tx.clone(), package(1.0)).run(&run_a, "model")).await.unwrap();
+    registry.create_version(CreateVersion::new(tx.clone(), package(0.01)).run(&run_b, "model")).await.unwrap();
     registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap();
 
     let resolve = |uri: &str| {
@@ -226,8 +281,8 @@ pub async fn resolution_and_loading(registry: &dyn Registry) {
     assert_eq!(resolve("models:/transactions@champion").await.unwrap().version, 1);
     assert_eq!(resolve("models:/transactions/2").await.unwrap().version, 2);
     assert_eq!(resolve("models:/transactions/latest").await.unwrap().version, 2);
-    assert_eq!(resolve("runs:/run-a/model").await.unwrap().version, 1);
-    assert!(matches!(resolve("runs:/run-a/other").await, Err(Error::NotFound { .. })));
+    assert_eq!(resolve(&format!("runs:/{run_a}/model")).await.unwrap().version, 1);
+    assert!(matches!(resolve(&format!("runs:/{run_a}/other")).await, Err(Error::NotFound { .. })));
     assert!(matches!(resolve("models:/transactions@challenger").await, Err(Error::NotFound { .. })));
     assert!(matches!(resolve("models:/unknown/latest").await, Err(Error::NotFound { .. })));
 
@@ -249,15 +304,17 @@ pub async fn resolution_and_loading(registry: &dyn Registry) {
     ));
 }
 
-pub async fn search(registry: &dyn Registry) {
+pub async fn search(registry: &dyn Registry, backend: &Backend) {
     for model in ["a", "b"] {
         registry.create_model(CreateModel::new(name(model))).await.unwrap();
+        // One run, one model in it, registered three times.
+        let (run, trained) = (backend.run_id(&format!("{model}-run")).await, package(1.0));
         for status in ["needs_tested", "passed_tests", "needs_tested"] {
             registry
                 .create_version(
-                    CreateVersion::new(name(model), package(1.0))
+                    CreateVersion::new(name(model), trained.clone())
                         .tag("validation_status", status)
-                        .run(format!("{model}-run"), "model"),
+                        .run(&run, "model"),
                 )
                 .await
                 .unwrap();
@@ -278,14 +335,14 @@ pub async fn search(registry: &dyn Registry) {
         found(SearchVersions::model(name("b")).tag("validation_status", "passed_tests")).await,
         [("b".into(), 2)]
     );
-    assert_eq!(found(SearchVersions::default().run_id("a-run")).await.len(), 3);
+    assert_eq!(found(SearchVersions::default().run_id(backend.run_id("a-run").await)).await.len(), 3);
     assert!(found(SearchVersions::model(name("a")).tag("project", "x")).await.is_empty());
     assert!(matches!(registry.search_versions(SearchVersions::model(name("zzz"))).await, Err(Error::NotFound { .. })));
 }
 
 /// Many writers at once: version numbers stay unique and dense, no tag update is lost, and
 /// exactly one of several racing compare-and-swaps wins.
-pub async fn concurrent_writers<R: Registry + 'static>(registry: Arc<R>) {
+pub async fn concurrent_writers<R: Registry + 'static>(registry: Arc<R>, backend: &Backend) {
     let tx = name("transactions");
     registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
     let shared = package(1.0);
@@ -307,6 +364,9 @@ pub async fn concurrent_writers<R: Registry + 'static>(registry: Arc<R>) {
     assert_eq!(model.tags.len(), 12, "a concurrent tag update was lost: {:?}", model.tags);
 
     registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap();
+    if !backend.compare_and_swap {
+        return;
+    }
     let mut racers = Vec::new();
     for target in 2..=9u64 {
         let (registry, tx) = (Arc::clone(&registry), tx.clone());

@@ -11,6 +11,7 @@ mod governance;
 mod live;
 mod local;
 mod memory;
+mod mlflow;
 mod processes;
 mod s3;
 mod servers;

@@ -9,6 +9,11 @@ pub const S3_ENDPOINT: &str = "MLOPS_S3_ENDPOINT";
 /// Environment variable holding the bucket the tests may use.
 pub const S3_BUCKET: &str = "MLOPS_S3_BUCKET";
 
+/// Environment variable holding the MLflow tracking server's address, e.g. `http://127.0.0.1:5000`.
+pub const MLFLOW_URI: &str = "MLOPS_MLFLOW_URI";
+/// Environment variable holding a Python interpreter with `mlflow` installed.
+pub const PYTHON: &str = "MLOPS_PYTHON";
+
 /// Returns `Some(value)` of `variable`, or `None` after saying why the test is skipped;
 /// panics instead when servers are required.
 pub fn server(variable: &str, what: &str) -> Option<String> {

@@ -1,0 +1,177 @@
+//! The MLflow backend against a real tracking server, and interop with the Python
+//! `MlflowClient` both ways.
+//!
+//! The tests share one server and each starts from an empty registry, so they take turns.
+
+use std::path::Path;
+use std::process::Command;
+
+use mlops_core::{FlavorRegistry, Model};
+use mlops_registry::{
+    AliasMode, CreateModel, CreateVersion, DatasetRef, Error, Lineage, MlflowRegistry, Registry, RegistryExt, SetAlias,
+};
+
+use crate::conformance::{Backend, name, package, training_frame};
+use crate::servers::{MLFLOW_URI, PYTHON, server};
+
+/// One test at a time on the server.
+static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Deletes every registered model on the server, so the next test starts empty.
+async fn wipe(uri: &str) {
+    let http = reqwest::Client::new();
+    let api = |endpoint: &str| format!("{uri}/api/2.0/mlflow/{endpoint}");
+    let listed = http.get(api("registered-models/search?max_results=1000")).send().await.unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.bytes().await.unwrap()).unwrap();
+    for model in listed["registered_models"].as_array().into_iter().flatten() {
+        let body = serde_json::json!({ "name": model["name"] }).to_string();
+        let deleted = http
+            .delete(api("registered-models/delete"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(deleted.status().is_success(), "deleting {}: {}", model["name"], deleted.status());
+    }
+}
+
+fn python_client(uri: &str, args: &[&str]) -> serde_json::Value {
+    let python = std::env::var(PYTHON).expect("MLOPS_PYTHON is checked before");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/mlflow_client.py");
+    let output = Command::new(python).arg(script).arg(uri).args(args).output().unwrap();
+    assert!(output.status.success(), "mlflow_client.py {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mlflow_registry_keeps_the_contract() {
+    let Some(uri) = server(MLFLOW_URI, "an MLflow tracking server") else { return };
+    let _turn = SERVER.lock().await;
+    let registry = MlflowRegistry::builder(&uri).experiment("conformance").build().unwrap();
+    let backend = Backend::mlflow(registry.clone());
+    crate::conformance::run_suite(
+        async || {
+            wipe(&uri).await;
+            registry.clone()
+        },
+        &backend,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn python_sees_what_rust_registers_and_rust_follows_what_python_moves() {
+    let Some(uri) = server(MLFLOW_URI, "an MLflow tracking server") else { return };
+    let Some(_) = server(PYTHON, "Python with mlflow") else { return };
+    let _turn = SERVER.lock().await;
+    wipe(&uri).await;
+    let registry = MlflowRegistry::builder(&uri).experiment("interop").build().unwrap();
+    let tx = name("main.fraud.transactions");
+    registry.create_model(CreateModel::new(tx.clone()).description("fraud probability")).await.unwrap();
+    let lineage = Lineage {
+        training_data: Some(DatasetRef { name: "transactions.parquet".into(), digest: "3f2a9c".into() }),
+        params: [("l2_penalty".to_owned(), "1.0".to_owned())].into(),
+        metrics: [("train_log_loss".to_owned(), 0.3125)].into(),
+    };
+    let v1 = registry
+        .create_version(
+            CreateVersion::new(tx.clone(), package(1.0))
+                .description("logistic regression")
+                .tag("validation_status", "passed_tests")
+                .lineage(lineage.clone()),
+        )
+        .await
+        .unwrap();
+    registry.set_alias(SetAlias::new(tx.clone(), "champion", v1.version)).await.unwrap();
+
+    // Python sees the version, its alias, its tags and the lineage logged to its run.
+    let seen = python_client(&uri, &["describe", tx.as_str(), "champion"]);
+    assert_eq!(seen["version"], 1);
+    assert_eq!(seen["aliases"], serde_json::json!(["champion"]));
+    assert_eq!(seen["source"], v1.source.as_str());
+    assert_eq!(seen["run_id"], v1.run.as_ref().unwrap().run_id.as_str());
+    assert_eq!(seen["tags"]["validation_status"], "passed_tests");
+    assert_eq!(seen["tags"]["mlops.flavor"], "tabular_classifier");
+    assert_eq!(seen["tags"]["mlops.package_digest"], v1.package_digest.as_str());
+    assert_eq!(seen["params"]["l2_penalty"], "1.0");
+    assert_eq!(seen["metrics"]["train_log_loss"], 0.3125);
+    assert_eq!(seen["datasets"], serde_json::json!([{ "name": "transactions.parquet", "digest": "3f2a9c" }]));
+    assert_eq!(registry.get_version(&tx, 1).await.unwrap().lineage, lineage);
+
+    // Python registers the same artifacts again and promotes that version; Rust follows.
+    let reregistered = python_client(&uri, &["reregister", tx.as_str(), "1"]);
+    assert_eq!(reregistered["version"], 2);
+    python_client(&uri, &["move-alias", tx.as_str(), "champion", "2"]);
+    let flavors = FlavorRegistry::with_builtins();
+    let champion = registry.load_model(&"models:/main.fraud.transactions@champion".parse().unwrap(), &flavors).await;
+    let champion = champion.unwrap();
+    assert_eq!(champion.version.version, 2);
+    assert_eq!(champion.version.aliases, ["champion"]);
+    assert_eq!(champion.version.description, "re-registered from Python");
+    assert_eq!(champion.version.tags["registered_by"], "python");
+    // Registered outside this library: no flavor tag, but the package is still checked file by file.
+    assert_eq!(champion.version.flavor, "");
+    let expected = flavors.load(&package(1.0)).unwrap().predict(&training_frame()).unwrap();
+    assert!(champion.model.predict(&training_frame()).unwrap().equals(&expected));
+}
+
+#[tokio::test]
+async fn mlflow_registrations_refuse_what_would_lose_or_fake_something() {
+    let Some(uri) = server(MLFLOW_URI, "an MLflow tracking server") else { return };
+    let _turn = SERVER.lock().await;
+    wipe(&uri).await;
+    let registry = MlflowRegistry::builder(&uri).experiment("refusals").build().unwrap();
+    let tx = name("transactions");
+    registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
+
+    // Runs are MLflow's: an unknown one is named.
+    let unknown = registry.create_version(CreateVersion::new(tx.clone(), package(1.0)).run("0123abcd", "model")).await;
+    assert!(matches!(unknown, Err(Error::NotFound { what }) if what == "MLflow run `0123abcd`"));
+
+    // A run's artifact path holds one package: another one there is refused, the same one is reused.
+    let (run, trained) = (registry.create_run("training").await.unwrap(), package(1.0));
+    let first =
+        registry.create_version(CreateVersion::new(tx.clone(), trained.clone()).run(&run, "clf")).await.unwrap();
+    let other = registry.create_version(CreateVersion::new(tx.clone(), package(0.1)).run(&run, "clf")).await;
+    assert!(matches!(other, Err(Error::AlreadyExists { what }) if what.contains("different model package")));
+    let again = registry.create_version(CreateVersion::new(tx.clone(), trained).run(&run, "clf")).await.unwrap();
+    assert_eq!((first.version, again.version), (1, 2));
+    assert_eq!(again.source, first.source);
+    assert!(registry.download_package(&tx, 1).await.is_ok(), "the first package was not overwritten");
+    let escape = registry.create_version(CreateVersion::new(tx.clone(), package(1.0)).run(&run, "../x")).await;
+    assert!(matches!(escape, Err(Error::InvalidArgument(_))));
+
+    // Tags under `mlops.` are the registry's.
+    let reserved = registry.set_version_tag(&tx, 1, "mlops.flavor", "other").await;
+    assert!(matches!(reserved, Err(Error::InvalidArgument(message)) if message.contains("mlops.flavor")));
+    let reserved = registry.create_version(CreateVersion::new(tx.clone(), package(1.0)).tag("mlops.x", "y")).await;
+    assert!(matches!(reserved, Err(Error::InvalidArgument(_))));
+    assert_eq!(registry.get_version(&tx, 1).await.unwrap().flavor, "tabular_classifier");
+
+    // No conditional alias moves on MLflow, and nothing moved.
+    registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap();
+    let conditional = registry.set_alias(SetAlias::new(tx.clone(), "champion", 2).mode(AliasMode::Update(1))).await;
+    match conditional {
+        Err(e @ Error::NotImplemented { .. }) => assert!(e.to_string().contains("MLflow"), "{e}"),
+        other => panic!("expected NotImplemented, got {other:?}"),
+    }
+    assert_eq!(registry.version_by_alias(&tx, "champion").await.unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn mlflow_addresses_are_checked() {
+    for bad in ["localhost:5000", "file:///tmp/mlruns", "not a url"] {
+        match MlflowRegistry::new(bad) {
+            Err(Error::InvalidArgument(message)) => assert!(message.contains(bad), "{message}"),
+            other => panic!("{bad}: expected InvalidArgument, got {other:?}"),
+        }
+    }
+    // A server that is not there is a backend error naming the call, not a hang or a panic.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let registry = MlflowRegistry::new(&format!("http://{closed}")).unwrap();
+    match registry.get_model(&name("transactions")).await {
+        Err(e @ Error::Backend { .. }) => assert!(e.to_string().contains("registered-models/get"), "{e}"),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+}
