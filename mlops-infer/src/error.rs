@@ -34,6 +34,31 @@ pub enum Error {
     /// Polars failed while reading, combining or writing frames.
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),
+    /// A Delta table could not be read or written.
+    #[cfg(feature = "delta")]
+    #[error("{context}: {source}")]
+    Delta {
+        /// What was being done, naming the table.
+        context: String,
+        /// Delta Lake's error.
+        source: deltalake::DeltaTableError,
+    },
+    /// Frames could not be converted to or from Arrow.
+    #[cfg(feature = "delta")]
+    #[error("{context}: {source}")]
+    Arrow {
+        /// What was being converted.
+        context: String,
+        /// Arrow's error.
+        source: deltalake::arrow::error::ArrowError,
+    },
+}
+
+#[cfg(feature = "delta")]
+impl Error {
+    pub(crate) fn delta(context: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
+        Self::Delta { context: context.into(), source }
+    }
 }
 
 /// `Result` with [`enum@Error`] as the default error type.

@@ -34,9 +34,18 @@
 //! (unknown model, version or alias), and I/O errors naming the file.
 
 mod batch;
+#[cfg(feature = "delta")]
+mod delta;
 mod error;
+mod shard;
 
 pub use batch::{
     BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT, read_parquet, write_parquet,
 };
+#[cfg(feature = "delta")]
+pub use delta::{
+    ACTUAL_LABEL, Appended, FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT,
+    ROW_ID, TableLocation, TimeWindow,
+};
 pub use error::{Error, Result};
+pub use shard::shard_of;

@@ -4,3 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod batch;
+#[cfg(feature = "delta")]
+mod inference_table;
+#[cfg(feature = "delta")]
+mod scale_out;
+#[path = "../../../mlops-registry/tests/it/servers.rs"]
+#[allow(dead_code)]
+mod servers;

@@ -1,0 +1,441 @@
+//! The inference table: scored records with their model version, a row id, and the ground
+//! truth once it is known.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::physical_plan::common::collect;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use polars::prelude::*;
+
+use super::arrow::{batches_to_frame, frame_to_batches};
+use super::location::TableLocation;
+use super::off_runtime;
+use crate::batch::{BatchScorer, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT};
+use crate::error::{Error, Result};
+
+/// Column holding each scored row's id.
+pub const ROW_ID: &str = "row_id";
+/// Column holding the ground truth, null until a label is merged.
+pub const ACTUAL_LABEL: &str = "actual_label";
+
+/// Options of an [`InferenceTable`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferenceTableConfig {
+    /// Columns that identify a record (e.g. a transaction id); labels are matched on them and
+    /// incremental scoring skips records whose keys are already in the table.
+    pub keys: Vec<String>,
+    /// Type of `actual_label`: `Int64`, `Float64` or `String`. Default: `Float64`.
+    pub label_type: DataType,
+}
+
+impl InferenceTableConfig {
+    /// Records identified by `keys`.
+    pub fn new<S: Into<String>>(keys: impl IntoIterator<Item = S>) -> Self {
+        Self { keys: keys.into_iter().map(Into::into).collect(), label_type: DataType::Float64 }
+    }
+
+    /// Sets the type of `actual_label`.
+    #[must_use]
+    pub fn label_type(mut self, label_type: DataType) -> Self {
+        self.label_type = label_type;
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.keys.is_empty() {
+            return Err(Error::InvalidArgument("an inference table needs at least one key column".to_owned()));
+        }
+        if !matches!(self.label_type, DataType::Int64 | DataType::Float64 | DataType::String) {
+            return Err(Error::InvalidArgument(format!(
+                "label type {} is not supported (Int64, Float64 or String)",
+                self.label_type
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Rows written.
+    pub rows: usize,
+    /// The table version that holds them (`None` when there was nothing to write).
+    pub version: Option<u64>,
+}
+
+/// What incremental scoring did with its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncrementalRun {
+    /// Input rows.
+    pub input_rows: usize,
+    /// Rows outside the time window, left for a later run.
+    pub outside_window: usize,
+    /// Rows whose keys were already in the table.
+    pub already_scored: usize,
+    /// Rows scored and appended.
+    pub appended: Appended,
+}
+
+/// What [`InferenceTable::score_files`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilesScored {
+    /// Files scored and appended by this call.
+    pub scored: Vec<String>,
+    /// Files whose rows were already in the table (scored by an earlier run).
+    pub already_scored: Vec<String>,
+    /// Rows appended.
+    pub rows: usize,
+}
+
+/// A time window `[start, end]` on a datetime column: records outside it are not scored
+/// (their features may not exist yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// The record-time column.
+    pub column: String,
+    /// Earliest record time scored, inclusive.
+    pub start: DateTime<Utc>,
+    /// Latest record time scored, inclusive.
+    pub end: DateTime<Utc>,
+}
+
+/// A Delta Lake table of predictions, readable by Spark, Databricks, Polars, DuckDB and the
+/// Python `deltalake` package.
+///
+/// Columns: the scored input columns, `prediction`, `model_name`, `model_version`,
+/// `scored_at` (as [`BatchScorer`] writes them), [`ROW_ID`] (unique per scored row) and
+/// [`ACTUAL_LABEL`] (null until [`merge_labels`](Self::merge_labels) fills it).
+///
+/// ```
+/// use mlops_core::TabularClassifierParams;
+/// use mlops_infer::{BatchScorer, InferenceTable, InferenceTableConfig, TableLocation};
+/// use polars::prelude::*;
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let train = df!("id" => ["t1", "t2", "t3", "t4"], "Amount" => [1.0, 9.0, 2.0, 8.0], "Label" => [0, 1, 0, 1])?;
+/// let model = TabularClassifierParams::new("Label").numeric(["Amount"]).check()?.fit(&train)?;
+/// let scorer = BatchScorer::new("transactions", 1, std::sync::Arc::new(model));
+///
+/// let dir = tempfile::tempdir()?;
+/// let table = InferenceTable::new(TableLocation::local(dir.path().join("inference"))?, InferenceTableConfig::new(["id"]))?;
+/// table.append(&scorer.score(&train.drop("Label")?)?).await?;
+/// // Labels arrive later, some before their prediction exists.
+/// let labels = df!("id" => ["t2", "t9"], "label" => [1.0, 0.0])?;
+/// let merged = table.merge_labels(&labels, "label").await?;
+/// assert_eq!((merged.matched, merged.pending), (1, 1));
+/// assert_eq!(table.read().await?.column("actual_label")?.null_count(), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct InferenceTable {
+    location: TableLocation,
+    pending: TableLocation,
+    config: InferenceTableConfig,
+}
+
+impl InferenceTable {
+    /// The inference table at `location` (created by the first append); pending labels live in
+    /// the sibling table `<location>_pending_labels`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a config without keys or with an unsupported label type.
+    pub fn new(location: TableLocation, config: InferenceTableConfig) -> Result<Self> {
+        config.check()?;
+        Ok(Self { pending: location.sibling("pending_labels")?, location, config })
+    }
+
+    /// Where the table lives.
+    pub fn location(&self) -> &TableLocation {
+        &self.location
+    }
+
+    /// Where labels wait for their predictions.
+    pub fn pending_location(&self) -> &TableLocation {
+        &self.pending
+    }
+
+    /// The options.
+    pub fn config(&self) -> &InferenceTableConfig {
+        &self.config
+    }
+
+    /// Appends scored rows (a [`BatchScorer`] output), adding [`ROW_ID`] and a null
+    /// [`ACTUAL_LABEL`], then applies pending labels that now find their prediction.
+    /// Concurrent appends from other processes are fine: Delta's optimistic concurrency
+    /// retries the commit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming a missing key or output column; [`Error::Delta`]
+    /// when the table cannot be written (the commit did not happen).
+    pub async fn append(&self, scored: &DataFrame) -> Result<Appended> {
+        self.append_with(scored, CommitProperties::default()).await
+    }
+
+    /// [`append`](Self::append), committing `transaction` (an application id and a version,
+    /// Delta's `txn` action) atomically with the rows: a writer that records its progress this
+    /// way finds it again with [`transaction_version`](Self::transaction_version) and never
+    /// writes a batch twice.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub async fn append_in_transaction(&self, scored: &DataFrame, app_id: &str, version: i64) -> Result<Appended> {
+        let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id, version));
+        self.append_with(scored, properties).await
+    }
+
+    /// The last version committed by application `app_id`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the table cannot be read.
+    pub async fn transaction_version(&self, app_id: &str) -> Result<Option<i64>> {
+        let Some(table) = self.location.load().await? else { return Ok(None) };
+        let state = table.snapshot().map_err(|e| self.failed("reading", e))?;
+        state.transaction_version(table.log_store().as_ref(), app_id).await.map_err(|e| self.failed("reading", e))
+    }
+
+    async fn append_with(&self, scored: &DataFrame, properties: CommitProperties) -> Result<Appended> {
+        for column in
+            self.config.keys.iter().map(String::as_str).chain([PREDICTION, MODEL_NAME, MODEL_VERSION, SCORED_AT])
+        {
+            if scored.column(column).is_err() {
+                return Err(Error::InvalidArgument(format!("scored frame has no column `{column}`")));
+            }
+        }
+        for column in [ROW_ID, ACTUAL_LABEL] {
+            if scored.column(column).is_ok() {
+                return Err(Error::InvalidArgument(format!("scored frame already has column `{column}`")));
+            }
+        }
+        if scored.height() == 0 {
+            return Ok(Appended { rows: 0, version: None });
+        }
+        let (mut rows, label_type) = (scored.clone(), self.config.label_type.clone());
+        let (height, batches) = off_runtime(move || {
+            rows.with_column(row_ids(rows.height()))?;
+            rows.with_column(Column::full_null(ACTUAL_LABEL.into(), rows.height(), &label_type))?;
+            Ok((rows.height(), frame_to_batches(&rows)?))
+        })
+        .await?;
+        let table = write_retrying_creation_races(&self.location, batches, SaveMode::Append, properties).await?;
+        let appended = Appended { rows: height, version: table.version() };
+        self.apply_pending_labels().await?;
+        Ok(appended)
+    }
+
+    /// Scores the records of `input` that are inside `window` (if given) and whose keys are
+    /// not in the table yet, and appends them. Running it again on the same input adds
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming a missing key or window column; scoring and
+    /// [`append`](Self::append) errors.
+    pub async fn score_incremental(
+        &self,
+        scorer: &BatchScorer,
+        input: &DataFrame,
+        window: Option<&TimeWindow>,
+    ) -> Result<IncrementalRun> {
+        for key in &self.config.keys {
+            if input.column(key).is_err() {
+                return Err(Error::InvalidArgument(format!("input has no key column `{key}`")));
+            }
+        }
+        let bounds = match window {
+            Some(window) => {
+                let column = input
+                    .column(&window.column)
+                    .map_err(|_| Error::InvalidArgument(format!("input has no time column `{}`", window.column)))?;
+                let DataType::Datetime(unit, _) = column.dtype() else {
+                    return Err(Error::InvalidArgument(format!(
+                        "time column `{}` is {}, expected a datetime",
+                        window.column,
+                        column.dtype()
+                    )));
+                };
+                let bound = |t: &DateTime<Utc>| match unit {
+                    TimeUnit::Milliseconds => t.timestamp_millis(),
+                    TimeUnit::Microseconds => t.timestamp_micros(),
+                    TimeUnit::Nanoseconds => t.timestamp_nanos_opt().unwrap_or(i64::MAX),
+                };
+                Some((window.column.clone(), bound(&window.start), bound(&window.end)))
+            }
+            None => None,
+        };
+        let known = self.keys().await?;
+        let input_rows = input.height();
+        let (input, keys, scorer) = (input.clone(), self.config.keys.clone(), scorer.clone());
+        let (scored, in_window, fresh) = off_runtime(move || {
+            let mut candidates = input.lazy();
+            if let Some((column, start, end)) = bounds {
+                let time = col(column.as_str()).cast(DataType::Int64);
+                candidates = candidates.filter(time.clone().gt_eq(lit(start)).and(time.lt_eq(lit(end))));
+            }
+            let in_window = candidates.collect()?;
+            let on: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).collect();
+            let fresh = match known {
+                Some(known) => in_window
+                    .clone()
+                    .lazy()
+                    .join(known.lazy(), on.clone(), on, JoinArgs::new(JoinType::Anti))
+                    .collect()?,
+                None => in_window.clone(),
+            };
+            Ok((scorer.score(&fresh)?, in_window.height(), fresh.height()))
+        })
+        .await?;
+        let appended = self.append(&scored).await?;
+        Ok(IncrementalRun {
+            input_rows,
+            outside_window: input_rows - in_window,
+            already_scored: in_window - fresh,
+            appended,
+        })
+    }
+
+    /// Scores Parquet files from `store` and appends each file's rows in one commit that also
+    /// records the file (a Delta `txn` action), so a file is appended once however often the
+    /// job runs, and several workers can share a table: give each the files
+    /// [`shard_of`](crate::shard_of) assigns it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming a file that cannot be read as Parquet; scoring and
+    /// [`append`](Self::append) errors. Files appended before the error stay appended.
+    pub async fn score_files(
+        &self,
+        scorer: &BatchScorer,
+        store: &dyn ObjectStore,
+        files: &[Path],
+    ) -> Result<FilesScored> {
+        let mut report = FilesScored::default();
+        for file in files {
+            let app_id = format!("mlops.file:{file}");
+            if self.transaction_version(&app_id).await?.is_some() {
+                report.already_scored.push(file.to_string());
+                continue;
+            }
+            let unreadable = |e: String| Error::InvalidArgument(format!("input file `{file}`: {e}"));
+            let bytes = store
+                .get(file)
+                .await
+                .map_err(|e| unreadable(e.to_string()))?
+                .bytes()
+                .await
+                .map_err(|e| unreadable(e.to_string()))?;
+            let (scorer, name) = (scorer.clone(), file.to_string());
+            let scored = off_runtime(move || {
+                let input = ParquetReader::new(std::io::Cursor::new(bytes))
+                    .finish()
+                    .map_err(|e| Error::InvalidArgument(format!("input file `{name}`: {e}")))?;
+                scorer.score(&input)
+            })
+            .await?;
+            let appended = self.append_in_transaction(&scored, &app_id, 0).await?;
+            report.rows += appended.rows;
+            report.scored.push(file.to_string());
+        }
+        Ok(report)
+    }
+
+    /// The whole table as a frame (empty when the table does not exist yet).
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the table cannot be read.
+    pub async fn read(&self) -> Result<DataFrame> {
+        Ok(read_table(&self.location, None).await?.unwrap_or_default())
+    }
+
+    /// The key columns of every row, or `None` when the table does not exist yet.
+    async fn keys(&self) -> Result<Option<DataFrame>> {
+        read_table(&self.location, Some(&self.config.keys)).await
+    }
+
+    /// The table's current version, or `None` when it does not exist yet.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the table cannot be read.
+    pub async fn version(&self) -> Result<Option<u64>> {
+        Ok(self.location.load().await?.and_then(|t| t.version()))
+    }
+
+    pub(crate) fn failed(&self, operation: &str, error: deltalake::DeltaTableError) -> Error {
+        Error::delta(format!("{operation} inference table `{}`", self.location.url()), error)
+    }
+
+    pub(crate) async fn loaded(&self) -> Result<Option<DeltaTable>> {
+        self.location.load().await
+    }
+}
+
+/// How often a write is retried after losing the race to create the table.
+const CREATION_RACE_ATTEMPTS: usize = 5;
+
+/// Writes `batches`; when several writers create the same table at once, all but one lose
+/// the race for version 0 (their commit carries the table's protocol and metadata too), so
+/// the losers write again to the table the winner created. Delta retries every other kind of
+/// concurrent blind append itself.
+pub(crate) async fn write_retrying_creation_races(
+    location: &TableLocation,
+    batches: Vec<RecordBatch>,
+    mode: SaveMode,
+    properties: CommitProperties,
+) -> Result<DeltaTable> {
+    let mut attempt = 1;
+    loop {
+        let table = location.load_or_new().await?;
+        let written =
+            table.write(batches.clone()).with_save_mode(mode).with_commit_properties(properties.clone()).await;
+        match written {
+            Err(DeltaTableError::Transaction {
+                source:
+                    TransactionError::CommitConflict(
+                        CommitConflictError::MetadataChanged | CommitConflictError::ProtocolChanged(_),
+                    ),
+            })
+            | Err(DeltaTableError::VersionAlreadyExists(_))
+                if attempt < CREATION_RACE_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            other => return other.map_err(|e| Error::delta(format!("writing table `{}`", location.url()), e)),
+        }
+    }
+}
+
+/// Reads a table (only `columns`, if given) into a frame; `None` when there is no table.
+pub(crate) async fn read_table(location: &TableLocation, columns: Option<&[String]>) -> Result<Option<DataFrame>> {
+    let Some(table) = location.load().await? else { return Ok(None) };
+    let failed = |e| Error::delta(format!("reading table `{}`", location.url()), e);
+    let mut scan = table.scan_table();
+    if let Some(columns) = columns {
+        scan = scan.with_columns(columns.iter().cloned());
+    }
+    let (_, stream) = scan.await.map_err(failed)?;
+    let schema: SchemaRef = stream.schema();
+    let batches =
+        collect(stream).await.map_err(|e| Error::delta(format!("reading table `{}`", location.url()), e.into()))?;
+    off_runtime(move || batches_to_frame(&schema, &batches)).await.map(Some)
+}
+
+/// Ids unique across writers and runs: a random (v4 UUID) id of the write and the row's index.
+fn row_ids(rows: usize) -> Column {
+    let writer = uuid::Uuid::new_v4().simple();
+    let mut id = String::with_capacity(48);
+    let mut builder = StringChunkedBuilder::new(ROW_ID.into(), rows);
+    for index in 0..rows {
+        id.clear();
+        let _ = write!(id, "{writer}-{index}");
+        builder.append_value(&id);
+    }
+    builder.finish().into_series().into_column()
+}

@@ -1,0 +1,199 @@
+//! Ground truth that arrives late (or early): labels merged into the inference table, and
+//! kept in a pending-labels table until their prediction lands.
+
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use polars::prelude::*;
+
+use super::arrow::frame_to_batches;
+use super::inference_table::{ACTUAL_LABEL, InferenceTable, read_table, write_retrying_creation_races};
+use super::off_runtime;
+use crate::error::{Error, Result};
+
+/// Column of the pending-labels table holding when a label was received.
+pub const RECEIVED_AT: &str = "received_at";
+
+/// What a label merge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LabelMerge {
+    /// Labels in the call.
+    pub received: usize,
+    /// Labels of the call superseded by a later label for the same key in the same call.
+    pub superseded: usize,
+    /// Labels (from this call or waiting from earlier ones) whose prediction is in the table:
+    /// applied now, or found already applied.
+    pub matched: usize,
+    /// Inference-table rows whose `actual_label` changed.
+    pub rows_updated: usize,
+    /// Labels still waiting for their prediction.
+    pub pending: usize,
+}
+
+impl InferenceTable {
+    /// Merges ground truth into `actual_label`: `labels` holds the key columns and
+    /// `label_column`. Labels whose prediction is not in the table yet wait in the
+    /// pending-labels table and are applied by the append that brings it.
+    ///
+    /// A label is never lost: it is written to the pending table before anything else, and
+    /// leaves it only after the MERGE that applied it committed. It is never applied twice:
+    /// a row whose label already has that value is not rewritten. Within one call, the last
+    /// label of a key wins; across calls, the latest received wins.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming a missing column, a null label or a label that does
+    /// not convert to the table's label type; [`Error::Delta`] when a table cannot be written.
+    pub async fn merge_labels(&self, labels: &DataFrame, label_column: &str) -> Result<LabelMerge> {
+        let keys = &self.config().keys;
+        for column in keys.iter().map(String::as_str).chain([label_column]) {
+            if labels.column(column).is_err() {
+                return Err(Error::InvalidArgument(format!("labels have no column `{column}`")));
+            }
+        }
+        let label = labels.column(label_column)?;
+        if label.null_count() > 0 {
+            return Err(Error::InvalidArgument(format!(
+                "label column `{label_column}` has {} null values",
+                label.null_count()
+            )));
+        }
+        let converted = label.strict_cast(&self.config().label_type).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "label column `{label_column}` ({}) does not convert to {}: {e}",
+                label.dtype(),
+                self.config().label_type
+            ))
+        })?;
+        let (labels, keys_owned) = (labels.select(keys.iter().cloned())?, keys.clone());
+        let (received, latest, batches) = off_runtime(move || {
+            let mut normalized = labels;
+            normalized.with_column(converted.with_name(ACTUAL_LABEL.into()))?;
+            let mut latest = normalized.unique_stable(Some(&keys_owned), UniqueKeepStrategy::Last, None)?;
+            let now = chrono::Utc::now().timestamp_micros();
+            latest.with_column(
+                Series::new(RECEIVED_AT.into(), vec![now; latest.height()])
+                    .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?
+                    .into_column(),
+            )?;
+            Ok((normalized.height(), latest.height(), frame_to_batches(&latest)?))
+        })
+        .await?;
+        if latest > 0 {
+            write_retrying_creation_races(
+                self.pending_location(),
+                batches,
+                SaveMode::Append,
+                CommitProperties::default(),
+            )
+            .await?;
+        }
+        let applied = self.apply_pending_labels().await?;
+        Ok(LabelMerge { received, superseded: received - latest, ..applied })
+    }
+
+    /// Applies waiting labels whose prediction is now in the table (appends call it), and
+    /// returns what it did (`received` and `superseded` are 0).
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when a table cannot be read or written; nothing is lost then, the
+    /// labels stay pending.
+    pub async fn apply_pending_labels(&self) -> Result<LabelMerge> {
+        let keys = self.config().keys.clone();
+        let Some(waiting) = read_table(self.pending_location(), None).await? else {
+            return Ok(LabelMerge::default());
+        };
+        if waiting.height() == 0 {
+            return Ok(LabelMerge::default());
+        }
+        let Some(table) = self.loaded().await? else {
+            let latest = off_runtime(move || latest_per_key(waiting, &keys)).await?;
+            return Ok(LabelMerge { pending: latest.height(), ..LabelMerge::default() });
+        };
+        let known = read_table(self.location(), Some(&keys)).await?.unwrap_or_default();
+        let keys_owned = keys.clone();
+        let (latest, matched) = off_runtime(move || {
+            let latest = latest_per_key(waiting, &keys_owned)?;
+            let on: Vec<Expr> = keys_owned.iter().map(|k| col(k.as_str())).collect();
+            let matched = latest
+                .clone()
+                .lazy()
+                .join(
+                    known.lazy().unique(None, UniqueKeepStrategy::First),
+                    on.clone(),
+                    on,
+                    JoinArgs::new(JoinType::Semi),
+                )
+                .collect()?;
+            Ok((latest, matched))
+        })
+        .await?;
+        let pending = latest.height() - matched.height();
+        if matched.height() == 0 {
+            return Ok(LabelMerge { pending, ..LabelMerge::default() });
+        }
+
+        let same_keys =
+            keys.iter().map(|k| format!("target.{q} = source.{q}", q = quoted(k))).collect::<Vec<_>>().join(" AND ");
+        let label = quoted(ACTUAL_LABEL);
+        let context = SessionContext::new();
+        let labels = context
+            .read_batches(frame_to_batches(&matched.select(keys.iter().map(String::as_str).chain([ACTUAL_LABEL]))?)?)
+            .map_err(|e| self.failed("preparing labels for", e.into()))?;
+        let (_, metrics) = table
+            .merge(labels, same_keys.as_str())
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .when_matched_update(|update| {
+                update
+                    .predicate(format!("target.{label} IS NULL OR target.{label} <> source.{label}"))
+                    .update(ACTUAL_LABEL, format!("source.{label}"))
+            })
+            .map_err(|e| self.failed("merging labels into", e))?
+            .await
+            .map_err(|e| self.failed("merging labels into", e))?;
+
+        // Only now may the applied labels leave the pending table; labels received after the
+        // ones applied stay.
+        let pending_table = self
+            .pending_location()
+            .load()
+            .await?
+            .ok_or_else(|| Error::InvalidArgument("the pending-labels table disappeared".to_owned()))?;
+        let applied = context
+            .read_batches(frame_to_batches(&matched.select(keys.iter().map(String::as_str).chain([RECEIVED_AT]))?)?)
+            .map_err(|e| self.failed_pending("preparing labels for", e.into()))?;
+        let received = quoted(RECEIVED_AT);
+        pending_table
+            .merge(applied, format!("{same_keys} AND target.{received} <= source.{received}"))
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .when_matched_delete(|delete| delete)
+            .map_err(|e| self.failed_pending("removing applied labels from", e))?
+            .await
+            .map_err(|e| self.failed_pending("removing applied labels from", e))?;
+        Ok(LabelMerge {
+            matched: matched.height(),
+            rows_updated: metrics.num_target_rows_updated,
+            pending,
+            ..LabelMerge::default()
+        })
+    }
+
+    fn failed_pending(&self, operation: &str, error: deltalake::DeltaTableError) -> Error {
+        Error::delta(format!("{operation} pending-labels table `{}`", self.pending_location().url()), error)
+    }
+}
+
+/// The latest label of each key.
+fn latest_per_key(labels: DataFrame, keys: &[String]) -> Result<DataFrame> {
+    Ok(labels.lazy().sort([RECEIVED_AT], SortMultipleOptions::default()).collect()?.unique_stable(
+        Some(keys),
+        UniqueKeepStrategy::Last,
+        None,
+    )?)
+}
+
+/// A column name as a SQL identifier, case and all.
+fn quoted(column: &str) -> String {
+    format!("\"{}\"", column.replace('"', "\"\""))
+}

@@ -1,0 +1,22 @@
+"""An independent reader of the Delta tables the tests write: the Python `deltalake` package.
+
+usage: read_delta.py TABLE_URI [STORAGE_OPTIONS_JSON]
+Prints the table as JSON: version, column names and types, and the rows sorted by row_id.
+"""
+
+import json
+import sys
+
+from deltalake import DeltaTable
+
+uri = sys.argv[1]
+options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else None
+table = DeltaTable(uri, storage_options=options)
+data = table.to_pyarrow_table()
+rows = sorted(data.to_pylist(), key=lambda row: row["row_id"])
+print(json.dumps({
+    "version": table.version(),
+    "columns": [field.name for field in data.schema],
+    "types": {field.name: str(field.type) for field in data.schema},
+    "rows": rows,
+}, default=str))
