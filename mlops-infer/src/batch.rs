@@ -102,6 +102,11 @@ impl BatchScorer {
         &self.model_name
     }
 
+    /// The model's signature: the columns it takes.
+    pub fn signature(&self) -> &mlops_core::Signature {
+        self.model.signature()
+    }
+
     /// The version written to `model_version`.
     pub fn version(&self) -> u64 {
         self.version

@@ -3,6 +3,8 @@
 //! twice.
 
 mod arrow;
+
+pub(crate) use arrow::batches_to_frame;
 mod inference_table;
 mod labels;
 mod location;

@@ -43,6 +43,15 @@ pub enum Error {
         /// Delta Lake's error.
         source: deltalake::DeltaTableError,
     },
+    /// An object store (input files, checkpoint, Parquet sink) failed.
+    #[cfg(feature = "delta")]
+    #[error("{context}: {source}")]
+    Storage {
+        /// What was being done, naming the object.
+        context: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
     /// Frames could not be converted to or from Arrow.
     #[cfg(feature = "delta")]
     #[error("{context}: {source}")]
@@ -58,6 +67,10 @@ pub enum Error {
 impl Error {
     pub(crate) fn delta(context: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
         Self::Delta { context: context.into(), source }
+    }
+
+    pub(crate) fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
+        Self::Storage { context: context.into(), source }
     }
 }
 

@@ -38,6 +38,8 @@ mod batch;
 mod delta;
 mod error;
 mod shard;
+#[cfg(feature = "delta")]
+pub mod stream;
 
 pub use batch::{
     BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT, read_parquet, write_parquet,

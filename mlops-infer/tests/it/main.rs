@@ -11,3 +11,5 @@ mod scale_out;
 #[path = "../../../mlops-registry/tests/it/servers.rs"]
 #[allow(dead_code)]
 mod servers;
+#[cfg(feature = "delta")]
+mod streaming;

@@ -1,0 +1,46 @@
+//! Streaming scoring (feature `delta`): micro-batches from a [`Source`] (new files under an
+//! object-store prefix, new versions of a Delta table, frames from a channel, or your own), scored and written to a [`Sink`] (an
+//! [`InferenceTable`](crate::InferenceTable) or Parquet files) exactly once, with progress in
+//! a [`Checkpoint`] on an object store.
+
+mod channel_source;
+mod checkpoint;
+mod delta_source;
+mod file_source;
+mod records;
+mod scorer;
+mod sink;
+mod source;
+
+pub use channel_source::ChannelSource;
+pub use checkpoint::Checkpoint;
+pub use delta_source::DeltaSource;
+pub use file_source::FileSource;
+pub use records::{FileFormat, RESCUED_DATA};
+pub use scorer::{BatchReport, StreamReport, StreamingScorer, Trigger};
+pub use sink::{ParquetSink, Sink};
+pub use source::{DeadLetter, Offset, Source, SourceBatch};
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::error::{Error, Result};
+
+/// The objects under `prefix`, in name order.
+pub(crate) async fn list_sorted(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<Path>> {
+    let mut paths: Vec<Path> = store
+        .list(Some(prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(|e| Error::storage(format!("listing `{prefix}`"), e))?;
+    paths.sort();
+    Ok(paths)
+}
+
+/// The whole content of the object at `path`.
+pub(crate) async fn read_object(store: &dyn ObjectStore, path: &Path) -> Result<bytes::Bytes> {
+    let reading = |e| Error::storage(format!("reading `{path}`"), e);
+    store.get(path).await.map_err(reading)?.bytes().await.map_err(reading)
+}

@@ -1,0 +1,216 @@
+//! The streaming scorer: micro-batches from a source, scored, into a sink, exactly once.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use polars::prelude::DataFrame;
+
+use super::checkpoint::Checkpoint;
+use super::records::{record_json, split_valid};
+use super::sink::Sink;
+use super::source::{DeadLetter, Offset, Source};
+use crate::batch::BatchScorer;
+use crate::delta::off_runtime;
+use crate::error::Result;
+
+/// When a stream looks for new records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Process everything available now, then stop.
+    AvailableNow,
+    /// Look for new records every interval until shut down.
+    Every(Duration),
+}
+
+/// What one micro-batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    /// The batch number.
+    pub batch: u64,
+    /// Whether it was planned by an earlier run that stopped before committing it.
+    pub replayed: bool,
+    /// Records read.
+    pub records: usize,
+    /// Records scored and written.
+    pub scored: usize,
+    /// Files and records set aside as dead letters.
+    pub dead_letters: usize,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamReport {
+    /// Micro-batches processed.
+    pub batches: u64,
+    /// Of which replayed after an interrupted run.
+    pub replayed: u64,
+    /// Records read.
+    pub records: usize,
+    /// Records scored and written.
+    pub scored: usize,
+    /// Dead letters written.
+    pub dead_letters: usize,
+}
+
+type Progress = Box<dyn Fn(&BatchReport) + Send + Sync>;
+
+/// Scores a [`Source`] into a [`Sink`] in micro-batches, exactly once.
+///
+/// Each batch is planned (its offset written to the [`Checkpoint`]) before it is read, and
+/// its output is written by a sink that records the batch number in the same atomic write.
+/// A run that is killed at any instant and started again replays the planned batch the sink
+/// does not hold yet, reading exactly the same records, and skips one it holds: every record
+/// lands once.
+///
+/// Records the model's signature rejects (a null, or a value that did not parse, in a
+/// column that may not be null) and files that cannot be read go to the checkpoint's dead
+/// letters with the reason; the stream goes on, and the counts are reported.
+pub struct StreamingScorer {
+    stream: String,
+    source: Box<dyn Source>,
+    scorer: BatchScorer,
+    sink: Arc<dyn Sink>,
+    checkpoint: Checkpoint,
+    trigger: Trigger,
+    progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for StreamingScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingScorer")
+            .field("stream", &self.stream)
+            .field("scorer", &self.scorer)
+            .field("checkpoint", &self.checkpoint)
+            .field("trigger", &self.trigger)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamingScorer {
+    /// A stream named `stream` (its id in the sink's transaction markers) from `source`
+    /// through `scorer` into `sink`, keeping its progress in `checkpoint`. Triggered
+    /// [`Trigger::AvailableNow`] until told otherwise.
+    pub fn new(
+        stream: impl Into<String>,
+        source: impl Source + 'static,
+        scorer: BatchScorer,
+        sink: Arc<dyn Sink>,
+        checkpoint: Checkpoint,
+    ) -> Self {
+        Self {
+            stream: stream.into(),
+            source: Box::new(source),
+            scorer,
+            sink,
+            checkpoint,
+            trigger: Trigger::AvailableNow,
+            progress: None,
+        }
+    }
+
+    /// Sets the trigger.
+    #[must_use]
+    pub fn trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
+        self
+    }
+
+    /// Calls `progress` after every micro-batch.
+    #[must_use]
+    pub fn on_batch(mut self, progress: impl Fn(&BatchReport) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+
+    /// Runs until the trigger says stop or `shutdown` completes; a batch in progress is
+    /// finished first.
+    ///
+    /// # Errors
+    /// Source, scoring, sink and checkpoint errors. Whatever was committed stays committed;
+    /// running again continues from there.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<StreamReport> {
+        let mut report = StreamReport::default();
+        let planned = self.checkpoint.offsets().await?;
+        let offsets: Vec<Offset> = planned.iter().map(|(_, o)| o.clone()).collect();
+        self.source.resume(&offsets).await?;
+        let committed = match (self.checkpoint.last_commit().await?, self.sink.last_batch(&self.stream).await?) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let mut next = planned.last().map_or(0, |(batch, _)| batch + 1);
+        for (batch, offset) in planned {
+            if committed.is_none_or(|done| batch > done) {
+                self.process(batch, &offset, true, &mut report).await?;
+            }
+        }
+
+        tokio::pin!(shutdown);
+        loop {
+            let stop = futures::FutureExt::now_or_never(&mut shutdown).is_some();
+            if stop {
+                return Ok(report);
+            }
+            match self.source.next_offset().await? {
+                Some(offset) => {
+                    self.checkpoint.plan(next, &offset).await?;
+                    self.process(next, &offset, false, &mut report).await?;
+                    next += 1;
+                }
+                None => match self.trigger {
+                    Trigger::AvailableNow => return Ok(report),
+                    Trigger::Every(interval) => {
+                        tokio::select! {
+                            () = tokio::time::sleep(interval) => {}
+                            () = &mut shutdown => return Ok(report),
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn process(&mut self, batch: u64, offset: &Offset, replayed: bool, report: &mut StreamReport) -> Result<()> {
+        let read = self.source.read(offset).await?;
+        let (scorer, records) = (self.scorer.clone(), read.records);
+        let inputs = scorer.signature().inputs.clone();
+        let (scored, rejected, total) = off_runtime(move || {
+            if records.width() == 0 {
+                return Ok((DataFrame::empty(), Vec::new(), 0));
+            }
+            let (valid, rejected) = split_valid(&records, &inputs)?;
+            let letters: Vec<DeadLetter> = rejected
+                .into_iter()
+                .map(|(row, reason)| DeadLetter {
+                    origin: format!("batch {batch} record {row}"),
+                    reason,
+                    record: Some(record_json(&records, row)),
+                })
+                .collect();
+            Ok((scorer.score(&valid)?, letters, records.height()))
+        })
+        .await?;
+        let mut dead_letters = read.dead_letters;
+        dead_letters.extend(rejected);
+        if !dead_letters.is_empty() {
+            self.checkpoint.write_dead_letters(batch, &dead_letters).await?;
+        }
+        let held = self.sink.last_batch(&self.stream).await?;
+        if scored.height() > 0 && held.is_none_or(|last| batch > last) {
+            self.sink.write(&self.stream, batch, &scored).await?;
+        }
+        self.checkpoint.commit(batch).await?;
+
+        let done =
+            BatchReport { batch, replayed, records: total, scored: scored.height(), dead_letters: dead_letters.len() };
+        report.batches += 1;
+        report.replayed += u64::from(replayed);
+        report.records += done.records;
+        report.scored += done.scored;
+        report.dead_letters += done.dead_letters;
+        if let Some(progress) = &self.progress {
+            progress(&done);
+        }
+        Ok(())
+    }
+}

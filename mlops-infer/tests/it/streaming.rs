@@ -1,0 +1,302 @@
+//! Streaming scoring: files to a Delta inference table exactly once, bad input set aside,
+//! and a stream killed at random instants that still writes every record once.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mlops_core::{ColSpec, ColumnType, Schema};
+use mlops_infer::stream::{ChannelSource, Checkpoint, DeltaSource, FileFormat, FileSource, StreamingScorer, Trigger};
+use mlops_infer::{InferenceTable, InferenceTableConfig, TableLocation};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use polars::prelude::*;
+use rand::{RngExt, SeedableRng};
+
+use crate::inference_table::scorer;
+
+const DIR: &str = "MLOPS_TEST_STREAM_DIR";
+
+struct Layout {
+    input: PathBuf,
+    table: PathBuf,
+    checkpoint: PathBuf,
+}
+
+impl Layout {
+    fn new(root: &FsPath) -> Self {
+        let layout =
+            Self { input: root.join("input"), table: root.join("inference"), checkpoint: root.join("checkpoint") };
+        std::fs::create_dir_all(&layout.input).unwrap();
+        layout
+    }
+
+    fn table(&self) -> InferenceTable {
+        InferenceTable::new(TableLocation::local(&self.table).unwrap(), InferenceTableConfig::new(["id"])).unwrap()
+    }
+
+    fn stream(&self, format: FileFormat, files_per_batch: usize) -> StreamingScorer {
+        let store = Arc::new(LocalFileSystem::new_with_prefix(&self.input).unwrap());
+        let source = FileSource::new(store, Path::default(), format)
+            .schema(
+                Schema::new(vec![
+                    ColSpec::new("id", ColumnType::String),
+                    ColSpec::new("Amount", ColumnType::Double).nullable(),
+                ])
+                .unwrap(),
+            )
+            .max_files_per_batch(files_per_batch)
+            .unwrap();
+        StreamingScorer::new(
+            "transactions",
+            source,
+            scorer(),
+            Arc::new(self.table()),
+            Checkpoint::local(&self.checkpoint).unwrap(),
+        )
+    }
+
+    /// Writes a file so that it appears whole: written beside, then renamed in.
+    fn drop_file(&self, name: &str, contents: &[u8]) {
+        let staging = self.input.parent().unwrap().join(format!(".{name}.partial"));
+        std::fs::write(&staging, contents).unwrap();
+        std::fs::rename(&staging, self.input.join(name)).unwrap();
+    }
+
+    fn drop_csv(&self, name: &str, ids: std::ops::Range<usize>) {
+        let mut text = String::from("id,Amount\n");
+        for i in ids {
+            text.push_str(&format!("r{i},{}\n", (i % 13) as f64 * 3.0));
+        }
+        self.drop_file(name, text.as_bytes());
+    }
+}
+
+/// id -> how many rows of the table have it.
+async fn id_counts(table: &InferenceTable) -> BTreeMap<String, usize> {
+    let rows = table.read().await.unwrap();
+    let mut counts = BTreeMap::new();
+    if rows.height() > 0 {
+        for id in rows.column("id").unwrap().str().unwrap().no_null_iter() {
+            *counts.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_stream_scores_each_file_once_and_sets_bad_input_aside() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    layout.drop_csv("a.csv", 0..40);
+    layout.drop_file("b.csv", b"id,Amount\nr40,3.0\nr41,not-a-number\nr42,\nr43,6.0\n");
+    layout.drop_file("c.csv", b"");
+    layout.drop_file("notes.txt", b"not a record file");
+
+    let first = layout.stream(FileFormat::Csv, 2).run(std::future::pending()).await.unwrap();
+    assert_eq!((first.batches, first.replayed), (2, 0));
+    assert_eq!((first.records, first.scored, first.dead_letters), (44, 42, 2));
+    let counts = id_counts(&layout.table()).await;
+    assert_eq!(counts.len(), 42);
+    assert!(counts.values().all(|&n| n == 1));
+    assert!(!counts.contains_key("r41") && !counts.contains_key("r42"));
+
+    // The unparsable value went to the rescued-data column, and both rejects to the dead
+    // letters with the reason and the record.
+    let letters = Checkpoint::local(&layout.checkpoint).unwrap().dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 2);
+    assert!(letters.iter().all(|l| l.reason.contains("`Amount`")), "{letters:?}");
+    let r41 = letters.iter().find(|l| l.record.as_deref().unwrap_or("").contains("r41")).unwrap();
+    assert!(r41.record.as_deref().unwrap().contains("not-a-number"), "{r41:?}");
+
+    // A second run adds only what is new.
+    layout.drop_csv("d.csv", 100..110);
+    let second = layout.stream(FileFormat::Csv, 2).run(std::future::pending()).await.unwrap();
+    assert_eq!((second.batches, second.records, second.scored), (1, 10, 10));
+    assert_eq!(id_counts(&layout.table()).await.len(), 52);
+    let nothing = layout.stream(FileFormat::Csv, 2).run(std::future::pending()).await.unwrap();
+    assert_eq!(nothing.batches, 0);
+}
+
+#[tokio::test]
+async fn corrupt_files_become_dead_letters_and_json_values_are_rescued() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    layout.drop_file("1.jsonl", b"{\"id\": \"j1\", \"Amount\": 3.5}\n{\"id\": \"j2\", \"Amount\": \"lots\"}\n\n");
+    layout.drop_file("2.jsonl", b"{\"id\": \"j3\", \"Amount\": 12}\n{not json at all\n");
+    let report = layout.stream(FileFormat::JsonLines, 10).run(std::future::pending()).await.unwrap();
+    assert_eq!(report.scored, 1, "{report:?}");
+    let letters = Checkpoint::local(&layout.checkpoint).unwrap().dead_letters().await.unwrap();
+    assert!(letters.iter().any(|l| l.origin.ends_with("2.jsonl") && l.record.is_none()), "{letters:?}");
+    assert!(letters.iter().any(|l| l.record.as_deref().is_some_and(|r| r.contains("lots"))), "{letters:?}");
+    let rows = layout.table().read().await.unwrap();
+    assert_eq!(rows.column("id").unwrap().str().unwrap().get(0), Some("j1"));
+}
+
+#[tokio::test]
+async fn a_file_that_appears_while_a_batch_runs_is_taken_by_a_later_batch() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Arc::new(Layout::new(root.path()));
+    layout.drop_csv("0.csv", 0..10);
+    let late = Arc::clone(&layout);
+    let report = layout
+        .stream(FileFormat::Csv, 1)
+        .on_batch(move |batch| {
+            if batch.batch == 0 {
+                late.drop_csv("1.csv", 10..20);
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!((report.batches, report.scored), (2, 20));
+    assert_eq!(id_counts(&layout.table()).await.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_an_interval_picks_up_new_files_until_shut_down() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Arc::new(Layout::new(root.path()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = {
+        let layout = Arc::clone(&layout);
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            layout.stream(FileFormat::Csv, 5).trigger(Trigger::Every(Duration::from_millis(50))).run(shutdown).await
+        })
+    };
+    for file in 0..3 {
+        layout.drop_csv(&format!("{file}.csv"), file * 10..(file + 1) * 10);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while id_counts(&layout.table()).await.len() < 30 {
+        assert!(std::time::Instant::now() < deadline, "the stream did not pick up the files");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    let report = running.await.unwrap().unwrap();
+    assert_eq!(report.scored, 30);
+}
+
+#[tokio::test]
+async fn frames_sent_through_a_channel_are_scored_in_batches() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    let (sender, source) = ChannelSource::new(8);
+    let source = source.max_rows_per_batch(25).unwrap();
+    for chunk in 0..4 {
+        let ids: Vec<String> = (chunk * 10..(chunk + 1) * 10).map(|i| format!("c{i}")).collect();
+        let amounts: Vec<f64> = (0..10).map(|i| f64::from(i) * 3.0).collect();
+        sender.send(df!("id" => ids, "Amount" => amounts).unwrap()).await.unwrap();
+    }
+    let mut stream = StreamingScorer::new(
+        "channel",
+        source,
+        scorer(),
+        Arc::new(layout.table()),
+        Checkpoint::local(&layout.checkpoint).unwrap(),
+    );
+    let report = stream.run(std::future::pending()).await.unwrap();
+    assert_eq!((report.batches, report.scored), (2, 40));
+    assert_eq!(id_counts(&layout.table()).await.len(), 40);
+}
+
+/// Appends records `ids` to a plain Delta table at `dir` (a landing table other jobs write).
+async fn land(dir: &FsPath, ids: std::ops::Range<usize>) {
+    use deltalake::arrow::array::{Float64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema};
+    std::fs::create_dir_all(dir).unwrap();
+    let schema = Arc::new(ArrowSchema::new(vec![
+        Field::new("id", ArrowType::Utf8, false),
+        Field::new("Amount", ArrowType::Float64, false),
+    ]));
+    let names: Vec<String> = ids.clone().map(|i| format!("d{i}")).collect();
+    let amounts: Vec<f64> = ids.map(|i| (i % 7) as f64 * 4.0).collect();
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(names)), Arc::new(Float64Array::from(amounts))])
+            .unwrap();
+    let url = url::Url::from_directory_path(dir.canonicalize().unwrap()).unwrap();
+    let table = deltalake::DeltaTable::try_from_url(url).await.unwrap();
+    table.write(vec![batch]).await.unwrap();
+}
+
+#[tokio::test]
+async fn new_versions_of_a_delta_table_are_scored_once() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    let landing = root.path().join("landing");
+    for version in 0..3 {
+        land(&landing, version * 10..(version + 1) * 10).await;
+    }
+    let stream = |layout: &Layout| {
+        let source = DeltaSource::new(TableLocation::local(&landing).unwrap()).max_versions_per_batch(2).unwrap();
+        StreamingScorer::new(
+            "landing",
+            source,
+            scorer(),
+            Arc::new(layout.table()),
+            Checkpoint::local(&layout.checkpoint).unwrap(),
+        )
+    };
+    let first = stream(&layout).run(std::future::pending()).await.unwrap();
+    assert_eq!((first.batches, first.scored), (2, 30));
+    land(&landing, 30..35).await;
+    let second = stream(&layout).run(std::future::pending()).await.unwrap();
+    assert_eq!((second.batches, second.scored), (1, 5));
+    let counts = id_counts(&layout.table()).await;
+    assert_eq!(counts.len(), 35);
+    assert!(counts.values().all(|&n| n == 1));
+}
+
+/// Runs inside the child processes of the kill test; does nothing otherwise.
+#[test]
+#[ignore = "helper: runs as a child process of the kill test"]
+fn stream_process() {
+    let Ok(dir) = std::env::var(DIR) else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        Layout::new(FsPath::new(&dir)).stream(FileFormat::Csv, 1).run(std::future::pending()).await.unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_killed_at_random_instants_writes_every_record_exactly_once() {
+    const FILES: usize = 24;
+    const ROWS: usize = 50;
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    for file in 0..FILES {
+        layout.drop_csv(&format!("{file:03}.csv"), file * ROWS..(file + 1) * ROWS);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261124);
+    let mut kills = 0;
+    for _ in 0..12 {
+        let mut child = Command::new(&exe)
+            .args(["--ignored", "--exact", "streaming::stream_process", "--test-threads", "1"])
+            .env(DIR, root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..900))).await;
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL: no chance to clean up
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills > 0, "the stream was never killed mid-run; lengthen the input");
+
+    // A last run, left to finish, completes the work.
+    layout.stream(FileFormat::Csv, 1).run(std::future::pending()).await.unwrap();
+    let counts = id_counts(&layout.table()).await;
+    assert_eq!(counts.len(), FILES * ROWS, "every record is in the table");
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(doubled.is_empty(), "records written more than once: {doubled:?}");
+}
