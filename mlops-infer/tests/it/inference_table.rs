@@ -164,7 +164,7 @@ async fn an_independent_reader_sees_the_same_rows() {
     table.append(&scorer().score(&records(0..20)).unwrap()).await.unwrap();
     table.merge_labels(&labels(&[("t3", 1.0), ("t4", 0.0)]), "is_fraud").await.unwrap();
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/read_delta.py");
+    let script = crate::servers::test_file("tests/it/read_delta.py");
     let output = Command::new(python).arg(script).arg(table.location().url().as_str()).output().unwrap();
     assert!(output.status.success(), "read_delta.py: {}", String::from_utf8_lossy(&output.stderr));
     let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();

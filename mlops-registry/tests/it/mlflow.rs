@@ -3,7 +3,6 @@
 //!
 //! The tests share one server and each starts from an empty registry, so they take turns.
 
-use std::path::Path;
 use std::process::Command;
 
 use mlops_core::{FlavorRegistry, Model};
@@ -38,7 +37,7 @@ async fn wipe(uri: &str) {
 
 fn python_client(uri: &str, args: &[&str]) -> serde_json::Value {
     let python = std::env::var(PYTHON).expect("MLOPS_PYTHON is checked before");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/mlflow_client.py");
+    let script = crate::servers::test_file("tests/it/mlflow_client.py");
     let output = Command::new(python).arg(script).arg(uri).args(args).output().unwrap();
     assert!(output.status.success(), "mlflow_client.py {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()

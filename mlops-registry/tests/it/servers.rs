@@ -65,3 +65,11 @@ pub fn unique_prefix(label: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{label}-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
 }
+
+/// A file of this crate's source tree, found through `CARGO_MANIFEST_DIR` as cargo sets it
+/// when it runs the tests (not as it was at build time: a build directory shared by several
+/// checkouts may run a binary built in another one).
+pub fn test_file(relative: &str) -> std::path::PathBuf {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    std::path::Path::new(&root).join(relative)
+}
