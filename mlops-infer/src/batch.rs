@@ -7,7 +7,8 @@ use std::sync::Arc;
 use mlops_core::{FlavorRegistry, Model, ModelUri};
 use mlops_registry::{LoadedModel, Registry, RegistryExt};
 use polars::prelude::{
-    Column, DataFrame, DataType, LazyFrame, ParquetReader, ParquetWriter, PlSmallStr, Scalar, SerReader, TimeUnit,
+    Column, DataFrame, DataType, LazyFrame, ParquetReader, ParquetWriter, PlSmallStr, PolarsResult, Scalar, SerReader,
+    TimeUnit,
 };
 use rayon::prelude::*;
 
@@ -139,17 +140,10 @@ impl BatchScorer {
                 Ok(predicted)
             })
             .collect::<Result<_>>()?;
-        let mut outputs = match predictions.split_first() {
-            Some((first, rest)) => {
-                let mut all = first.clone();
-                for part in rest {
-                    all.vstack_mut(part)?;
-                }
-                all
-            }
+        let outputs = match stack(predictions)? {
+            Some(all) => all,
             None => self.model.predict(frame)?,
         };
-        outputs.rechunk_mut();
         self.assemble(frame, outputs)
     }
 
@@ -200,6 +194,17 @@ impl BatchScorer {
         columns.push(stamp);
         Ok(DataFrame::new(height, columns)?)
     }
+}
+
+/// Frames of one schema stacked into one contiguous frame; `None` for no frames.
+pub(crate) fn stack(frames: impl IntoIterator<Item = DataFrame>) -> PolarsResult<Option<DataFrame>> {
+    let mut frames = frames.into_iter();
+    let Some(mut all) = frames.next() else { return Ok(None) };
+    for frame in frames {
+        all.vstack_mut(&frame)?;
+    }
+    all.rechunk_mut();
+    Ok(Some(all))
 }
 
 /// Reads a Parquet file into a frame.

@@ -12,8 +12,8 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use polars::prelude::*;
 
 use super::arrow::{batches_to_frame, frame_to_batches};
@@ -21,6 +21,7 @@ use super::location::TableLocation;
 use super::off_runtime;
 use crate::batch::{BatchScorer, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT};
 use crate::error::{Error, Result};
+use crate::stream::read_object;
 
 /// Column holding each scored row's id.
 pub const ROW_ID: &str = "row_id";
@@ -309,7 +310,8 @@ impl InferenceTable {
     /// [`shard_of`](crate::shard_of) assigns it.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] naming a file that cannot be read as Parquet; scoring and
+    /// [`Error::Storage`] naming a file that cannot be fetched, [`Error::InvalidArgument`]
+    /// naming one that is not Parquet; scoring and
     /// [`append`](Self::append) errors. Files appended before the error stay appended.
     pub async fn score_files(
         &self,
@@ -324,14 +326,7 @@ impl InferenceTable {
                 report.already_scored.push(file.to_string());
                 continue;
             }
-            let unreadable = |e: String| Error::InvalidArgument(format!("input file `{file}`: {e}"));
-            let bytes = store
-                .get(file)
-                .await
-                .map_err(|e| unreadable(e.to_string()))?
-                .bytes()
-                .await
-                .map_err(|e| unreadable(e.to_string()))?;
+            let bytes = read_object(store, file).await?;
             let (scorer, name) = (scorer.clone(), file.to_string());
             let scored = off_runtime(move || {
                 let input = ParquetReader::new(std::io::Cursor::new(bytes))
@@ -371,10 +366,6 @@ impl InferenceTable {
     pub(crate) fn failed(&self, operation: &str, error: deltalake::DeltaTableError) -> Error {
         Error::delta(format!("{operation} inference table `{}`", self.location.url()), error)
     }
-
-    pub(crate) async fn loaded(&self) -> Result<Option<DeltaTable>> {
-        self.location.load().await
-    }
 }
 
 /// How often a write is retried after losing the race to create the table.
@@ -413,18 +404,24 @@ pub(crate) async fn write_retrying_creation_races(
 }
 
 /// Reads a table (only `columns`, if given) into a frame; `None` when there is no table.
-pub(crate) async fn read_table(location: &TableLocation, columns: Option<&[String]>) -> Result<Option<DataFrame>> {
-    let Some(table) = location.load().await? else { return Ok(None) };
-    let failed = |e| Error::delta(format!("reading table `{}`", location.url()), e);
+async fn read_table(location: &TableLocation, columns: Option<&[String]>) -> Result<Option<DataFrame>> {
+    match location.load().await? {
+        Some(table) => scan_frame(&table, columns).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The rows of a loaded table (only `columns`, if given) as a frame.
+pub(crate) async fn scan_frame(table: &DeltaTable, columns: Option<&[String]>) -> Result<DataFrame> {
+    let failed = |e| Error::delta(format!("reading table `{}`", table.table_url()), e);
     let mut scan = table.scan_table();
     if let Some(columns) = columns {
         scan = scan.with_columns(columns.iter().cloned());
     }
     let (_, stream) = scan.await.map_err(failed)?;
     let schema: SchemaRef = stream.schema();
-    let batches =
-        collect(stream).await.map_err(|e| Error::delta(format!("reading table `{}`", location.url()), e.into()))?;
-    off_runtime(move || batches_to_frame(&schema, &batches)).await.map(Some)
+    let batches = collect(stream).await.map_err(|e| failed(e.into()))?;
+    off_runtime(move || batches_to_frame(&schema, &batches)).await
 }
 
 /// Ids unique across writers and runs: a random (v4 UUID) id of the write and the row's index.

@@ -7,7 +7,7 @@ use deltalake::protocol::SaveMode;
 use polars::prelude::*;
 
 use super::arrow::frame_to_batches;
-use super::inference_table::{ACTUAL_LABEL, InferenceTable, read_table, write_retrying_creation_races};
+use super::inference_table::{ACTUAL_LABEL, InferenceTable, scan_frame, write_retrying_creation_races};
 use super::off_runtime;
 use crate::error::{Error, Result};
 
@@ -99,17 +99,18 @@ impl InferenceTable {
     /// labels stay pending.
     pub async fn apply_pending_labels(&self) -> Result<LabelMerge> {
         let keys = self.config().keys.clone();
-        let Some(waiting) = read_table(self.pending_location(), None).await? else {
+        let Some(pending_table) = self.pending_location().load().await? else {
             return Ok(LabelMerge::default());
         };
+        let waiting = scan_frame(&pending_table, None).await?;
         if waiting.height() == 0 {
             return Ok(LabelMerge::default());
         }
-        let Some(table) = self.loaded().await? else {
+        let Some(table) = self.location().load().await? else {
             let latest = off_runtime(move || latest_per_key(waiting, &keys)).await?;
             return Ok(LabelMerge { pending: latest.height(), ..LabelMerge::default() });
         };
-        let known = read_table(self.location(), Some(&keys)).await?.unwrap_or_default();
+        let known = scan_frame(&table, Some(&keys)).await?;
         let keys_owned = keys.clone();
         let (latest, matched) = off_runtime(move || {
             let latest = latest_per_key(waiting, &keys_owned)?;
@@ -154,11 +155,6 @@ impl InferenceTable {
 
         // Only now may the applied labels leave the pending table; labels received after the
         // ones applied stay.
-        let pending_table = self
-            .pending_location()
-            .load()
-            .await?
-            .ok_or_else(|| Error::InvalidArgument("the pending-labels table disappeared".to_owned()))?;
         let applied = context
             .read_batches(frame_to_batches(&matched.select(keys.iter().map(String::as_str).chain([RECEIVED_AT]))?)?)
             .map_err(|e| self.failed_pending("preparing labels for", e.into()))?;

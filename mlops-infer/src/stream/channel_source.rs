@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::source::{DeadLetter, Offset, Source, SourceBatch};
+use crate::batch::stack;
 use crate::delta::off_runtime;
 use crate::error::{Error, Result};
 
@@ -115,16 +116,7 @@ impl Source for ChannelSource {
                 }],
             });
         };
-        let records = off_runtime(move || {
-            let mut frames = frames.into_iter();
-            let mut all = frames.next().unwrap_or_default();
-            for frame in frames {
-                all.vstack_mut(&frame)?;
-            }
-            all.rechunk_mut();
-            Ok(all)
-        })
-        .await?;
+        let records = off_runtime(move || Ok(stack(frames)?.unwrap_or_default())).await?;
         Ok(SourceBatch { records, dead_letters: Vec::new() })
     }
 }

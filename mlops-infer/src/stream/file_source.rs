@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use mlops_core::{ColSpec, Schema};
 use object_store::ObjectStore;
 use object_store::path::Path;
-use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::records::{FileFormat, parse, parse_raw};
 use super::source::{DeadLetter, Offset, Source, SourceBatch};
 use super::{list_sorted, read_object};
+use crate::batch::stack;
 use crate::delta::off_runtime;
 use crate::error::{Error, Result};
 
@@ -158,21 +158,7 @@ impl Source for FileSource {
                 }),
             }
         }
-        let records = off_runtime(move || {
-            let mut all = match frames.split_first() {
-                Some((first, rest)) => {
-                    let mut all = first.clone();
-                    for frame in rest {
-                        all.vstack_mut(frame)?;
-                    }
-                    all
-                }
-                None => DataFrame::empty(),
-            };
-            all.rechunk_mut();
-            Ok(all)
-        })
-        .await?;
+        let records = off_runtime(move || Ok(stack(frames)?.unwrap_or_default())).await?;
         Ok(SourceBatch { records, dead_letters })
     }
 }
