@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, WithFeatures};
 use crate::package::Package;
 
 /// Loads packages of one flavor.
@@ -68,7 +68,9 @@ impl FlavorRegistry {
         self.flavors.keys().map(String::as_str)
     }
 
-    /// Loads the model of `package` with the flavor its manifest names.
+    /// Loads the model of `package` with the flavor its manifest names. A package that
+    /// records a [`FeatureSpec`](crate::features::FeatureSpec) gives a model whose
+    /// [`Model::features`] returns it.
     ///
     /// # Errors
     /// [`Error::UnknownFlavor`] naming the flavor when none is registered for it, and the
@@ -79,7 +81,9 @@ impl FlavorRegistry {
             flavor: name.clone(),
             known: self.flavors.keys().cloned().collect(),
         })?;
-        flavor.load(package)
+        let model = flavor.load(package)?;
+        let features = &package.manifest().features;
+        if features.is_empty() { Ok(model) } else { Ok(Arc::new(WithFeatures { model, features: features.clone() })) }
     }
 }
 

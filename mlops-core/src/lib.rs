@@ -13,6 +13,8 @@
 //!   transformer that writes Polars columns straight into a feature matrix.
 //! - [`Package`] and [`FlavorRegistry`]: a model directory with a manifest recording every
 //!   file's sha256, loaded back into `Arc<dyn Model>`.
+//! - [`features`]: feature lookups packaged with a model, joined point-in-time at
+//!   scoring and at training, and on-demand features computed by named functions.
 //! - Built-in flavors: [`TabularModel`] classifiers (logistic regression) and regressors
 //!   (linear, elastic net), trained with linfa.
 //!
@@ -41,6 +43,7 @@
 //! the flavor ([`Error::UnknownFlavor`]), or the position in a URI ([`Error::InvalidUri`]).
 
 mod error;
+pub mod features;
 mod flavor;
 mod json_frame;
 mod model;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use polars::prelude::DataFrame;
 
 use crate::error::Result;
+use crate::features::FeatureSpec;
 use crate::signature::Signature;
 
 /// A model that scores frames.
@@ -25,6 +26,13 @@ pub trait Model: Send + Sync {
     /// # Errors
     /// Schema errors for input that breaks the signature; model-specific errors otherwise.
     fn predict(&self, input: &DataFrame) -> Result<DataFrame>;
+
+    /// The features scoring code must look up and compute before calling
+    /// [`predict`](Self::predict), as recorded in the model's package; `None` when the
+    /// inputs are used as they come.
+    fn features(&self) -> Option<&FeatureSpec> {
+        None
+    }
 }
 
 impl<M: Model + ?Sized> Model for Arc<M> {
@@ -34,6 +42,30 @@ impl<M: Model + ?Sized> Model for Arc<M> {
 
     fn predict(&self, input: &DataFrame) -> Result<DataFrame> {
         (**self).predict(input)
+    }
+
+    fn features(&self) -> Option<&FeatureSpec> {
+        (**self).features()
+    }
+}
+
+/// A loaded model together with the feature spec its package records.
+pub(crate) struct WithFeatures {
+    pub(crate) model: Arc<dyn Model>,
+    pub(crate) features: FeatureSpec,
+}
+
+impl Model for WithFeatures {
+    fn signature(&self) -> &Signature {
+        self.model.signature()
+    }
+
+    fn predict(&self, input: &DataFrame) -> Result<DataFrame> {
+        self.model.predict(input)
+    }
+
+    fn features(&self) -> Option<&FeatureSpec> {
+        Some(&self.features)
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::features::FeatureSpec;
 use crate::json_frame::{frame_to_split_json, split_json_to_frame};
 use crate::signature::Signature;
 
@@ -50,6 +51,9 @@ pub struct Manifest {
     /// Free-form metadata (training parameters, feature names, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Features looked up and computed for the model before it predicts.
+    #[serde(default, skip_serializing_if = "FeatureSpec::is_empty")]
+    pub features: FeatureSpec,
     /// Every file of the package other than the manifest.
     pub files: Vec<PackageFile>,
     /// When the package was built.
@@ -155,6 +159,14 @@ impl Package {
     /// [`Error::Json`] if the manifest cannot be serialized.
     pub fn digest(&self) -> Result<String> {
         Ok(sha256_hex(&self.manifest_bytes()?))
+    }
+
+    /// This package with `features` recorded in its manifest: scoring code looks them up
+    /// and computes them before the model predicts. The digest changes with them.
+    #[must_use]
+    pub fn with_features(mut self, features: FeatureSpec) -> Self {
+        self.manifest.features = features;
+        self
     }
 
     /// The stored input example, typed by the signature.
@@ -318,6 +330,7 @@ impl PackageBuilder {
             signature: self.signature,
             input_example,
             metadata: self.metadata,
+            features: FeatureSpec::default(),
             files,
             created_at: Utc::now(),
             mlops_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -177,6 +177,11 @@ impl Schema {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// This schema without the columns whose name `drop` accepts.
+    pub fn without(&self, mut drop: impl FnMut(&str) -> bool) -> Self {
+        Self { columns: self.columns.iter().filter(|c| !drop(&c.name)).cloned().collect() }
+    }
+
     /// Infers a schema from a frame: every column, required, nullable where it holds nulls.
     ///
     /// # Errors

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+use mlops_core::features::{FeatureFunctions, FeatureSpec, FeatureTables};
 use mlops_core::{FlavorRegistry, Model, ModelUri};
 use mlops_registry::{LoadedModel, Registry, RegistryExt};
 use polars::prelude::{
@@ -106,6 +107,31 @@ impl BatchScorer {
     /// The model's signature: the columns it takes.
     pub fn signature(&self) -> &mlops_core::Signature {
         self.model.signature()
+    }
+
+    /// The features the model looks up and computes before it predicts, as its package
+    /// records them.
+    pub fn features(&self) -> Option<&FeatureSpec> {
+        self.model.features()
+    }
+
+    /// Adds the model's looked-up and on-demand features to `records` (see
+    /// [`FeatureSpec::augment`]), then scores them; a model without features scores
+    /// `records` as they are.
+    ///
+    /// # Errors
+    /// The feature errors of [`FeatureSpec::augment`] (a missing key column, an unknown
+    /// table) and those of [`score`](Self::score).
+    pub fn score_with_features(
+        &self,
+        records: &DataFrame,
+        tables: &FeatureTables,
+        functions: &FeatureFunctions,
+    ) -> Result<DataFrame> {
+        match self.model.features() {
+            Some(spec) => self.score(&spec.augment(records, tables, functions)?),
+            None => self.score(records),
+        }
     }
 
     /// The version written to `model_version`.

@@ -3,12 +3,14 @@
 //! twice.
 
 mod arrow;
+mod feature_store;
 
 pub(crate) use arrow::batches_to_frame;
 mod inference_table;
 mod labels;
 mod location;
 
+pub use feature_store::{DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY, FeatureStore};
 pub use inference_table::{
     ACTUAL_LABEL, Appended, FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, ROW_ID, TimeWindow,
 };

@@ -46,8 +46,9 @@ pub use batch::{
 };
 #[cfg(feature = "delta")]
 pub use delta::{
-    ACTUAL_LABEL, Appended, FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT,
-    ROW_ID, TableLocation, TimeWindow,
+    ACTUAL_LABEL, Appended, DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY, FeatureStore,
+    FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT, ROW_ID, TableLocation,
+    TimeWindow,
 };
 pub use error::{Error, Result};
 pub use shard::shard_of;

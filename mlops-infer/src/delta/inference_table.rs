@@ -228,7 +228,7 @@ impl InferenceTable {
             Ok((rows.height(), frame_to_batches(&rows)?))
         })
         .await?;
-        let table = write_retrying_creation_races(&self.location, batches, SaveMode::Append, properties).await?;
+        let table = write_retrying_creation_races(&self.location, batches, SaveMode::Append, properties, &[]).await?;
         let appended = Appended { rows: height, version: table.version() };
         self.apply_pending_labels().await?;
         Ok(appended)
@@ -374,18 +374,24 @@ const CREATION_RACE_ATTEMPTS: usize = 5;
 /// Writes `batches`; when several writers create the same table at once, all but one lose
 /// the race for version 0 (their commit carries the table's protocol and metadata too), so
 /// the losers write again to the table the winner created. Delta retries every other kind of
-/// concurrent blind append itself.
+/// concurrent blind append itself. `configuration` is recorded in the table's metadata when
+/// the write creates it.
 pub(crate) async fn write_retrying_creation_races(
     location: &TableLocation,
     batches: Vec<RecordBatch>,
     mode: SaveMode,
     properties: CommitProperties,
+    configuration: &[(&str, String)],
 ) -> Result<DeltaTable> {
     let mut attempt = 1;
     loop {
         let table = location.load_or_new().await?;
-        let written =
-            table.write(batches.clone()).with_save_mode(mode).with_commit_properties(properties.clone()).await;
+        let written = table
+            .write(batches.clone())
+            .with_save_mode(mode)
+            .with_commit_properties(properties.clone())
+            .with_configuration(configuration.iter().map(|(k, v)| (*k, Some(v.clone()))))
+            .await;
         match written {
             Err(DeltaTableError::Transaction {
                 source:

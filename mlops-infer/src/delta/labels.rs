@@ -84,6 +84,7 @@ impl InferenceTable {
                 batches,
                 SaveMode::Append,
                 CommitProperties::default(),
+                &[],
             )
             .await?;
         }

@@ -117,6 +117,23 @@ impl TableLocation {
         Ok(Self { root: Arc::clone(&self.root), url })
     }
 
+    /// A table inside this location's path, at `<this table>/<name>`, on the same store:
+    /// how one root holds many tables (feature tables, for instance).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a name that is empty, has a `/` or starts with `_`
+    /// (Delta keeps its own files under such names).
+    pub fn child(&self, name: &str) -> Result<Self> {
+        if name.is_empty() || name.contains('/') || name.starts_with('_') || name.starts_with('.') {
+            return Err(Error::InvalidArgument(format!(
+                "table name `{name}` must be one path part that starts with neither `_` nor `.`"
+            )));
+        }
+        let mut url = self.url.clone();
+        url.set_path(&format!("{}/{name}", self.url.path()));
+        Ok(Self { root: Arc::clone(&self.root), url })
+    }
+
     pub(crate) fn log_store(&self) -> Result<LogStoreRef> {
         let prefix = Path::from_url_path(self.url.path())
             .map_err(|e| Error::InvalidArgument(format!("table location `{}`: {e}", self.url)))?;

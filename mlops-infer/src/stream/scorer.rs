@@ -11,8 +11,10 @@ use super::records::{record_json, split_valid};
 use super::sink::Sink;
 use super::source::{DeadLetter, Offset, Source};
 use crate::batch::BatchScorer;
+use crate::delta::FeatureStore;
 use crate::delta::off_runtime;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use mlops_core::features::{FeatureFunctions, FeatureSpec, FeatureTables};
 
 /// When a stream looks for new records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,7 @@ pub struct StreamingScorer {
     checkpoint: Checkpoint,
     trigger: Trigger,
     progress: Option<Progress>,
+    features: Option<(Arc<dyn FeatureStore>, FeatureFunctions)>,
 }
 
 impl std::fmt::Debug for StreamingScorer {
@@ -106,6 +109,7 @@ impl StreamingScorer {
             checkpoint,
             trigger: Trigger::AvailableNow,
             progress: None,
+            features: None,
         }
     }
 
@@ -113,6 +117,15 @@ impl StreamingScorer {
     #[must_use]
     pub fn trigger(mut self, trigger: Trigger) -> Self {
         self.trigger = trigger;
+        self
+    }
+
+    /// Looks up the model's features (the [`FeatureSpec`] its package records) in `store`
+    /// and computes its on-demand features with `functions` before scoring each batch.
+    /// Records whose features cannot be found go to the dead letters with the reason.
+    #[must_use]
+    pub fn features(mut self, store: Arc<dyn FeatureStore>, functions: FeatureFunctions) -> Self {
+        self.features = Some((store, functions));
         self
     }
 
@@ -170,24 +183,55 @@ impl StreamingScorer {
         }
     }
 
+    /// The feature spec of the model, the tables it reads and the functions it computes
+    /// with; `None` for a model without features.
+    fn feature_tables(
+        &self,
+    ) -> impl Future<Output = Result<Option<(FeatureSpec, FeatureTables, FeatureFunctions)>>> + Send + use<> {
+        // Owned values only: the future must not borrow the scorer (whose source is not `Sync`).
+        let spec = self.scorer.features().cloned();
+        let features = self.features.clone();
+        let (name, version) = (self.scorer.model_name().to_owned(), self.scorer.version());
+        async move {
+            let Some(spec) = spec else { return Ok(None) };
+            let Some((store, functions)) = features else {
+                return Err(Error::InvalidArgument(format!(
+                    "model `{name}` version {version} looks up features in {}; give the streaming scorer a feature store",
+                    spec.tables().join(", ")
+                )));
+            };
+            let tables = store.tables(&spec.tables()).await?;
+            Ok(Some((spec, tables, functions)))
+        }
+    }
+
     async fn process(&mut self, batch: u64, offset: &Offset, replayed: bool, report: &mut StreamReport) -> Result<()> {
         let read = self.source.read(offset).await?;
+        let lookups = self.feature_tables().await?;
         let (scorer, records) = (self.scorer.clone(), read.records);
-        let inputs = scorer.signature().inputs.clone();
         let (scored, rejected, total) = off_runtime(move || {
             if records.width() == 0 {
                 return Ok((DataFrame::empty(), Vec::new(), 0));
             }
-            let (valid, rejected) = split_valid(&records, &inputs)?;
-            let letters: Vec<DeadLetter> = rejected
-                .into_iter()
-                .map(|(row, reason)| DeadLetter {
-                    origin: format!("batch {batch} record {row}"),
-                    reason,
-                    record: Some(record_json(&records, row)),
-                })
-                .collect();
-            Ok((scorer.score(&valid)?, letters, records.height()))
+            let inputs = &scorer.signature().inputs;
+            let letter = |frame: &DataFrame, (row, reason): (usize, String), stage: &str| DeadLetter {
+                origin: format!("batch {batch} record {row}{stage}"),
+                reason,
+                record: Some(record_json(frame, row)),
+            };
+            let Some((spec, tables, functions)) = lookups else {
+                let (valid, rejected) = split_valid(&records, inputs)?;
+                let letters = rejected.into_iter().map(|r| letter(&records, r, "")).collect();
+                return Ok((scorer.score(&valid)?, letters, records.height()));
+            };
+            // Records are checked for the columns they carry themselves, then again once the
+            // features are joined: a record whose features are missing is set aside too.
+            let (valid, rejected) = split_valid(&records, &spec.raw_inputs(inputs))?;
+            let mut letters: Vec<DeadLetter> = rejected.into_iter().map(|r| letter(&records, r, "")).collect();
+            let augmented = spec.augment(&valid, &tables, &functions)?;
+            let (complete, incomplete) = split_valid(&augmented, inputs)?;
+            letters.extend(incomplete.into_iter().map(|r| letter(&augmented, r, " of those with features looked up")));
+            Ok((scorer.score(&complete)?, letters, records.height()))
         })
         .await?;
         let mut dead_letters = read.dead_letters;

@@ -5,6 +5,8 @@
 
 mod batch;
 #[cfg(feature = "delta")]
+mod features;
+#[cfg(feature = "delta")]
 mod inference_table;
 #[cfg(feature = "delta")]
 mod scale_out;

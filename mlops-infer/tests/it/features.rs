@@ -1,0 +1,189 @@
+//! Feature tables on Delta Lake, and streams that look features up before scoring.
+
+use std::sync::Arc;
+
+use mlops_core::features::{
+    FeatureFunctions, FeatureLookup, FeatureSpec, FeatureTable, FeatureTables, OnDemandFeature,
+};
+use mlops_core::{ColSpec, ColumnType, FlavorRegistry, Schema, TabularClassifierParams};
+use mlops_infer::stream::{Checkpoint, FileFormat, FileSource, StreamingScorer};
+use mlops_infer::{BatchScorer, DeltaFeatureStore, FeatureStore, InferenceTable, InferenceTableConfig, TableLocation};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use polars::prelude::*;
+
+fn windows(values: [f64; 3]) -> FeatureTable {
+    let frame = df!(
+        "Product" => ["A", "B", "A"],
+        "window_end" => [1_000i64, 1_000, 3_000],
+        "MaxProductAmount" => values,
+    )
+    .unwrap();
+    FeatureTable::new("products", ["Product"], Some("window_end"), frame).unwrap()
+}
+
+fn spec() -> FeatureSpec {
+    FeatureSpec::new()
+        .lookup(FeatureLookup::new("products", ["Product"]).timestamp_lookup_key("ts").features(["MaxProductAmount"]))
+        .on_demand(
+            OnDemandFeature::new("max_difference_ratio", "MaxDifferenceRatio")
+                .bind("max", "MaxProductAmount")
+                .bind("value", "Amount"),
+        )
+}
+
+/// A classifier trained on looked-up features, loaded from a package that records them.
+fn featured_scorer(tables: &FeatureTables) -> BatchScorer {
+    let raw = df!(
+        "Product" => ["A", "B", "A", "A", "B", "A"],
+        "ts" => [1_500i64, 1_200, 3_100, 2_000, 1_900, 3_500],
+        "Amount" => [10.0, 19.0, 79.0, 45.0, 2.0, 5.0],
+        "Label" => [0, 1, 1, 1, 0, 0],
+    )
+    .unwrap();
+    let train = spec().augment(&raw, tables, &FeatureFunctions::with_builtins()).unwrap();
+    let model = TabularClassifierParams::new("Label")
+        .categorical(["Product"])
+        .numeric(["Amount", "MaxProductAmount", "MaxDifferenceRatio"])
+        .check()
+        .unwrap()
+        .fit(&train)
+        .unwrap();
+    let package = model.package(Some(&train)).unwrap().with_features(spec());
+    BatchScorer::new("transactions", 1, FlavorRegistry::with_builtins().load(&package).unwrap())
+}
+
+fn sorted(frame: &DataFrame, by: &str) -> DataFrame {
+    frame.sort([by], SortMultipleOptions::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delta_feature_tables_round_trip_with_their_keys_and_new_versions_are_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DeltaFeatureStore::new(TableLocation::local(dir.path().join("features")).unwrap());
+    // Version 0 creates the table with its description, version 1 holds the rows.
+    assert_eq!(store.write(&windows([50.0, 20.0, 80.0])).await.unwrap(), 1);
+
+    let read = store.read("products").await.unwrap();
+    assert_eq!(read.keys(), ["Product"]);
+    assert_eq!(read.timestamp(), Some("window_end"));
+    assert!(
+        sorted(read.frame(), "MaxProductAmount")
+            .equals(&sorted(windows([50.0, 20.0, 80.0]).frame(), "MaxProductAmount"))
+    );
+
+    // A rewrite is a new version, and the next read sees it (not the cached one).
+    assert_eq!(store.write(&windows([51.0, 21.0, 81.0])).await.unwrap(), 2);
+    let tables = store.tables(&["products"]).await.unwrap();
+    let max = tables.get("products").unwrap().frame().column("MaxProductAmount").unwrap().f64().unwrap().sum();
+    assert_eq!(max, Some(153.0));
+
+    let other_keys = FeatureTable::new("products", ["window_end"], None, windows([1.0, 2.0, 3.0]).frame().clone());
+    let err = store.write(&other_keys.unwrap()).await.unwrap_err().to_string();
+    assert!(err.contains("feature table `products` is stored with keys [\"Product\"]"), "{err}");
+    let err = store.read("customers").await.unwrap_err().to_string();
+    assert!(err.contains("no feature table `customers`"), "{err}");
+    let err = store.location("_delta_log").unwrap_err().to_string();
+    assert!(err.contains("`_delta_log`"), "{err}");
+
+    // A Delta table that was not written as a feature table is refused, saying why.
+    let inference = InferenceTable::new(store.location("scores").unwrap(), InferenceTableConfig::new(["id"])).unwrap();
+    let scored = crate::inference_table::scorer().score(&crate::inference_table::records(0..2)).unwrap();
+    inference.append(&scored).await.unwrap();
+    let err = store.read("scores").await.unwrap_err().to_string();
+    assert!(err.contains("table `scores` is not a feature table"), "{err}");
+}
+
+// Multi-threaded: the test itself runs Polars queries, whose engine blocks in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_looks_features_up_point_in_time_and_sets_aside_records_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let features = DeltaFeatureStore::new(TableLocation::local(dir.path().join("features")).unwrap());
+    features.write(&windows([50.0, 20.0, 80.0])).await.unwrap();
+    let tables = features.tables(&["products"]).await.unwrap();
+    let scorer = featured_scorer(&tables);
+
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let lines = [
+        r#"{"id": "r0", "Product": "A", "ts": 2000, "Amount": 10.0}"#,
+        r#"{"id": "r1", "Product": "A", "ts": 500, "Amount": 5.0}"#,
+        r#"{"id": "r2", "Product": "B", "ts": 1500, "Amount": 10.0}"#,
+        r#"{"id": "r3", "Product": "A", "ts": 3000, "Amount": 40.0}"#,
+        r#"{"id": "r4", "Product": "C", "ts": 4000, "Amount": 1.0}"#,
+        r#"{"id": "r5", "Product": "A", "ts": 3500, "Amount": "lots"}"#,
+    ];
+    std::fs::write(input.join("part-0.jsonl"), lines.join("\n")).unwrap();
+    let schema = Schema::new(vec![
+        ColSpec::new("id", ColumnType::String),
+        ColSpec::new("Product", ColumnType::String),
+        ColSpec::new("ts", ColumnType::Long),
+        ColSpec::new("Amount", ColumnType::Double).nullable(),
+    ])
+    .unwrap();
+    let source = || {
+        FileSource::new(
+            Arc::new(LocalFileSystem::new_with_prefix(&input).unwrap()),
+            Path::default(),
+            FileFormat::JsonLines,
+        )
+        .schema(schema.clone())
+    };
+    let table = Arc::new(
+        InferenceTable::new(
+            TableLocation::local(dir.path().join("inference")).unwrap(),
+            InferenceTableConfig::new(["id"]),
+        )
+        .unwrap(),
+    );
+    let checkpoint = || Checkpoint::local(dir.path().join("checkpoint")).unwrap();
+
+    // Without a feature store the stream refuses to start guessing.
+    let mut blind = StreamingScorer::new("s", source(), scorer.clone(), table.clone(), checkpoint());
+    let err = blind.run(std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.contains("looks up features in products; give the streaming scorer a feature store"), "{err}");
+
+    let store: Arc<dyn FeatureStore> = Arc::new(features);
+    let mut stream = StreamingScorer::new("s", source(), scorer.clone(), table.clone(), checkpoint())
+        .features(store, FeatureFunctions::with_builtins());
+    let report = stream.run(std::future::pending()).await.unwrap();
+    assert_eq!((report.records, report.scored, report.dead_letters), (6, 3, 3));
+
+    let written = sorted(&table.read().await.unwrap(), "id");
+    let ids: Vec<&str> = written.column("id").unwrap().str().unwrap().iter().flatten().collect();
+    assert_eq!(ids, ["r0", "r2", "r3"]);
+    let max: Vec<f64> = written.column("MaxProductAmount").unwrap().f64().unwrap().into_no_null_iter().collect();
+    assert_eq!(max, [50.0, 20.0, 80.0]);
+    let ratio: Vec<f64> = written.column("MaxDifferenceRatio").unwrap().f64().unwrap().into_no_null_iter().collect();
+    assert_eq!(ratio, [0.8, 0.5, 0.5]);
+
+    // The stream's predictions are what scoring the same records directly gives.
+    let direct = scorer
+        .score_with_features(
+            &df!("id" => ["r0", "r2", "r3"], "Product" => ["A", "B", "A"], "ts" => [2000i64, 1500, 3000], "Amount" => [10.0, 10.0, 40.0])
+                .unwrap(),
+            &tables,
+            &FeatureFunctions::with_builtins(),
+        )
+        .unwrap();
+    assert_eq!(written.column("prediction").unwrap(), direct.column("prediction").unwrap());
+
+    let letters = checkpoint().dead_letters().await.unwrap();
+    let mut reasons: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| {
+            (
+                serde_json::from_str::<serde_json::Value>(l.record.as_deref().unwrap()).unwrap()["id"].to_string(),
+                l.reason.clone(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[0].0, "\"r1\"");
+    assert!(reasons[0].1.contains("`MaxProductAmount`"), "{reasons:?}");
+    assert_eq!(reasons[1].0, "\"r4\"");
+    assert!(reasons[1].1.contains("`MaxProductAmount`"), "{reasons:?}");
+    assert_eq!(reasons[2].0, "\"r5\"");
+    assert!(reasons[2].1.contains("`Amount`"), "{reasons:?}");
+}
