@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: format check, clippy with warnings as errors, every crate's tests
-# and doc tests, the benchmarks in test mode, and the quickstart (run twice on one
-# directory: the second run must add versions to the first run's registry).
+# and doc tests, the benchmarks in test mode, the quickstart (run twice on one directory:
+# the second run must add versions to the first run's registry), and 20 seconds of the
+# transactions lifecycle example.
 #
 # Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
 # so repeated runs reuse them.
@@ -57,6 +58,15 @@ quickstart="$CARGO_TARGET_DIR/debug/examples/quickstart"
 "$quickstart" --dir "$work/quickstart" --rows 20000 | tee "$work/second-run.log"
 if ! grep -q "transactions: 4 versions" "$work/second-run.log"; then
   echo "the second quickstart run should have registered versions 3 and 4" >&2
+  exit 1
+fi
+
+step "transactions lifecycle, 20 seconds of streaming"
+lifecycle="$CARGO_TARGET_DIR/debug/examples/transactions_lifecycle"
+"$lifecycle" --dir "$work/lifecycle" --duration-secs 20 --records-per-tick 1000 --retrain-every 2000 \
+  --history 10000 | tee "$work/lifecycle.log"
+if ! grep -Eq '^    v2 trained on' "$work/lifecycle.log"; then
+  echo "the lifecycle run should have trained a second version on merged labels" >&2
   exit 1
 fi
 

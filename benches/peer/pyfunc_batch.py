@@ -42,13 +42,8 @@ class TransactionsModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"prediction": self.pipeline.predict_proba(features)[:, 1]})
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("data_dir", type=Path)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-
-    train = pd.read_parquet(args.data_dir / "train.parquet")
+def train_wrapper(train):
+    """Fits the pipeline on `train`; returns the pyfunc wrapper, its signature and input example."""
     pipeline = Pipeline(
         [
             (
@@ -66,7 +61,16 @@ def main():
     pipeline.fit(train[CATEGORICAL + NUMERIC], train[LABEL])
     example = train[CATEGORICAL + NUMERIC].head(5)
     wrapper = TransactionsModel(pipeline)
-    signature = infer_signature(example, wrapper.predict(None, example))
+    return wrapper, infer_signature(example, wrapper.predict(None, example)), example
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    wrapper, signature, example = train_wrapper(pd.read_parquet(args.data_dir / "train.parquet"))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model"

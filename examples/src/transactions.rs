@@ -9,7 +9,11 @@
 //! included).
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
+use mlops_core::features::{
+    FeatureLookup, FeatureSpec, FeatureTable, OnDemandFeature, SlidingWindow, WindowAggregation,
+};
 use polars::prelude::{Column, DataFrame, DataType, PolarsResult, TimeUnit};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -27,6 +31,16 @@ pub const CATEGORICAL_FEATURES: [&str; 2] = ["Product", "CustomerID"];
 pub const NUMERIC_FEATURES: [&str; 4] = ["Amount", "MaxProductAmount", "MaxDifferenceRatio", "transactionCount"];
 /// Label column.
 pub const LABEL: &str = "Label";
+/// Event-time column.
+pub const TIMESTAMP: &str = "TransactionTimestamp";
+/// The columns a transaction record carries when it arrives, before any feature.
+pub const RECORD_COLUMNS: [&str; 4] = ["CustomerID", TIMESTAMP, "Product", "Amount"];
+/// Columns that identify a transaction (labels arrive keyed by them).
+pub const KEYS: [&str; 2] = ["CustomerID", TIMESTAMP];
+/// Feature table of a product's largest amount per window.
+pub const PRODUCT_FEATURES: &str = "product_features";
+/// Feature table of a customer's transaction count per window.
+pub const CUSTOMER_FEATURES: &str = "customer_features";
 
 const PRODUCT_WINDOW_MS: i64 = 3 * 60 * 1000;
 const CUSTOMER_WINDOW_MS: i64 = 2 * 60 * 1000;
@@ -118,6 +132,45 @@ pub fn generate(config: &Config) -> PolarsResult<DataFrame> {
             Column::new(LABEL.into(), labels),
         ],
     )
+}
+
+/// The features of the transactions model as lookups: `MaxProductAmount` from 3-minute
+/// windows sliding by 1 minute, `transactionCount` from 2-minute windows sliding by 1 minute
+/// (0 for a customer with none), both as of each transaction's time, and the on-demand
+/// `MaxDifferenceRatio`.
+pub fn feature_spec() -> FeatureSpec {
+    FeatureSpec::new()
+        .lookup(
+            FeatureLookup::new(PRODUCT_FEATURES, ["Product"])
+                .timestamp_lookup_key(TIMESTAMP)
+                .features(["MaxProductAmount"]),
+        )
+        .lookup(
+            FeatureLookup::new(CUSTOMER_FEATURES, ["CustomerID"])
+                .timestamp_lookup_key(TIMESTAMP)
+                .features(["transactionCount"])
+                .default_value("transactionCount", 0),
+        )
+        .on_demand(
+            OnDemandFeature::new("max_difference_ratio", "MaxDifferenceRatio")
+                .bind("max", "MaxProductAmount")
+                .bind("value", "Amount"),
+        )
+}
+
+/// The two feature tables [`feature_spec`] reads, computed from transaction records.
+///
+/// # Errors
+/// [`mlops_core::Error`] naming a missing column or a timestamp that is not a datetime.
+pub fn feature_tables(records: &DataFrame) -> mlops_core::Result<[FeatureTable; 2]> {
+    let minute = Duration::from_secs(60);
+    let products = SlidingWindow::new(["Product"], TIMESTAMP, 3 * minute, minute)
+        .aggregate(WindowAggregation::Max { column: "Amount".into(), output: "MaxProductAmount".into() })
+        .build(PRODUCT_FEATURES, records)?;
+    let customers = SlidingWindow::new(["CustomerID"], TIMESTAMP, 2 * minute, minute)
+        .aggregate(WindowAggregation::Count { output: "transactionCount".into() })
+        .build(CUSTOMER_FEATURES, records)?;
+    Ok([products, customers])
 }
 
 /// Per row, the largest amount of the same product within the window ending at the row.
