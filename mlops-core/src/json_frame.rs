@@ -1,4 +1,7 @@
-//! Frames as JSON in MLflow's `dataframe_split` orientation: `{"columns": [..], "data": [[..], ..]}`.
+//! Frames as JSON in MLflow's orientations: `dataframe_split` (`{"columns": [..], "data":
+//! [[..], ..]}`), records (`[{"column": value, ..}, ..]`, MLflow's `dataframe_records`,
+//! `instances` and `inputs` as a list, and its prediction output) and columns (`{"column":
+//! [values], ..}`, `instances` and `inputs` as an object).
 
 use polars::prelude::{AnyValue, Column, DataFrame, NamedFrom, Series, TimeUnit};
 use serde_json::{Map, Value, json};
@@ -19,6 +22,88 @@ pub fn frame_to_split_json(frame: &DataFrame) -> Result<Value> {
     }
     let names: Vec<&str> = columns.iter().map(|c| c.name().as_str()).collect();
     Ok(json!({ "columns": names, "data": data }))
+}
+
+/// Writes `frame` as a list of records, one JSON object per row (MLflow's `predictions`
+/// shape for a frame).
+///
+/// # Errors
+/// [`Error::Schema`] for a column whose type has no JSON form here (binary, nested types).
+pub fn frame_to_records_json(frame: &DataFrame) -> Result<Value> {
+    let columns: Vec<&Column> = frame.columns().iter().collect();
+    let mut records = Vec::with_capacity(frame.height());
+    for row in 0..frame.height() {
+        let mut record = Map::with_capacity(columns.len());
+        for column in &columns {
+            let name = column.name().as_str();
+            record.insert(name.to_owned(), any_to_json(name, column.get(row)?)?);
+        }
+        records.push(Value::Object(record));
+    }
+    Ok(Value::Array(records))
+}
+
+/// Reads a list of records (`[{"column": value, ..}, ..]`) into a frame typed by `schema`.
+/// Columns are those of the first record and any later one; a record without a column
+/// holds null there.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming a row that is not an object, [`Error::Schema`] naming
+/// a column whose values do not fit its type.
+pub fn records_json_to_frame(records: &[Value], schema: &Schema) -> Result<DataFrame> {
+    let mut names: Vec<&str> = Vec::new();
+    for (row, record) in records.iter().enumerate() {
+        let object = record
+            .as_object()
+            .ok_or_else(|| Error::InvalidArgument(format!("record {row} is not a JSON object: {record}")))?;
+        for name in object.keys() {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let mut columns = Vec::with_capacity(names.len());
+    for name in names {
+        let cells: Vec<&Value> = records.iter().map(|r| r.get(name).unwrap_or(&Value::Null)).collect();
+        columns.push(typed_column(name, &cells, schema)?);
+    }
+    Ok(DataFrame::new(records.len(), columns)?)
+}
+
+/// Reads an object of columns (`{"column": [values], ..}`) into a frame typed by `schema`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming a column that is not a list or whose length differs
+/// from the first's, [`Error::Schema`] naming a column whose values do not fit its type.
+pub fn columns_json_to_frame(object: &Map<String, Value>, schema: &Schema) -> Result<DataFrame> {
+    let mut height = None;
+    let mut columns = Vec::with_capacity(object.len());
+    for (name, values) in object {
+        let values = values
+            .as_array()
+            .ok_or_else(|| Error::InvalidArgument(format!("column `{name}` is not a list of values")))?;
+        match height {
+            None => height = Some(values.len()),
+            Some(h) if h != values.len() => {
+                return Err(Error::InvalidArgument(format!(
+                    "column `{name}` has {} values where the others have {h}",
+                    values.len()
+                )));
+            }
+            Some(_) => {}
+        }
+        let cells: Vec<&Value> = values.iter().collect();
+        columns.push(typed_column(name, &cells, schema)?);
+    }
+    Ok(DataFrame::new(height.unwrap_or(0), columns)?)
+}
+
+fn typed_column(name: &str, cells: &[&Value], schema: &Schema) -> Result<Column> {
+    let dtype = match schema.column(name) {
+        Some(spec) => spec.dtype,
+        None => infer_json_type(cells),
+    };
+    json_column(name, dtype, cells)
 }
 
 fn any_to_json(column: &str, value: AnyValue<'_>) -> Result<Value> {
@@ -81,11 +166,7 @@ pub fn split_json_to_frame(document: &Value, schema: &Schema) -> Result<DataFram
                 Ok(&row[index])
             })
             .collect::<Result<Vec<&Value>>>()?;
-        let dtype = match schema.column(name) {
-            Some(spec) => spec.dtype,
-            None => infer_json_type(&cells),
-        };
-        columns.push(json_column(name, dtype, &cells)?);
+        columns.push(typed_column(name, &cells, schema)?);
     }
     Ok(DataFrame::new(rows.len(), columns)?)
 }

@@ -58,7 +58,9 @@ pub use flavor::{
     TabularClassifierParams, TabularFlavor, TabularModel, TabularRegressorParams, TabularTask,
     ValidTabularClassifierParams, ValidTabularRegressorParams,
 };
-pub use json_frame::{frame_to_split_json, split_json_to_frame};
+pub use json_frame::{
+    columns_json_to_frame, frame_to_records_json, frame_to_split_json, records_json_to_frame, split_json_to_frame,
+};
 pub use model::{Model, ModelWrapper};
 pub use package::{
     FORMAT_VERSION, INPUT_EXAMPLE_FILE, INPUT_EXAMPLE_ROWS, MANIFEST_FILE, Manifest, Package, PackageBuilder,

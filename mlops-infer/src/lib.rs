@@ -37,6 +37,8 @@ mod batch;
 #[cfg(feature = "delta")]
 mod delta;
 mod error;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod shard;
 #[cfg(feature = "delta")]
 pub mod stream;

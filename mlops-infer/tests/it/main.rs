@@ -10,6 +10,8 @@ mod features;
 mod inference_table;
 #[cfg(feature = "delta")]
 mod scale_out;
+#[cfg(feature = "serve")]
+mod serve;
 #[path = "../../../mlops-registry/tests/it/servers.rs"]
 #[allow(dead_code)]
 mod servers;

@@ -1,0 +1,230 @@
+//! Model serving (feature `serve`): an axum [`Router`] that speaks MLflow's scoring
+//! protocol, for an app to mount in its own server.
+//!
+//! - `POST /invocations` (the default endpoint), `POST /invocations/{name}` and
+//!   `POST /serving-endpoints/{name}/invocations` (the Databricks path) take every MLflow
+//!   input: JSON with `dataframe_split`, `dataframe_records`, `instances` or `inputs` (and
+//!   `params`), or CSV; the `Content-Type` decides. They answer `{"predictions": [..]}`, one
+//!   record per input row, and say in the headers [`MODEL_NAME_HEADER`],
+//!   [`MODEL_VERSION_HEADER`] and [`ENDPOINT_HEADER`] who answered.
+//! - Errors are `{"error_code": .., "message": ..}`: 400 for malformed or schema-violating
+//!   input (the message names the column), 413 for a body over the limit, 415 for another
+//!   content type, 404 for an unknown endpoint or path, 503 while a model is not loaded.
+//! - `GET /ping` (the server is up), `GET /health` (200 only when every endpoint has its
+//!   model), `GET /version`.
+//!
+//! ```no_run
+//! # async fn run(live: mlops_registry::LiveModel) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use mlops_infer::serve::ModelServer;
+//!
+//! let app = ModelServer::new().endpoint("transactions", Arc::new(live))?.router();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod request;
+mod source;
+
+pub use error::ServeError;
+pub use request::INPUT_FORMATS;
+pub use source::{ModelSlot, ModelSource};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mlops_core::frame_to_records_json;
+use mlops_registry::LoadedModel;
+
+use crate::error::{Error, Result};
+use request::BodyFormat;
+
+/// Header naming the model that answered.
+pub const MODEL_NAME_HEADER: &str = "x-mlops-model-name";
+/// Header giving the version that answered.
+pub const MODEL_VERSION_HEADER: &str = "x-mlops-model-version";
+/// Header naming the endpoint that answered.
+pub const ENDPOINT_HEADER: &str = "x-mlops-endpoint";
+/// Default largest request body: 16 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The endpoints of a scoring server and their settings; [`router`](Self::router) builds
+/// the axum router.
+#[derive(Clone)]
+pub struct ModelServer {
+    endpoints: BTreeMap<String, Arc<dyn ModelSource>>,
+    default_endpoint: Option<String>,
+    body_limit: usize,
+}
+
+impl std::fmt::Debug for ModelServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelServer")
+            .field("endpoints", &self.endpoints.keys().collect::<Vec<_>>())
+            .field("default_endpoint", &self.default_endpoint)
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
+}
+
+impl Default for ModelServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ModelServer {
+    /// A server with no endpoint and a [`DEFAULT_BODY_LIMIT`].
+    pub fn new() -> Self {
+        Self { endpoints: BTreeMap::new(), default_endpoint: None, body_limit: DEFAULT_BODY_LIMIT }
+    }
+
+    /// Adds endpoint `name` serving `source`. The first endpoint added also answers
+    /// `POST /invocations`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a name that is empty, has a `/`, or is taken.
+    pub fn endpoint(mut self, name: impl Into<String>, source: Arc<dyn ModelSource>) -> Result<Self> {
+        let name = name.into();
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::InvalidArgument(format!("endpoint name `{name}` must be one non-empty path part")));
+        }
+        if self.endpoints.contains_key(&name) {
+            return Err(Error::InvalidArgument(format!("endpoint `{name}` is defined twice")));
+        }
+        self.default_endpoint.get_or_insert_with(|| name.clone());
+        self.endpoints.insert(name, source);
+        Ok(self)
+    }
+
+    /// Refuses bodies over `bytes` with 413.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The router: mount it in an app, or serve it as it is.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/invocations", post(default_invocations))
+            .route("/invocations/{name}", post(named_invocations))
+            .route("/serving-endpoints/{name}/invocations", post(named_invocations))
+            .route("/ping", get(ping))
+            .route("/health", get(health))
+            .route("/version", get(version))
+            .fallback(unknown_path)
+            .with_state(Arc::new(self))
+    }
+
+    async fn invoke(&self, name: &str, headers: &HeaderMap, body: Body) -> std::result::Result<Response, ServeError> {
+        let source = self.endpoints.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
+            ServeError::not_found(format!("no endpoint `{name}` (endpoints: {})", known.join(", ")))
+        })?;
+        let loaded = source.current().ok_or_else(|| {
+            ServeError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TEMPORARILY_UNAVAILABLE",
+                format!("the model of endpoint `{name}` is not loaded yet"),
+            )
+        })?;
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let format = BodyFormat::from_content_type(content_type)?;
+        let body = axum::body::to_bytes(body, self.body_limit).await.map_err(|_| {
+            ServeError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "REQUEST_LIMIT_EXCEEDED",
+                format!("the body is larger than the limit of {} bytes", self.body_limit),
+            )
+        })?;
+        let scoring = Arc::clone(&loaded);
+        let predictions = tokio::task::spawn_blocking(move || predict(&scoring, format, &body))
+            .await
+            .map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string()))??;
+        let mut response = ([(header::CONTENT_TYPE, "application/json")], predictions).into_response();
+        let headers = response.headers_mut();
+        for (key, value) in [
+            (MODEL_NAME_HEADER, loaded.version.name.to_string()),
+            (MODEL_VERSION_HEADER, loaded.version.version.to_string()),
+            (ENDPOINT_HEADER, name.to_owned()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(key, value);
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// Parses, checks and scores one request body; the JSON answer.
+fn predict(loaded: &LoadedModel, format: BodyFormat, body: &[u8]) -> std::result::Result<String, ServeError> {
+    let signature = loaded.model.signature();
+    let request = request::parse(format, body, &signature.inputs)?;
+    signature.resolve_params(&request.params)?;
+    let output = loaded.model.predict(&request.input)?;
+    if output.height() != request.input.height() {
+        return Err(ServeError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("the model returned {} rows for {} input rows", output.height(), request.input.height()),
+        ));
+    }
+    let predictions = frame_to_records_json(&output)?;
+    Ok(serde_json::json!({ "predictions": predictions }).to_string())
+}
+
+async fn default_invocations(State(server): State<Arc<ModelServer>>, headers: HeaderMap, body: Body) -> Response {
+    match server.default_endpoint.clone() {
+        Some(name) => server.invoke(&name, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
+        None => ServeError::not_found("this server has no endpoint").into_response(),
+    }
+}
+
+async fn named_invocations(
+    State(server): State<Arc<ModelServer>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    server.invoke(&name, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn ping() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
+}
+
+async fn health(State(server): State<Arc<ModelServer>>) -> Response {
+    let waiting: Vec<&str> = server
+        .endpoints
+        .iter()
+        .filter(|(_, source)| source.current().is_none())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if waiting.is_empty() {
+        ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
+    } else {
+        ServeError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            format!("not loaded yet: {}", waiting.join(", ")),
+        )
+        .into_response()
+    }
+}
+
+async fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+async fn unknown_path(uri: axum::http::Uri) -> Response {
+    ServeError::not_found(format!("no route for `{}`", uri.path())).into_response()
+}

@@ -1,0 +1,187 @@
+//! Scoring request bodies as MLflow's scoring server reads them: JSON with exactly one of
+//! `dataframe_split`, `dataframe_records`, `instances`, `inputs` (plus `params`), or CSV.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+
+use mlops_core::{Schema, columns_json_to_frame, records_json_to_frame, split_json_to_frame};
+use polars::prelude::{CsvReadOptions, DataFrame, DataType, SerReader};
+use serde_json::{Map, Value};
+
+use super::error::ServeError;
+
+/// The JSON keys that carry the input, one per request.
+pub const INPUT_FORMATS: [&str; 4] = ["dataframe_split", "dataframe_records", "instances", "inputs"];
+
+/// How a body is encoded, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFormat {
+    Json,
+    Csv,
+}
+
+impl BodyFormat {
+    /// Reads a `Content-Type` value: `application/json` or `text/csv`, with at most a UTF-8
+    /// charset parameter.
+    pub(crate) fn from_content_type(content_type: Option<&str>) -> Result<Self, ServeError> {
+        let unsupported =
+            |why: String| ServeError::new(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_REQUEST", why);
+        let Some(content_type) = content_type else {
+            return Err(unsupported("a Content-Type header is required: application/json or text/csv".into()));
+        };
+        let mut parts = content_type.split(';').map(str::trim);
+        let mime = parts.next().unwrap_or_default().to_ascii_lowercase();
+        for parameter in parts.filter(|p| !p.is_empty()) {
+            let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+            if !key.trim().eq_ignore_ascii_case("charset") {
+                return Err(unsupported(format!("unrecognized content type parameter `{}`", key.trim())));
+            }
+            if !value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8") {
+                return Err(unsupported(format!("only UTF-8 bodies are accepted, not charset `{}`", value.trim())));
+            }
+        }
+        match mime.as_str() {
+            "application/json" => Ok(Self::Json),
+            "text/csv" => Ok(Self::Csv),
+            _ => Err(unsupported(format!(
+                "this server accepts application/json and text/csv bodies, not `{content_type}`"
+            ))),
+        }
+    }
+}
+
+/// A parsed request: the input frame and the parameters given.
+#[derive(Debug)]
+pub(crate) struct ScoringRequest {
+    pub(crate) input: DataFrame,
+    pub(crate) params: BTreeMap<String, Value>,
+}
+
+pub(crate) fn parse(format: BodyFormat, body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError> {
+    let request = match format {
+        BodyFormat::Json => parse_json(body, schema)?,
+        BodyFormat::Csv => ScoringRequest { input: parse_csv(body, schema)?, params: BTreeMap::new() },
+    };
+    if request.input.height() == 0 {
+        return Err(ServeError::bad_request("the input has no rows"));
+    }
+    Ok(request)
+}
+
+fn parse_json(body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError> {
+    let document: Value =
+        serde_json::from_slice(body).map_err(|e| ServeError::malformed(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(mut object) = document else {
+        return Err(ServeError::bad_request(format!(
+            "the input must be a JSON object with exactly one of the fields {}",
+            INPUT_FORMATS.join(", ")
+        )));
+    };
+    let given: Vec<&str> = INPUT_FORMATS.iter().copied().filter(|k| object.contains_key(*k)).collect();
+    let [format] = given.as_slice() else {
+        let keys: Vec<&String> = object.keys().collect();
+        return Err(ServeError::bad_request(format!(
+            "the input must be a JSON object with exactly one of the fields {}; got the fields {keys:?}",
+            INPUT_FORMATS.join(", ")
+        )));
+    };
+    let format = *format;
+    let params = match object.remove("params") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(params)) => params.into_iter().collect(),
+        Some(other) => return Err(ServeError::bad_request(format!("`params` must be a JSON object, not {other}"))),
+    };
+    let data = object.remove(format).unwrap_or(Value::Null);
+    let input = match (format, data) {
+        ("dataframe_split", data) => split_json_to_frame(&data, schema)?,
+        ("dataframe_records", Value::Array(records)) => records_json_to_frame(&records, schema)?,
+        ("dataframe_records", other) => {
+            return Err(ServeError::bad_request(format!("`dataframe_records` must be a list of records, not {other}")));
+        }
+        (_, Value::Object(columns)) => columns_json_to_frame(&columns, schema)?,
+        (_, Value::Array(rows)) => instances_to_frame(format, &rows, schema)?,
+        (_, other) => {
+            return Err(ServeError::bad_request(format!(
+                "`{format}` must be a list of records or rows, or an object of columns, not {other}"
+            )));
+        }
+    };
+    Ok(ScoringRequest { input, params })
+}
+
+/// `instances` / `inputs` as a list: records (objects), rows (lists in the schema's column
+/// order), or scalars for a one-column schema.
+fn instances_to_frame(format: &str, rows: &[Value], schema: &Schema) -> Result<DataFrame, ServeError> {
+    if rows.iter().all(Value::is_object) {
+        return Ok(records_json_to_frame(rows, schema)?);
+    }
+    let names: Vec<&str> = schema.columns().iter().map(|c| c.name.as_str()).collect();
+    let mut records = Vec::with_capacity(rows.len());
+    for (index, row) in rows.iter().enumerate() {
+        let values: Vec<Value> = match row {
+            Value::Array(values) => values.clone(),
+            scalar if names.len() == 1 => vec![scalar.clone()],
+            other => {
+                return Err(ServeError::bad_request(format!(
+                    "`{format}` row {index} must be a record or a list of {} values ({}), not {other}",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+        };
+        if values.len() != names.len() {
+            return Err(ServeError::bad_request(format!(
+                "`{format}` row {index} has {} values; the model takes {} ({})",
+                values.len(),
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        records.push(Value::Object(names.iter().map(|n| (*n).to_owned()).zip(values).collect::<Map<_, _>>()));
+    }
+    Ok(records_json_to_frame(&records, schema)?)
+}
+
+/// CSV with a header row. Every value is read as text, then each schema column is cast to
+/// its type, so a value that does not fit is reported with its column.
+fn parse_csv(body: &[u8], schema: &Schema) -> Result<DataFrame, ServeError> {
+    let text = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .into_reader_with_file_handle(Cursor::new(body))
+        .finish()
+        .map_err(|e| ServeError::malformed(format!("the body is not valid CSV: {e}")))?;
+    let mut columns = Vec::with_capacity(text.width());
+    for column in text.columns() {
+        let Some(spec) = schema.column(column.name()) else {
+            columns.push(column.clone());
+            continue;
+        };
+        let target = spec.dtype.polars_dtype();
+        let typed = match target {
+            DataType::String => column.clone(),
+            _ => column.strict_cast(&target).map_err(|_| cast_error(column, &target, spec.dtype))?,
+        };
+        columns.push(typed);
+    }
+    DataFrame::new(text.height(), columns).map_err(|e| ServeError::malformed(e.to_string()))
+}
+
+/// The schema error for a text column that does not cast to `target`, quoting the first
+/// value that fails.
+fn cast_error(column: &polars::prelude::Column, target: &DataType, dtype: mlops_core::ColumnType) -> ServeError {
+    let lenient = column.cast(target).ok();
+    let first_bad = column.str().ok().and_then(|text| {
+        let lenient = lenient.as_ref()?;
+        let failed = lenient.is_null();
+        text.iter().zip(failed.iter()).find_map(|(value, failed)| match (value, failed) {
+            (Some(value), Some(true)) => Some(value.to_owned()),
+            _ => None,
+        })
+    });
+    ServeError::from(mlops_core::Error::Schema {
+        column: column.name().to_string(),
+        expected: dtype.to_string(),
+        found: first_bad.map_or_else(|| "values of another type".to_owned(), |v| format!("`{v}`")),
+    })
+}
