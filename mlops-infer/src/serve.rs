@@ -6,7 +6,11 @@
 //!   input: JSON with `dataframe_split`, `dataframe_records`, `instances` or `inputs` (and
 //!   `params`), or CSV; the `Content-Type` decides. They answer `{"predictions": [..]}`, one
 //!   record per input row, and say in the headers [`MODEL_NAME_HEADER`],
-//!   [`MODEL_VERSION_HEADER`] and [`ENDPOINT_HEADER`] who answered.
+//!   [`MODEL_VERSION_HEADER`], [`ENDPOINT_HEADER`] and [`ROUTE_HEADER`] who answered.
+//! - An [`Endpoint`] splits traffic between routes (percentages summing to 100), sticky by
+//!   a header or an input column so a caller always meets the same version, and copies
+//!   each request to shadow routes whose answers go to the [`ExchangeRecorder`] without
+//!   delaying the caller.
 //! - Errors are `{"error_code": .., "message": ..}`: 400 for malformed or schema-violating
 //!   input (the message names the column), 413 for a body over the limit, 415 for another
 //!   content type, 404 for an unknown endpoint or path, 503 while a model is not loaded.
@@ -24,11 +28,15 @@
 //! # Ok(()) }
 //! ```
 
+mod endpoint;
 mod error;
+mod record;
 mod request;
 mod source;
 
+pub use endpoint::{Endpoint, EndpointBuilder, StickyKey};
 pub use error::ServeError;
+pub use record::{Exchange, ExchangeRecorder, MemoryRecorder};
 pub use request::INPUT_FORMATS;
 pub use source::{ModelSlot, ModelSource};
 
@@ -41,8 +49,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use std::time::Instant;
+
 use mlops_core::frame_to_records_json;
 use mlops_registry::LoadedModel;
+use polars::prelude::DataFrame;
 
 use crate::error::{Error, Result};
 use request::BodyFormat;
@@ -53,6 +64,10 @@ pub const MODEL_NAME_HEADER: &str = "x-mlops-model-name";
 pub const MODEL_VERSION_HEADER: &str = "x-mlops-model-version";
 /// Header naming the endpoint that answered.
 pub const ENDPOINT_HEADER: &str = "x-mlops-endpoint";
+/// Header naming the route of the endpoint that answered.
+pub const ROUTE_HEADER: &str = "x-mlops-route";
+/// How many exchanges the default recorder keeps.
+pub const DEFAULT_RECORDER_CAPACITY: usize = 10_000;
 /// Default largest request body: 16 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -60,9 +75,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// the axum router.
 #[derive(Clone)]
 pub struct ModelServer {
-    endpoints: BTreeMap<String, Arc<dyn ModelSource>>,
+    endpoints: BTreeMap<String, Arc<Endpoint>>,
     default_endpoint: Option<String>,
     body_limit: usize,
+    recorder: Arc<dyn ExchangeRecorder>,
 }
 
 impl std::fmt::Debug for ModelServer {
@@ -84,15 +100,21 @@ impl Default for ModelServer {
 impl ModelServer {
     /// A server with no endpoint and a [`DEFAULT_BODY_LIMIT`].
     pub fn new() -> Self {
-        Self { endpoints: BTreeMap::new(), default_endpoint: None, body_limit: DEFAULT_BODY_LIMIT }
+        Self {
+            endpoints: BTreeMap::new(),
+            default_endpoint: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            recorder: Arc::new(MemoryRecorder::new(DEFAULT_RECORDER_CAPACITY)),
+        }
     }
 
-    /// Adds endpoint `name` serving `source`. The first endpoint added also answers
+    /// Adds endpoint `name`: an [`Endpoint`] with routes, or a model source (which becomes
+    /// its only route, `default`). The first endpoint added also answers
     /// `POST /invocations`.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a name that is empty, has a `/`, or is taken.
-    pub fn endpoint(mut self, name: impl Into<String>, source: Arc<dyn ModelSource>) -> Result<Self> {
+    pub fn endpoint(mut self, name: impl Into<String>, endpoint: impl Into<Endpoint>) -> Result<Self> {
         let name = name.into();
         if name.is_empty() || name.contains('/') {
             return Err(Error::InvalidArgument(format!("endpoint name `{name}` must be one non-empty path part")));
@@ -101,8 +123,16 @@ impl ModelServer {
             return Err(Error::InvalidArgument(format!("endpoint `{name}` is defined twice")));
         }
         self.default_endpoint.get_or_insert_with(|| name.clone());
-        self.endpoints.insert(name, source);
+        self.endpoints.insert(name, Arc::new(endpoint.into()));
         Ok(self)
+    }
+
+    /// Sends shadow answers to `recorder` (by default a [`MemoryRecorder`] keeping the
+    /// latest [`DEFAULT_RECORDER_CAPACITY`]).
+    #[must_use]
+    pub fn recorder(mut self, recorder: Arc<dyn ExchangeRecorder>) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     /// Refuses bodies over `bytes` with 413.
@@ -126,16 +156,9 @@ impl ModelServer {
     }
 
     async fn invoke(&self, name: &str, headers: &HeaderMap, body: Body) -> std::result::Result<Response, ServeError> {
-        let source = self.endpoints.get(name).ok_or_else(|| {
+        let endpoint = self.endpoints.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
             ServeError::not_found(format!("no endpoint `{name}` (endpoints: {})", known.join(", ")))
-        })?;
-        let loaded = source.current().ok_or_else(|| {
-            ServeError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TEMPORARILY_UNAVAILABLE",
-                format!("the model of endpoint `{name}` is not loaded yet"),
-            )
         })?;
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let format = BodyFormat::from_content_type(content_type)?;
@@ -146,16 +169,40 @@ impl ModelServer {
                 format!("the body is larger than the limit of {} bytes", self.body_limit),
             )
         })?;
-        let scoring = Arc::clone(&loaded);
-        let predictions = tokio::task::spawn_blocking(move || predict(&scoring, format, &body))
-            .await
-            .map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string()))??;
-        let mut response = ([(header::CONTENT_TYPE, "application/json")], predictions).into_response();
+        let (scoring, request_headers, endpoint_name) = (Arc::clone(endpoint), headers.clone(), name.to_owned());
+        let scored =
+            tokio::task::spawn_blocking(move || score(&endpoint_name, &scoring, &request_headers, format, &body))
+                .await
+                .map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string()))??;
+        for shadow in &endpoint.shadows {
+            let (recorder, input) = (Arc::clone(&self.recorder), scored.input.clone());
+            let (endpoint, route, source) = (name.to_owned(), shadow.name.clone(), Arc::clone(&shadow.source));
+            // Detached: the caller's answer never waits for a shadow.
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let loaded = source.current();
+                let outcome = match &loaded {
+                    Some(loaded) => loaded.model.predict(&input).map_err(|e| e.to_string()),
+                    None => Err(format!("route `{route}` has no model loaded")),
+                };
+                recorder.record(Exchange {
+                    endpoint,
+                    route,
+                    shadow: true,
+                    model: loaded.map(|l| (l.version.name.to_string(), l.version.version)),
+                    input,
+                    outcome,
+                    latency: started.elapsed(),
+                });
+            });
+        }
+        let mut response = ([(header::CONTENT_TYPE, "application/json")], scored.json).into_response();
         let headers = response.headers_mut();
         for (key, value) in [
-            (MODEL_NAME_HEADER, loaded.version.name.to_string()),
-            (MODEL_VERSION_HEADER, loaded.version.version.to_string()),
+            (MODEL_NAME_HEADER, scored.loaded.version.name.to_string()),
+            (MODEL_VERSION_HEADER, scored.loaded.version.version.to_string()),
             (ENDPOINT_HEADER, name.to_owned()),
+            (ROUTE_HEADER, scored.route),
         ] {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(key, value);
@@ -165,10 +212,43 @@ impl ModelServer {
     }
 }
 
-/// Parses, checks and scores one request body; the JSON answer.
-fn predict(loaded: &LoadedModel, format: BodyFormat, body: &[u8]) -> std::result::Result<String, ServeError> {
+/// A request scored by one route.
+struct Scored {
+    route: String,
+    loaded: Arc<LoadedModel>,
+    input: DataFrame,
+    json: String,
+}
+
+fn not_loaded(what: String) -> ServeError {
+    ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", what)
+}
+
+/// Parses a request body, picks its route, and scores it; the JSON answer.
+fn score(
+    name: &str,
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    format: BodyFormat,
+    body: &[u8],
+) -> std::result::Result<Scored, ServeError> {
+    // The body is read with the schema of a loaded route (routes of one endpoint normally
+    // share it), so a sticky column can be read before the route is chosen.
+    let reader = endpoint
+        .routes
+        .iter()
+        .find_map(|r| r.source.current())
+        .ok_or_else(|| not_loaded(format!("the model of endpoint `{name}` is not loaded yet")))?;
+    let mut request = request::parse(format, body, &reader.model.signature().inputs)?;
+    let route = endpoint.pick(endpoint.sticky_value(headers, &request.input).as_deref());
+    let loaded = route
+        .source
+        .current()
+        .ok_or_else(|| not_loaded(format!("route `{}` of endpoint `{name}` is not loaded yet", route.name)))?;
     let signature = loaded.model.signature();
-    let request = request::parse(format, body, &signature.inputs)?;
+    if signature.inputs != reader.model.signature().inputs {
+        request = request::parse(format, body, &signature.inputs)?;
+    }
     signature.resolve_params(&request.params)?;
     let output = loaded.model.predict(&request.input)?;
     if output.height() != request.input.height() {
@@ -179,7 +259,12 @@ fn predict(loaded: &LoadedModel, format: BodyFormat, body: &[u8]) -> std::result
         ));
     }
     let predictions = frame_to_records_json(&output)?;
-    Ok(serde_json::json!({ "predictions": predictions }).to_string())
+    Ok(Scored {
+        route: route.name.clone(),
+        loaded,
+        input: request.input,
+        json: serde_json::json!({ "predictions": predictions }).to_string(),
+    })
 }
 
 async fn default_invocations(State(server): State<Arc<ModelServer>>, headers: HeaderMap, body: Body) -> Response {
@@ -203,11 +288,12 @@ async fn ping() -> Response {
 }
 
 async fn health(State(server): State<Arc<ModelServer>>) -> Response {
-    let waiting: Vec<&str> = server
+    let waiting: Vec<String> = server
         .endpoints
         .iter()
-        .filter(|(_, source)| source.current().is_none())
-        .map(|(name, _)| name.as_str())
+        .flat_map(|(name, endpoint)| {
+            endpoint.routes.iter().filter(|r| r.source.current().is_none()).map(move |r| format!("{name}/{}", r.name))
+        })
         .collect();
     if waiting.is_empty() {
         ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()

@@ -4,8 +4,13 @@
 use std::sync::Arc;
 
 use mlops_core::{FlavorRegistry, ModelName, TabularClassifierParams};
-use mlops_infer::serve::{ENDPOINT_HEADER, MODEL_NAME_HEADER, MODEL_VERSION_HEADER, ModelServer, ModelSlot};
-use mlops_registry::{CreateModel, CreateVersion, LoadedModel, MemoryRegistry, Registry, RegistryExt};
+use mlops_infer::serve::{
+    ENDPOINT_HEADER, Endpoint, Exchange, MODEL_NAME_HEADER, MODEL_VERSION_HEADER, MemoryRecorder, ModelServer,
+    ModelSlot, ROUTE_HEADER,
+};
+use mlops_registry::{
+    CreateModel, CreateVersion, LiveModel, LoadedModel, MemoryRegistry, Registry, RegistryExt, SetAlias,
+};
 use polars::prelude::*;
 use serde_json::{Value, json};
 
@@ -207,4 +212,192 @@ async fn bad_requests_get_the_documented_error_never_a_panic() {
     assert_eq!(headers[MODEL_VERSION_HEADER], "1", "the first endpoint answers /invocations");
     let version = client.get(format!("{base}/version")).send().await.unwrap().text().await.unwrap();
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
+}
+
+fn version_of(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers[MODEL_VERSION_HEADER].to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_shares_traffic_sticks_by_key_and_shadows_never_answer() {
+    let mut loaded = versions(3).await.into_iter().map(|l| Arc::new(ModelSlot::loaded(l)));
+    let (v1, v2, v3) = (loaded.next().unwrap(), loaded.next().unwrap(), loaded.next().unwrap());
+    let recorder = Arc::new(MemoryRecorder::new(100_000));
+    let split = Endpoint::builder()
+        .route("champion", v1.clone(), 90)
+        .route("challenger", v2.clone(), 10)
+        .shadow("candidate", v3.clone())
+        .sticky_header("x-customer-id")
+        .build()
+        .unwrap();
+    let by_product = Endpoint::builder()
+        .route("champion", v1.clone(), 50)
+        .route("challenger", v2.clone(), 50)
+        .shadow("cold", Arc::new(ModelSlot::empty()))
+        .sticky_column("Product")
+        .build()
+        .unwrap();
+    let server = ModelServer::new()
+        .endpoint("split", split)
+        .unwrap()
+        .endpoint("by-product", by_product)
+        .unwrap()
+        .recorder(recorder.clone());
+    let base = serve(server).await;
+    let client = reqwest::Client::new();
+    let body = json!({"inputs": {"Product": ["A"], "Amount": [2.0]}}).to_string();
+    let call = |path: &'static str, customer: Option<String>, body: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let mut request =
+                client.post(format!("{base}{path}")).header("Content-Type", "application/json").body(body);
+            if let Some(customer) = customer {
+                request = request.header("x-customer-id", customer);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            (version_of(response.headers()), response.headers()[ROUTE_HEADER].to_str().unwrap().to_owned())
+        }
+    };
+
+    // Without a key: random, in the configured shares.
+    let requests = 2_000;
+    let mut challenger = 0;
+    for _ in 0..requests {
+        let (version, route) = call("/invocations/split", None, body.clone()).await;
+        assert_ne!(version, 3, "a shadow never answers");
+        assert_eq!(route, if version == 2 { "challenger" } else { "champion" });
+        challenger += usize::from(version == 2);
+    }
+    assert!(
+        (140..=260).contains(&challenger),
+        "challenger got {challenger} of {requests} requests, expected about 10%"
+    );
+
+    // With a key: each customer always meets the same version.
+    let mut customers_on_challenger = 0;
+    for customer in 0..300 {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(call("/invocations/split", Some(format!("customer-{customer}")), body.clone()).await.0);
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "customer-{customer} met versions {seen:?}");
+        customers_on_challenger += usize::from(seen[0] == 2);
+    }
+    assert!(
+        (10..=55).contains(&customers_on_challenger),
+        "{customers_on_challenger} of 300 customers on the challenger"
+    );
+
+    // Sticky by an input column.
+    for product in ["A", "B", "C"] {
+        let body = json!({"inputs": {"Product": [product], "Amount": [2.0]}}).to_string();
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(call("/invocations/by-product", None, body.clone()).await.0);
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "Product {product} met versions {seen:?}");
+    }
+
+    // Every request to `split` was copied to the shadow, whose answers were recorded.
+    let expected_shadows = requests + 900;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let shadow = |e: &&Exchange| e.route == "candidate";
+    while recorder.exchanges().iter().filter(shadow).count() < expected_shadows {
+        assert!(std::time::Instant::now() < deadline, "shadow answers were not all recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let exchanges = recorder.exchanges();
+    for exchange in exchanges.iter().filter(shadow) {
+        assert!(exchange.shadow);
+        assert_eq!((exchange.endpoint.as_str(), exchange.model.as_ref().map(|m| m.1)), ("split", Some(3)));
+        assert_eq!(exchange.outcome.as_ref().unwrap().height(), exchange.input.height());
+    }
+    // A shadow without a model never fails the caller; its miss is recorded.
+    let cold: Vec<&Exchange> = exchanges.iter().filter(|e| e.route == "cold").collect();
+    assert!(!cold.is_empty());
+    assert!(cold.iter().all(|e| e.outcome.as_ref().is_err_and(|why| why.contains("no model loaded"))));
+}
+
+#[test]
+fn endpoint_definitions_are_checked() {
+    let slot = || -> Arc<dyn mlops_infer::serve::ModelSource> { Arc::new(ModelSlot::empty()) };
+    let message = |builder: mlops_infer::serve::EndpointBuilder| builder.build().unwrap_err().to_string();
+    assert!(message(Endpoint::builder()).contains("at least one serving route"));
+    assert!(
+        message(Endpoint::builder().route("a", slot(), 90).route("b", slot(), 20))
+            .contains("route shares must sum to 100, not 110 (a 90%, b 20%)")
+    );
+    assert!(
+        message(Endpoint::builder().route("a", slot(), 100).shadow("a", slot())).contains("route `a` is defined twice")
+    );
+    assert!(
+        message(Endpoint::builder().route("a", slot(), 100).sticky_header("bad header"))
+            .contains("`bad header` is not a valid header name")
+    );
+    let err = ModelServer::new().endpoint("a/b", slot()).unwrap_err().to_string();
+    assert!(err.contains("endpoint name `a/b`"), "{err}");
+}
+
+/// Requests keep flowing while `champion` moves: none fails, and once the live model has
+/// refreshed, every answer comes from the new version.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_follows_its_alias_without_a_failed_request() {
+    let train =
+        df!("Product" => ["A", "B", "A", "B"], "Amount" => [1.0, 30.0, 2.0, 28.0], "Label" => [0, 1, 0, 1]).unwrap();
+    let registry = Arc::new(MemoryRegistry::new());
+    let name: ModelName = "transactions".parse().unwrap();
+    registry.create_model(CreateModel::new(name.clone())).await.unwrap();
+    for l2 in [1.0, 0.01] {
+        let model = TabularClassifierParams::new("Label")
+            .categorical(["Product"])
+            .numeric(["Amount"])
+            .l2_penalty(l2)
+            .check()
+            .unwrap()
+            .fit(&train)
+            .unwrap();
+        registry.create_version(CreateVersion::new(name.clone(), model.package(Some(&train)).unwrap())).await.unwrap();
+    }
+    registry.set_alias(SetAlias::new(name.clone(), "champion", 1)).await.unwrap();
+    let live = Arc::new(
+        LiveModel::start(
+            registry.clone(),
+            "models:/transactions@champion".parse().unwrap(),
+            FlavorRegistry::with_builtins(),
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap(),
+    );
+    let base = serve(ModelServer::new().endpoint("transactions", live.clone()).unwrap()).await;
+    let body = json!({"dataframe_split": {"columns": ["Product", "Amount"], "data": [["A", 3.0]]}}).to_string();
+
+    let caller = {
+        let (base, body) = (base.clone(), body.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut versions = Vec::new();
+            for _ in 0..400 {
+                let response = client
+                    .post(format!("{base}/invocations"))
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200, "a request failed while the alias moved");
+                versions.push(version_of(response.headers()));
+            }
+            versions
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    registry.set_alias(SetAlias::new(name, "champion", 2)).await.unwrap();
+    live.refresh().await.unwrap();
+    let after = post(&format!("{base}/invocations"), Some("application/json"), body).await;
+    assert_eq!(version_of(&after.1), 2);
+    let versions = caller.await.unwrap();
+    let switched = versions.iter().position(|&v| v == 2).unwrap_or(versions.len());
+    assert!(versions[switched..].iter().all(|&v| v == 2), "an old version answered after the switch: {versions:?}");
 }
