@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: format check, clippy with warnings as errors, every crate's tests
 # and doc tests, the benchmarks in test mode, the quickstart (run twice on one directory:
-# the second run must add versions to the first run's registry), and 20 seconds of the
-# transactions lifecycle example.
+# the second run must add versions to the first run's registry), 20 seconds of the
+# transactions lifecycle example, and the serving example answering requests to itself.
 #
 # Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
 # so repeated runs reuse them.
@@ -67,6 +67,14 @@ lifecycle="$CARGO_TARGET_DIR/debug/examples/transactions_lifecycle"
   --history 10000 | tee "$work/lifecycle.log"
 if ! grep -Eq '^    v2 trained on' "$work/lifecycle.log"; then
   echo "the lifecycle run should have trained a second version on merged labels" >&2
+  exit 1
+fi
+
+step "serving example: a 90/10 split with a shadow route, 200 requests to itself"
+serve="$CARGO_TARGET_DIR/debug/examples/serve"
+"$serve" --dir "$work/serve" --port 0 --self-test 200 | tee "$work/serve.log"
+if ! grep -q "shadow answers recorded: 200" "$work/serve.log"; then
+  echo "the serving example should have recorded a shadow answer per request" >&2
   exit 1
 fi
 

@@ -14,6 +14,9 @@
 //! - Errors are `{"error_code": .., "message": ..}`: 400 for malformed or schema-violating
 //!   input (the message names the column), 413 for a body over the limit, 415 for another
 //!   content type, 404 for an unknown endpoint or path, 503 while a model is not loaded.
+//! - A request timeout (504) and a limit on requests scored at once (the others queue).
+//!   Graceful shutdown is axum's: `axum::serve(..).with_graceful_shutdown(signal)` lets
+//!   requests in flight finish.
 //! - `GET /ping` (the server is up), `GET /health` (200 only when every endpoint has its
 //!   model), `GET /version`.
 //!
@@ -49,11 +52,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mlops_core::frame_to_records_json;
 use mlops_registry::LoadedModel;
 use polars::prelude::DataFrame;
+use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use request::BodyFormat;
@@ -66,6 +70,10 @@ pub const MODEL_VERSION_HEADER: &str = "x-mlops-model-version";
 pub const ENDPOINT_HEADER: &str = "x-mlops-endpoint";
 /// Header naming the route of the endpoint that answered.
 pub const ROUTE_HEADER: &str = "x-mlops-route";
+/// Default time a request may take, queueing included (as MLflow's scoring server).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of requests scored at once; others wait their turn.
+pub const DEFAULT_CONCURRENCY_LIMIT: usize = 64;
 /// How many exchanges the default recorder keeps.
 pub const DEFAULT_RECORDER_CAPACITY: usize = 10_000;
 /// Default largest request body: 16 MiB.
@@ -79,6 +87,8 @@ pub struct ModelServer {
     default_endpoint: Option<String>,
     body_limit: usize,
     recorder: Arc<dyn ExchangeRecorder>,
+    request_timeout: Duration,
+    scoring: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for ModelServer {
@@ -87,6 +97,7 @@ impl std::fmt::Debug for ModelServer {
             .field("endpoints", &self.endpoints.keys().collect::<Vec<_>>())
             .field("default_endpoint", &self.default_endpoint)
             .field("body_limit", &self.body_limit)
+            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
@@ -105,6 +116,8 @@ impl ModelServer {
             default_endpoint: None,
             body_limit: DEFAULT_BODY_LIMIT,
             recorder: Arc::new(MemoryRecorder::new(DEFAULT_RECORDER_CAPACITY)),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            scoring: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY_LIMIT)),
         }
     }
 
@@ -124,6 +137,27 @@ impl ModelServer {
         }
         self.default_endpoint.get_or_insert_with(|| name.clone());
         self.endpoints.insert(name, Arc::new(endpoint.into()));
+        Ok(self)
+    }
+
+    /// Answers 504 to a request not answered within `timeout` (waiting for a scoring slot
+    /// included). A prediction already running finishes in the background.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Scores at most `requests` requests at once; the others wait for a slot (within the
+    /// request timeout), so a burst queues instead of exhausting threads and memory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for 0.
+    pub fn concurrency_limit(mut self, requests: usize) -> Result<Self> {
+        if requests == 0 {
+            return Err(Error::InvalidArgument("the concurrency limit must be at least 1".into()));
+        }
+        self.scoring = Arc::new(Semaphore::new(requests));
         Ok(self)
     }
 
@@ -155,7 +189,21 @@ impl ModelServer {
             .with_state(Arc::new(self))
     }
 
-    async fn invoke(&self, name: &str, headers: &HeaderMap, body: Body) -> std::result::Result<Response, ServeError> {
+    async fn invoke(&self, name: &str, headers: &HeaderMap, body: Body) -> Response {
+        let answer = tokio::time::timeout(self.request_timeout, self.answer(name, headers, body)).await;
+        match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => error.into_response(),
+            Err(_) => ServeError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "DEADLINE_EXCEEDED",
+                format!("the request was not answered within {:?}", self.request_timeout),
+            )
+            .into_response(),
+        }
+    }
+
+    async fn answer(&self, name: &str, headers: &HeaderMap, body: Body) -> std::result::Result<Response, ServeError> {
         let endpoint = self.endpoints.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
             ServeError::not_found(format!("no endpoint `{name}` (endpoints: {})", known.join(", ")))
@@ -169,11 +217,18 @@ impl ModelServer {
                 format!("the body is larger than the limit of {} bytes", self.body_limit),
             )
         })?;
+        // The slot is held until the prediction ends, even if the caller has timed out.
+        let slot = Arc::clone(&self.scoring)
+            .acquire_owned()
+            .await
+            .map_err(|e| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string()))?;
         let (scoring, request_headers, endpoint_name) = (Arc::clone(endpoint), headers.clone(), name.to_owned());
-        let scored =
-            tokio::task::spawn_blocking(move || score(&endpoint_name, &scoring, &request_headers, format, &body))
-                .await
-                .map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string()))??;
+        let scored = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            score(&endpoint_name, &scoring, &request_headers, format, &body)
+        })
+        .await
+        .map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string()))??;
         for shadow in &endpoint.shadows {
             let (recorder, input) = (Arc::clone(&self.recorder), scored.input.clone());
             let (endpoint, route, source) = (name.to_owned(), shadow.name.clone(), Arc::clone(&shadow.source));
@@ -269,7 +324,7 @@ fn score(
 
 async fn default_invocations(State(server): State<Arc<ModelServer>>, headers: HeaderMap, body: Body) -> Response {
     match server.default_endpoint.clone() {
-        Some(name) => server.invoke(&name, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
+        Some(name) => server.invoke(&name, &headers, body).await,
         None => ServeError::not_found("this server has no endpoint").into_response(),
     }
 }
@@ -280,7 +335,7 @@ async fn named_invocations(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    server.invoke(&name, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
+    server.invoke(&name, &headers, body).await
 }
 
 async fn ping() -> Response {

@@ -401,3 +401,93 @@ async fn an_endpoint_follows_its_alias_without_a_failed_request() {
     let switched = versions.iter().position(|&v| v == 2).unwrap_or(versions.len());
     assert!(versions[switched..].iter().all(|&v| v == 2), "an old version answered after the switch: {versions:?}");
 }
+
+/// A model that takes its time and counts how many of its predictions overlap.
+struct Slow {
+    signature: mlops_core::Signature,
+    delay: std::time::Duration,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl mlops_core::Model for Slow {
+    fn signature(&self) -> &mlops_core::Signature {
+        &self.signature
+    }
+
+    fn predict(&self, input: &DataFrame) -> mlops_core::Result<DataFrame> {
+        use std::sync::atomic::Ordering;
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        Ok(df!("prediction" => vec![0.5; input.height()])?)
+    }
+}
+
+async fn slow(delay_ms: u64) -> (Arc<Slow>, LoadedModel) {
+    let template = versions(1).await.pop().unwrap();
+    let slow = Arc::new(Slow {
+        signature: template.model.signature().clone(),
+        delay: std::time::Duration::from_millis(delay_ms),
+        running: 0.into(),
+        most: 0.into(),
+    });
+    (slow.clone(), LoadedModel { version: template.version, model: slow })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_requests_time_out_bursts_queue_and_shutdown_finishes_requests_in_flight() {
+    let body = json!({"inputs": {"Product": ["A"], "Amount": [1.0]}}).to_string();
+
+    // Over the timeout: 504, in MLflow's error shape.
+    let (_, sleepy) = slow(3_000).await;
+    let server = ModelServer::new()
+        .endpoint("slow", Arc::new(ModelSlot::loaded(sleepy)))
+        .unwrap()
+        .request_timeout(std::time::Duration::from_millis(200));
+    let base = serve(server).await;
+    let (status, _, answer) = post(&format!("{base}/invocations"), Some("application/json"), body.clone()).await;
+    assert_eq!((status, answer["error_code"].as_str()), (504, Some("DEADLINE_EXCEEDED")), "{answer}");
+
+    // A burst of 12 against a limit of 2: all answered, never more than 2 at once.
+    let (model, loaded) = slow(50).await;
+    let base = serve(
+        ModelServer::new().endpoint("slow", Arc::new(ModelSlot::loaded(loaded))).unwrap().concurrency_limit(2).unwrap(),
+    )
+    .await;
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let (url, body) = (format!("{base}/invocations"), body.clone());
+            tokio::spawn(async move { post(&url, Some("application/json"), body).await.0 })
+        })
+        .collect();
+    for request in burst {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    assert_eq!(model.most.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(ModelServer::new().concurrency_limit(0).is_err());
+
+    // Graceful shutdown: a request in flight when shutdown starts still gets its answer.
+    let (_, loaded) = slow(500).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/invocations", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = ModelServer::new().endpoint("slow", Arc::new(ModelSlot::loaded(loaded))).unwrap().router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let in_flight = tokio::spawn({
+        let (url, body) = (url.clone(), body.clone());
+        async move { post(&url, Some("application/json"), body).await.0 }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    stop.send(()).unwrap();
+    assert_eq!(in_flight.await.unwrap(), 200, "the request in flight was answered");
+    server.await.unwrap().unwrap();
+    assert!(reqwest::Client::new().post(&url).body(body).send().await.is_err(), "the server stopped accepting");
+}
