@@ -194,7 +194,6 @@ impl BatchScorer {
     }
 
     fn assemble(&self, input: &DataFrame, outputs: DataFrame) -> Result<DataFrame> {
-        let height = input.height();
         let bookkeeping = [MODEL_NAME, MODEL_VERSION, SCORED_AT];
         for name in outputs.get_column_names().into_iter().map(PlSmallStr::as_str).chain(bookkeeping) {
             if input.column(name).is_ok() {
@@ -206,20 +205,28 @@ impl BatchScorer {
         if outputs.column(PREDICTION).is_err() {
             return Err(self.contract(format!("returned no `{PREDICTION}` column")));
         }
-        let scored_at = chrono::Utc::now().timestamp_millis();
-        let mut columns: Vec<Column> = input.columns().to_vec();
-        columns.extend(outputs.columns().iter().cloned());
-        columns.push(Column::new_scalar(
-            MODEL_NAME.into(),
-            Scalar::from(PlSmallStr::from(self.model_name.as_str())),
-            height,
-        ));
-        columns.push(Column::new_scalar(MODEL_VERSION.into(), Scalar::from(self.version as i64), height));
-        let stamp = Column::new_scalar(SCORED_AT.into(), Scalar::from(scored_at), height)
-            .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?;
-        columns.push(stamp);
-        Ok(DataFrame::new(height, columns)?)
+        with_scoring_columns(input, &outputs, &self.model_name, self.version)
     }
+}
+
+/// `input` beside the model's `outputs`, then `model_name`, `model_version` and
+/// `scored_at` (now): the rows an inference table holds. Scalar columns, no per-row work.
+pub(crate) fn with_scoring_columns(
+    input: &DataFrame,
+    outputs: &DataFrame,
+    model_name: &str,
+    version: u64,
+) -> Result<DataFrame> {
+    let height = input.height();
+    let scored_at = chrono::Utc::now().timestamp_millis();
+    let mut columns: Vec<Column> = input.columns().to_vec();
+    columns.extend(outputs.columns().iter().cloned());
+    columns.push(Column::new_scalar(MODEL_NAME.into(), Scalar::from(PlSmallStr::from(model_name)), height));
+    columns.push(Column::new_scalar(MODEL_VERSION.into(), Scalar::from(version as i64), height));
+    let stamp = Column::new_scalar(SCORED_AT.into(), Scalar::from(scored_at), height)
+        .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?;
+    columns.push(stamp);
+    Ok(DataFrame::new(height, columns)?)
 }
 
 /// Frames of one schema stacked into one contiguous frame; `None` for no frames.

@@ -31,12 +31,16 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "delta")]
+mod capture;
 mod endpoint;
 mod error;
 mod record;
 mod request;
 mod source;
 
+#[cfg(feature = "delta")]
+pub use capture::{CaptureStats, ENDPOINT_COLUMN, InferenceCapture, ROUTE_COLUMN, SHADOW_COLUMN};
 pub use endpoint::{Endpoint, EndpointBuilder, StickyKey};
 pub use error::ServeError;
 pub use record::{Exchange, ExchangeRecorder, MemoryRecorder};
@@ -89,6 +93,8 @@ pub struct ModelServer {
     recorder: Arc<dyn ExchangeRecorder>,
     request_timeout: Duration,
     scoring: Arc<Semaphore>,
+    capture_rate: f64,
+    answered: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for ModelServer {
@@ -118,6 +124,8 @@ impl ModelServer {
             recorder: Arc::new(MemoryRecorder::new(DEFAULT_RECORDER_CAPACITY)),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             scoring: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY_LIMIT)),
+            capture_rate: 0.0,
+            answered: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -158,6 +166,20 @@ impl ModelServer {
             return Err(Error::InvalidArgument("the concurrency limit must be at least 1".into()));
         }
         self.scoring = Arc::new(Semaphore::new(requests));
+        Ok(self)
+    }
+
+    /// Also sends a `rate` share (0 to 1) of the answers served to callers to the recorder,
+    /// chosen evenly over requests; with an [`InferenceCapture`] recorder (feature
+    /// `delta`) they land in an inference table. Shadow answers are always recorded.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a rate outside 0 to 1.
+    pub fn capture(mut self, rate: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(Error::InvalidArgument(format!("the capture rate must be between 0 and 1, not {rate}")));
+        }
+        self.capture_rate = rate;
         Ok(self)
     }
 
@@ -229,6 +251,18 @@ impl ModelServer {
         })
         .await
         .map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string()))??;
+        let request = self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.capture_rate > 0.0 && endpoint::draw(request) < self.capture_rate {
+            self.recorder.record(Exchange {
+                endpoint: name.to_owned(),
+                route: scored.route.clone(),
+                shadow: false,
+                model: Some((scored.loaded.version.name.to_string(), scored.loaded.version.version)),
+                input: scored.input.clone(),
+                outcome: Ok(scored.output.clone()),
+                latency: scored.latency,
+            });
+        }
         for shadow in &endpoint.shadows {
             let (recorder, input) = (Arc::clone(&self.recorder), scored.input.clone());
             let (endpoint, route, source) = (name.to_owned(), shadow.name.clone(), Arc::clone(&shadow.source));
@@ -272,6 +306,8 @@ struct Scored {
     route: String,
     loaded: Arc<LoadedModel>,
     input: DataFrame,
+    output: DataFrame,
+    latency: Duration,
     json: String,
 }
 
@@ -305,7 +341,9 @@ fn score(
         request = request::parse(format, body, &signature.inputs)?;
     }
     signature.resolve_params(&request.params)?;
+    let started = Instant::now();
     let output = loaded.model.predict(&request.input)?;
+    let latency = started.elapsed();
     if output.height() != request.input.height() {
         return Err(ServeError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -318,6 +356,8 @@ fn score(
         route: route.name.clone(),
         loaded,
         input: request.input,
+        output,
+        latency,
         json: serde_json::json!({ "predictions": predictions }).to_string(),
     })
 }

@@ -127,6 +127,12 @@ impl From<Arc<dyn ModelSource>> for Endpoint {
     }
 }
 
+/// A draw in [0, 1) for request number `n`, spread evenly over requests (salted, so it
+/// is independent of the route draw for the same number).
+pub(crate) fn draw(n: u64) -> f64 {
+    (splitmix64(n ^ 0xD1B5_4A32_D192_ED03) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// SplitMix64: spreads consecutive request numbers over the whole range, so a counter
 /// gives draws that are uniform without a random-number generator's state or lock.
 fn splitmix64(n: u64) -> u64 {

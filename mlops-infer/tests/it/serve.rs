@@ -491,3 +491,61 @@ async fn slow_requests_time_out_bursts_queue_and_shutdown_finishes_requests_in_f
     server.await.unwrap().unwrap();
     assert!(reqwest::Client::new().post(&url).body(body).send().await.is_err(), "the server stopped accepting");
 }
+
+/// A sampled share of the answers, and every shadow answer, land in a Delta inference table.
+#[cfg(feature = "delta")]
+#[tokio::test(flavor = "multi_thread")]
+async fn online_traffic_is_captured_into_an_inference_table() {
+    use mlops_infer::serve::{InferenceCapture, ROUTE_COLUMN, SHADOW_COLUMN};
+    use mlops_infer::{InferenceTable, InferenceTableConfig, TableLocation};
+
+    let dir = tempfile::tempdir().unwrap();
+    let table = Arc::new(
+        InferenceTable::new(
+            TableLocation::local(dir.path().join("online")).unwrap(),
+            InferenceTableConfig::new(["Product"]),
+        )
+        .unwrap(),
+    );
+    let capture = InferenceCapture::start(table.clone(), 50, std::time::Duration::from_millis(200), 10_000);
+    let mut loaded = versions(2).await.into_iter().map(|l| Arc::new(ModelSlot::loaded(l)));
+    let (v1, v2) = (loaded.next().unwrap(), loaded.next().unwrap());
+    let endpoint = Endpoint::builder().route("champion", v1, 100).shadow("candidate", v2).build().unwrap();
+    let server =
+        ModelServer::new().endpoint("transactions", endpoint).unwrap().recorder(capture.clone()).capture(0.5).unwrap();
+    assert!(ModelServer::new().capture(1.5).is_err());
+    let base = serve(server).await;
+    let requests = 200;
+    for i in 0..requests {
+        let body = json!({"inputs": {"Product": ["A"], "Amount": [i as f64]}}).to_string();
+        assert_eq!(post(&format!("{base}/invocations"), Some("application/json"), body).await.0, 200);
+    }
+    // Shadow answers are recorded after the caller's answer: wait until all are queued.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        capture.flush().await;
+        let stats = capture.stats();
+        assert_eq!((stats.dropped, stats.failed_exchanges, stats.last_error.as_deref()), (0, 0, None));
+        if stats.rows_written >= 200 + 60 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "captured rows did not arrive: {stats:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    capture.flush().await;
+
+    let rows = table.read().await.unwrap();
+    let shadow = rows.column(SHADOW_COLUMN).unwrap().bool().unwrap().clone();
+    let shadows = shadow.sum().unwrap() as usize;
+    let served = rows.height() - shadows;
+    assert_eq!(shadows, requests, "every shadow answer is captured");
+    assert!((60..=140).contains(&served), "{served} of {requests} served answers captured at a 50% rate");
+    let routes = rows.column(ROUTE_COLUMN).unwrap().str().unwrap().clone();
+    let versions = rows.column("model_version").unwrap().i64().unwrap().clone();
+    for ((is_shadow, route), version) in shadow.iter().zip(routes.iter()).zip(versions.iter()) {
+        let expected = if is_shadow == Some(true) { ("candidate", 2) } else { ("champion", 1) };
+        assert_eq!((route.unwrap(), version.unwrap()), expected);
+    }
+    assert_eq!(rows.column("prediction").unwrap().null_count(), 0);
+}

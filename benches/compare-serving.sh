@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Serving under load, side by side on one machine: the transactions model behind the
+# mlops-infer router (benches/serving.rs) and behind `mlflow models serve` (the same
+# pipeline as a pyfunc model, trained on the same rows), each driven by wrk on loopback
+# with the same MLflow `dataframe_split` bodies of 1 and 100 records.
+#
+#   benches/compare-serving.sh                 # 8 connections, 20 s per run
+#   CONNECTIONS=32 DURATION=30s benches/compare-serving.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/python-env.sh
+
+connections="${CONNECTIONS:-8}"
+duration="${DURATION:-20s}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mlops-rs/target}"
+data_dir="$CARGO_TARGET_DIR/bench-data"
+export MLOPS_BENCH_DIR="$data_dir"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null; then
+  echo "== installing wrk"
+  apt-get install -y wrk >/dev/null
+fi
+python_env
+
+free_port() { "$MLOPS_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() {
+  for _ in $(seq 1 600); do
+    if curl -fs "$1" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "server at $1 did not come up" >&2
+  exit 1
+}
+load() { # url payload -> "requests/s p50 p99" (milliseconds)
+  cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$2", "rb"); wrk.body = f:read("*a"); f:close()
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %.1f %.3f %.3f %d %d\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status, summary.errors.timeout))
+end
+LUA
+  wrk -t2 -c"$connections" -d"$duration" -s "$work/post.lua" "$1" | grep '^RESULT' | cut -d' ' -f2-
+}
+
+echo "== Rust: mlops-infer router (release build)"
+rust_port=$(free_port)
+bench_bin=$(cargo bench -p mlops-benches --features serve --bench serving --no-run --message-format=json 2>/dev/null |
+  "$MLOPS_PYTHON" -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "serving" and m.get("executable"):
+        print(m["executable"])')
+MLOPS_BENCH_PORT=$rust_port "$bench_bin" --bench &
+pids+=($!)
+wait_for "http://127.0.0.1:$rust_port/health"
+payloads="$data_dir/transactions-10000"
+
+echo "== MLflow: mlflow models serve (pyfunc, --env-manager local, default workers)"
+(cd benches/peer && "$MLOPS_PYTHON" save_pyfunc.py "$payloads" "$work/pyfunc-model" >/dev/null 2>&1)
+mlflow_port=$(free_port)
+"$(dirname "$MLOPS_PYTHON")/mlflow" models serve -m "$work/pyfunc-model" --env-manager local \
+  -h 127.0.0.1 -p "$mlflow_port" >"$work/mlflow-serve.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$mlflow_port/ping"
+
+printf '\n%-30s %8s %12s %10s %10s %8s\n' "server" "records" "requests/s" "p50 ms" "p99 ms" "errors"
+declare -A rps
+for rows in 1 100; do
+  for server in rust mlflow; do
+    port=$rust_port; [ "$server" = mlflow ] && port=$mlflow_port
+    read -r r p50 p99 status timeouts < <(load "http://127.0.0.1:$port/invocations" "$payloads/payload-$rows.json")
+    rps[$server-$rows]=$r
+    name="mlops-infer router"; [ "$server" = mlflow ] && name="mlflow models serve"
+    printf '%-30s %8s %12s %10s %10s %8s\n' "$name" "$rows" "$r" "$p50" "$p99" "$((status + timeouts))"
+  done
+  "$MLOPS_PYTHON" -c "print(f'    ratio at $rows record(s): {${rps[rust-$rows]} / ${rps[mlflow-$rows]}:.0f}x requests/s')"
+done

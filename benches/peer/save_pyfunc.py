@@ -1,0 +1,24 @@
+"""Saves the MLflow pyfunc transactions model (the pipeline of pyfunc_batch.py, trained on
+the same train.parquet) to a directory, for `mlflow models serve`.
+
+    python save_pyfunc.py DATA_DIR MODEL_DIR
+"""
+
+import sys
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+
+from pyfunc_batch import train_wrapper
+
+
+def main():
+    data_dir, model_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    wrapper, signature, example = train_wrapper(pd.read_parquet(data_dir / "train.parquet"))
+    mlflow.pyfunc.save_model(model_dir, python_model=wrapper, signature=signature, input_example=example)
+    print(model_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+//! The transactions model behind the `mlops-infer` scoring router, for load tests.
+//!
+//! `benches/compare-serving.sh` runs this with `--bench` (it then serves on
+//! `MLOPS_BENCH_PORT` until killed) and drives it, and `mlflow models serve` with the same
+//! model trained the same way, with `wrk`. In test mode (`cargo test --benches`) it serves
+//! on a free port, sends each payload once and checks the answers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mlops_core::{FlavorRegistry, ModelName, frame_to_split_json};
+use mlops_infer::read_parquet;
+use mlops_infer::serve::{ModelServer, ModelSlot};
+use mlops_registry::{CreateModel, CreateVersion, MemoryRegistry, Registry, RegistryExt};
+use polars::prelude::DataFrame;
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("MLOPS_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
+}
+
+/// `{"dataframe_split": ...}` bodies of 1 and 100 records, written beside the data for the
+/// load generator and the Python peer.
+fn payloads(score: &DataFrame, dir: &std::path::Path) -> Vec<(usize, PathBuf)> {
+    let inputs = score.drop("Label").expect("label column");
+    [1usize, 100]
+        .into_iter()
+        .map(|rows| {
+            let body =
+                serde_json::json!({ "dataframe_split": frame_to_split_json(&inputs.head(Some(rows))).expect("json") });
+            let path = dir.join(format!("payload-{rows}.json"));
+            std::fs::write(&path, body.to_string()).expect("payload file");
+            (rows, path)
+        })
+        .collect()
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let prepared = mlops_benches::prepare(&data_dir(), 10_000).expect("benchmark data");
+    let score = read_parquet(&prepared.score).expect("scoring rows");
+    let payloads = payloads(&score, prepared.score.parent().expect("data directory"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        // Registered and loaded back, as a server gets its model.
+        let registry = MemoryRegistry::new();
+        let name: ModelName = "transactions".parse().expect("name");
+        registry.create_model(CreateModel::new(name.clone())).await.expect("model");
+        let package = mlops_benches::package(&prepared).expect("package");
+        registry.create_version(CreateVersion::new(name, package)).await.expect("version");
+        let loaded = registry
+            .load_model(&"models:/transactions/1".parse().expect("uri"), &FlavorRegistry::with_builtins())
+            .await
+            .expect("loads");
+        let app = ModelServer::new()
+            .endpoint("transactions", Arc::new(ModelSlot::loaded(loaded)))
+            .expect("endpoint")
+            .router();
+        let port: u16 =
+            if bench { std::env::var("MLOPS_BENCH_PORT").map_or(8080, |p| p.parse().expect("port")) } else { 0 };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        println!(
+            "listening on http://{address}/invocations; payloads in {}",
+            payloads[0].1.parent().expect("dir").display()
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        if bench {
+            server.await.expect("server task").expect("server");
+            return;
+        }
+        let client = reqwest::Client::new();
+        for (rows, path) in &payloads {
+            let response = client
+                .post(format!("http://{address}/invocations"))
+                .header("Content-Type", "application/json")
+                .body(std::fs::read(path).expect("payload"))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 200);
+            let answer: serde_json::Value = response.json().await.expect("json answer");
+            assert_eq!(answer["predictions"].as_array().map(Vec::len), Some(*rows));
+        }
+        println!("Success: {} payloads answered", payloads.len());
+    });
+}
