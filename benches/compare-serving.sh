@@ -36,7 +36,7 @@ wait_for() {
     sleep 0.2
   done
   echo "server at $1 did not come up" >&2
-  exit 1
+  return 1
 }
 load() { # url payload -> "requests/s p50 p99" (milliseconds)
   cat > "$work/post.lua" <<LUA
@@ -67,10 +67,11 @@ payloads="$data_dir/transactions-10000"
 echo "== MLflow: mlflow models serve (pyfunc, --env-manager local, default workers)"
 (cd benches/peer && "$MLOPS_PYTHON" save_pyfunc.py "$payloads" "$work/pyfunc-model" >/dev/null 2>&1)
 mlflow_port=$(free_port)
-"$(dirname "$MLOPS_PYTHON")/mlflow" models serve -m "$work/pyfunc-model" --env-manager local \
-  -h 127.0.0.1 -p "$mlflow_port" >"$work/mlflow-serve.log" 2>&1 &
+# The server starts uvicorn from PATH: the virtual environment's.
+PATH="$(dirname "$MLOPS_PYTHON"):$PATH" "$(dirname "$MLOPS_PYTHON")/mlflow" models serve -m "$work/pyfunc-model" \
+  --env-manager local -h 127.0.0.1 -p "$mlflow_port" >"$work/mlflow-serve.log" 2>&1 &
 pids+=($!)
-wait_for "http://127.0.0.1:$mlflow_port/ping"
+wait_for "http://127.0.0.1:$mlflow_port/ping" || { tail -20 "$work/mlflow-serve.log"; exit 1; }
 
 printf '\n%-30s %8s %12s %10s %10s %8s\n' "server" "records" "requests/s" "p50 ms" "p99 ms" "errors"
 declare -A rps

@@ -16,7 +16,14 @@ from pyfunc_batch import train_wrapper
 def main():
     data_dir, model_dir = Path(sys.argv[1]), Path(sys.argv[2])
     wrapper, signature, example = train_wrapper(pd.read_parquet(data_dir / "train.parquet"))
-    mlflow.pyfunc.save_model(model_dir, python_model=wrapper, signature=signature, input_example=example)
+    # The wrapper's class lives in pyfunc_batch.py, which the server must import too.
+    mlflow.pyfunc.save_model(
+        model_dir,
+        python_model=wrapper,
+        signature=signature,
+        input_example=example,
+        code_paths=[str(Path(__file__).with_name("pyfunc_batch.py"))],
+    )
     print(model_dir)
 
 
