@@ -23,8 +23,7 @@ use mlops_examples::transactions::{
 };
 use mlops_infer::stream::{Checkpoint, FileFormat, FileSource, Source, StreamingScorer};
 use mlops_infer::{
-    ACTUAL_LABEL, BatchScorer, DeltaFeatureStore, FeatureStore, InferenceTable, InferenceTableConfig, TableLocation,
-    write_parquet,
+    ACTUAL_LABEL, BatchScorer, DeltaFeatureStore, InferenceTable, InferenceTableConfig, TableLocation, write_parquet,
 };
 use mlops_registry::{AliasMode, CreateModel, CreateVersion, Lineage, ObjectStoreRegistry, Registry, SetAlias};
 use object_store::local::LocalFileSystem;
@@ -257,7 +256,7 @@ async fn write_features(
     for table in &tables {
         store.write(table).await?;
     }
-    Ok(store.tables(&[transactions::PRODUCT_FEATURES, transactions::CUSTOMER_FEATURES]).await?)
+    Ok(tables.into_iter().collect())
 }
 
 fn train(frame: &DataFrame, l2_penalty: f64, max_iterations: u64) -> mlops_core::Result<TabularModel> {

@@ -244,10 +244,11 @@ impl ModelServer {
             .acquire_owned()
             .await
             .map_err(|e| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string()))?;
-        let (scoring, request_headers, endpoint_name) = (Arc::clone(endpoint), headers.clone(), name.to_owned());
+        let (scoring, sticky_header, endpoint_name) =
+            (Arc::clone(endpoint), endpoint.sticky_header(headers), name.to_owned());
         let scored = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            score(&endpoint_name, &scoring, &request_headers, format, &body)
+            score(&endpoint_name, &scoring, sticky_header, format, &body)
         })
         .await
         .map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string()))??;
@@ -319,7 +320,7 @@ fn not_loaded(what: String) -> ServeError {
 fn score(
     name: &str,
     endpoint: &Endpoint,
-    headers: &HeaderMap,
+    sticky_header: Option<String>,
     format: BodyFormat,
     body: &[u8],
 ) -> std::result::Result<Scored, ServeError> {
@@ -331,7 +332,7 @@ fn score(
         .find_map(|r| r.source.current())
         .ok_or_else(|| not_loaded(format!("the model of endpoint `{name}` is not loaded yet")))?;
     let mut request = request::parse(format, body, &reader.model.signature().inputs)?;
-    let route = endpoint.pick(endpoint.sticky_value(headers, &request.input).as_deref());
+    let route = endpoint.pick(endpoint.sticky_value(sticky_header, &request.input).as_deref());
     let loaded = route
         .source
         .current()

@@ -110,9 +110,9 @@ impl FeatureLookup {
         Ok(())
     }
 
-    /// Adds this lookup's features to `records`, keeping their order.
+    /// Adds this lookup's features to `records`, keeping their order. The spec has checked
+    /// the lookup.
     pub(super) fn join(&self, records: &DataFrame, table: &FeatureTable) -> Result<DataFrame> {
-        self.check()?;
         let name = table.name();
         let record_schema = records.schema();
         let mut missing: Vec<String> = self

@@ -82,11 +82,20 @@ impl Endpoint {
         self.routes.iter().map(|r| r.name.as_str())
     }
 
-    /// The sticky key's value for a request, when the endpoint has one and the request
-    /// carries it.
-    pub(crate) fn sticky_value(&self, headers: &HeaderMap, input: &DataFrame) -> Option<String> {
+    /// The sticky header's value, for an endpoint sticky by a header (read before the body
+    /// is parsed, so the request's headers need not travel further).
+    pub(crate) fn sticky_header(&self, headers: &HeaderMap) -> Option<String> {
         match self.sticky.as_ref()? {
             StickyKey::Header(name) => headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            StickyKey::Column(_) => None,
+        }
+    }
+
+    /// The sticky key's value for a request: its sticky header, or the sticky column's
+    /// value in the first row.
+    pub(crate) fn sticky_value(&self, header: Option<String>, input: &DataFrame) -> Option<String> {
+        match self.sticky.as_ref()? {
+            StickyKey::Header(_) => header,
             StickyKey::Column(column) => match input.column(column).ok()?.get(0).ok()? {
                 AnyValue::Null => None,
                 AnyValue::String(s) => Some(s.to_owned()),
