@@ -21,6 +21,9 @@ pub enum Error {
         /// The missing tag.
         tag: String,
     },
+    /// A chat model (judge or model under test) failed.
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmError),
     /// Polars failed while reading a frame.
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),

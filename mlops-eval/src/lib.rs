@@ -25,7 +25,11 @@
 //! `validation_status` tag ([`Error::MissingTag`]), or the registry failure.
 
 mod error;
+pub mod judge;
+pub mod llm;
 mod metrics;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod validation;
 
 pub use error::{Error, Result};

@@ -3,5 +3,7 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod judge;
+mod llm;
 mod metrics;
 mod validation;

@@ -1,0 +1,386 @@
+//! A client for OpenAI-compatible chat-completion servers: OpenAI, vLLM, Ollama,
+//! llama.cpp's server, Databricks serving endpoints.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use serde_json::{Value, json};
+
+use super::chat::{ChatModel, ChatReply, ChatRequest, TokenUsage};
+use super::error::{LlmError, RetryAfter};
+use super::limit::AdaptiveLimit;
+use super::usage::{Pricing, UsageMeter};
+
+/// How failed calls are retried: exponential backoff with jitter, never shorter than a
+/// `Retry-After` the server sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0 disables retrying).
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub initial_backoff: Duration,
+    /// Longest wait the backoff grows to (a `Retry-After` may ask for more, up to
+    /// `max_retry_after`).
+    pub max_backoff: Duration,
+    /// Longest `Retry-After` honoured; a server asking for more fails the call instead of
+    /// parking it.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Chat completions over HTTP, with retries, an adaptive concurrency limit and usage
+/// accounting.
+///
+/// ```no_run
+/// use mlops_eval::llm::{ChatMessage, ChatModel, ChatRequest, OpenAiChat, Pricing};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let judge = OpenAiChat::builder("http://localhost:8000/v1", "llama-3.1-8b-instruct")
+///     .bearer_token_from_env("JUDGE_API_KEY")?
+///     .pricing(Pricing::per_million(0.15, 0.60))
+///     .build()?;
+/// let reply = judge.chat(&ChatRequest::new(vec![ChatMessage::user("Say hi.")])).await?;
+/// println!("{} ({} tokens, cost {})", reply.content, reply.usage.total(), reply.cost);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct OpenAiChat {
+    http: reqwest::Client,
+    url: String,
+    model: String,
+    timeout: Duration,
+    retry: RetryPolicy,
+    limit: AdaptiveLimit,
+    pricing: Pricing,
+    structured_output: bool,
+    meter: UsageMeter,
+}
+
+impl std::fmt::Debug for OpenAiChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client's default headers hold the bearer token: never printed.
+        f.debug_struct("OpenAiChat")
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("limit", &self.limit.current())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`OpenAiChat`].
+#[derive(Debug)]
+pub struct OpenAiChatBuilder {
+    base_url: String,
+    model: String,
+    headers: Vec<(String, String)>,
+    bearer_token: Option<String>,
+    timeout: Duration,
+    retry: RetryPolicy,
+    limit: AdaptiveLimit,
+    pricing: Pricing,
+    structured_output: bool,
+    meter: UsageMeter,
+}
+
+impl OpenAiChat {
+    /// A client for `model` at `base_url`, the URL that `/chat/completions` is appended to
+    /// (`https://api.openai.com/v1`, `http://localhost:11434/v1`,
+    /// `https://<workspace>/serving-endpoints`).
+    pub fn builder(base_url: impl Into<String>, model: impl Into<String>) -> OpenAiChatBuilder {
+        OpenAiChatBuilder {
+            base_url: base_url.into(),
+            model: model.into(),
+            headers: Vec::new(),
+            bearer_token: None,
+            timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            limit: AdaptiveLimit::new(8, 1, 64),
+            pricing: Pricing::default(),
+            structured_output: false,
+            meter: UsageMeter::new(),
+        }
+    }
+
+    /// The running usage totals of every call through this client and its clones.
+    pub fn meter(&self) -> &UsageMeter {
+        &self.meter
+    }
+
+    /// The concurrency limit calls wait under.
+    pub fn limit(&self) -> &AdaptiveLimit {
+        &self.limit
+    }
+
+    /// The endpoint called.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn body(&self, request: &ChatRequest) -> Value {
+        let mut body = json!({ "model": self.model, "messages": request.messages });
+        let params = &request.params;
+        if let Some(t) = params.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(m) = params.max_tokens {
+            body["max_tokens"] = json!(m);
+        }
+        if let Some(p) = params.top_p {
+            body["top_p"] = json!(p);
+        }
+        if let Some(s) = params.seed {
+            body["seed"] = json!(s);
+        }
+        if let (true, Some(schema)) = (self.structured_output, &request.response_schema) {
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": { "name": schema.name, "schema": schema.schema, "strict": true },
+            });
+        }
+        body
+    }
+
+    async fn attempt(&self, body: &[u8]) -> Result<(String, Option<String>, TokenUsage), LlmError> {
+        let mut permit = self.limit.acquire().await;
+        let sent = self.http.post(&self.url).body(body.to_vec()).send().await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return Err(self.transport_error(e)),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            if status.as_u16() == 429 {
+                permit.rate_limited();
+            }
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| RetryAfter(Duration::from_secs_f64(s)));
+            let body = response.text().await.unwrap_or_default();
+            return Err(LlmError::Status {
+                model: self.model.clone(),
+                url: self.url.clone(),
+                status: status.as_u16(),
+                body: body.chars().take(500).collect(),
+                attempts: 1,
+                retry_after,
+            });
+        }
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        permit.success();
+        drop(permit);
+        self.read_completion(&bytes)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> LlmError {
+        if e.is_timeout() {
+            LlmError::Timeout { model: self.model.clone(), url: self.url.clone(), timeout: self.timeout, attempts: 1 }
+        } else {
+            LlmError::Connection { model: self.model.clone(), url: self.url.clone(), attempts: 1, source: e }
+        }
+    }
+
+    fn read_completion(&self, bytes: &[u8]) -> Result<(String, Option<String>, TokenUsage), LlmError> {
+        let malformed =
+            |reason: String| LlmError::Malformed { model: self.model.clone(), url: self.url.clone(), reason };
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| malformed(format!("not JSON ({e})")))?;
+        let choice = value.get("choices").and_then(|c| c.get(0)).ok_or_else(|| malformed("no `choices[0]`".into()))?;
+        let content = match choice.pointer("/message/content") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => return Err(malformed(format!("`message.content` is not text: {other}"))),
+        };
+        let finish_reason = choice.get("finish_reason").and_then(Value::as_str).map(str::to_owned);
+        let tokens = |name: &str| value.pointer(&format!("/usage/{name}")).and_then(Value::as_u64).unwrap_or(0);
+        let usage =
+            TokenUsage { prompt_tokens: tokens("prompt_tokens"), completion_tokens: tokens("completion_tokens") };
+        Ok((content, finish_reason, usage))
+    }
+}
+
+#[async_trait]
+impl ChatModel for OpenAiChat {
+    fn model_name(&self) -> &str {
+        &self.model
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, LlmError> {
+        let body = serde_json::to_vec(&self.body(request)).map_err(|e| LlmError::Config(e.to_string()))?;
+        let attempts = AtomicU32::new(0);
+        let started = Instant::now();
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.initial_backoff)
+            .with_max_delay(self.retry.max_backoff)
+            .with_max_times(self.retry.max_retries as usize)
+            .with_jitter();
+        let max_retry_after = self.retry.max_retry_after;
+        let outcome = (|| {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.attempt(&body)
+        })
+        .retry(backoff)
+        .when(LlmError::is_transient)
+        .adjust(|error, backoff| match error.retry_after() {
+            Some(asked) if asked > max_retry_after => None,
+            Some(asked) => backoff.map(|b| b.max(asked)),
+            None => backoff,
+        })
+        .await;
+        let attempts = attempts.load(Ordering::Relaxed);
+        match outcome {
+            Ok((content, finish_reason, usage)) => {
+                let reply = ChatReply {
+                    content,
+                    finish_reason,
+                    usage,
+                    cost: self.pricing.cost(usage),
+                    attempts,
+                    latency: started.elapsed(),
+                    cached: false,
+                };
+                self.meter.record(&reply);
+                Ok(reply)
+            }
+            Err(mut error) => {
+                error.set_attempts(attempts);
+                self.meter.record_failure(attempts);
+                Err(error)
+            }
+        }
+    }
+}
+
+impl OpenAiChatBuilder {
+    /// Sends `Authorization: Bearer <token>`.
+    #[must_use]
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Reads the bearer token from the environment variable `name`.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] naming the variable when it is unset or empty.
+    pub fn bearer_token_from_env(self, name: &str) -> Result<Self, LlmError> {
+        match std::env::var(name) {
+            Ok(token) if !token.is_empty() => Ok(self.bearer_token(token)),
+            _ => Err(LlmError::Config(format!("environment variable `{name}` (the bearer token) is not set"))),
+        }
+    }
+
+    /// Adds a header to every request (an API version, a gateway route, ...).
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Longest wait for one attempt's reply (default 60 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How failed calls are retried.
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The concurrency limit calls wait under (default: adaptive, from 8 between 1 and 64).
+    #[must_use]
+    pub fn concurrency(mut self, limit: AdaptiveLimit) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Prices for the cost accounting.
+    #[must_use]
+    pub fn pricing(mut self, pricing: Pricing) -> Self {
+        self.pricing = pricing;
+        self
+    }
+
+    /// Sends a request's JSON schema as `response_format` (for servers with structured
+    /// output: OpenAI, vLLM, Ollama, llama.cpp).
+    #[must_use]
+    pub fn structured_output(mut self, enabled: bool) -> Self {
+        self.structured_output = enabled;
+        self
+    }
+
+    /// Adds usage to `meter` (shared with other clients) instead of a meter of its own.
+    #[must_use]
+    pub fn meter(mut self, meter: UsageMeter) -> Self {
+        self.meter = meter;
+        self
+    }
+
+    /// The client.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] for a base URL that is not http(s), or a header that is not
+    /// valid HTTP.
+    pub fn build(self) -> Result<OpenAiChat, LlmError> {
+        let base = self.base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(LlmError::Config(format!("base URL `{}` is not an http(s) URL", self.base_url)));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(token) = &self.bearer_token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| LlmError::Config("the bearer token is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        for (name, value) in &self.headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| LlmError::Config(format!("`{name}` is not a valid header name")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| LlmError::Config(format!("the value of header `{name}` is not valid")))?;
+            headers.insert(header, value);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .default_headers(headers)
+            .build()
+            .map_err(|e| LlmError::Config(format!("HTTP client: {e}")))?;
+        Ok(OpenAiChat {
+            http,
+            url: format!("{base}/chat/completions"),
+            model: self.model,
+            timeout: self.timeout,
+            retry: self.retry,
+            limit: self.limit,
+            pricing: self.pricing,
+            structured_output: self.structured_output,
+            meter: self.meter,
+        })
+    }
+}
+
+/// Shared handle to any chat model.
+pub type SharedChatModel = Arc<dyn ChatModel>;

@@ -1,0 +1,252 @@
+//! A scripted OpenAI-compatible judge server for tests, examples and benchmarks.
+//!
+//! [`JudgeServer`] answers `POST /v1/chat/completions` on loopback the way real models do,
+//! well and badly, so the real client, parser and retry paths are exercised without a
+//! model. By default it grades the fenced `Output:` of a judge prompt by word overlap with
+//! the fenced additional information (score 1 to 5), replying in two-line text. A marker
+//! `[[judge:<mode>]]` anywhere in the prompt picks another behaviour, and `[[score:N]]` sets
+//! the score any mode replies with:
+//!
+//! | mode | reply |
+//! |---|---|
+//! | `json` / `fenced-json` / `lines` / `prose` | the grade as JSON, JSON in a code fence, two lines, two lines after some prose |
+//! | `score-N` | the grade with score `N` (any number, in the default format) |
+//! | `echo` | the graded output quoted back, then the grade |
+//! | `truncated` | `{"score": ` cut at `max_tokens` (`finish_reason: length`) |
+//! | `garbage` | no score at all, every time |
+//! | `garbage-once` | no score, then a good reply to the repair request |
+//! | `rate-limit-N` | 429 with `Retry-After: 1` the first `N` times this prompt arrives |
+//! | `error-N` | 500 the first `N` times this prompt arrives |
+//! | `slow` | the grade after 10 seconds (past any test timeout) |
+//!
+//! Usage is reported as one token per whitespace-separated word of the prompt and reply.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::judge::fenced_blocks;
+
+/// Settings of a [`JudgeServer`].
+#[derive(Debug, Clone, Default)]
+pub struct JudgeServerConfig {
+    /// Time every reply waits before it is sent (the judge's latency).
+    pub latency: Duration,
+    /// Answer 429 (with `Retry-After: 1`) to requests beyond this many in flight.
+    pub max_in_flight: Option<usize>,
+}
+
+/// A scripted judge on a loopback port; stops when dropped.
+#[derive(Debug)]
+pub struct JudgeServer {
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct ServerState {
+    config: JudgeServerConfig,
+    requests: AtomicU64,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    seen: Mutex<HashMap<u64, u32>>,
+    bodies: Mutex<Vec<Value>>,
+}
+
+impl JudgeServer {
+    /// Starts a server on a free loopback port.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn start(config: JudgeServerConfig) -> std::io::Result<Self> {
+        Self::bind("127.0.0.1:0".parse().expect("a valid loopback address"), config).await
+    }
+
+    /// Starts a server on `addr`.
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub async fn bind(addr: SocketAddr, config: JudgeServerConfig) -> std::io::Result<Self> {
+        let state = Arc::new(ServerState { config, ..ServerState::default() });
+        let router = Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .route("/chat/completions", post(complete))
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// The base URL to give a client (`http://127.0.0.1:<port>/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests received so far (rejected ones included).
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// The most requests that were in flight at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.state.peak_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The request bodies received so far, in arrival order.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.state.bodies.lock().clone()
+    }
+
+    /// Serves until the task is aborted (for a standalone server process).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for JudgeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct InFlight<'a>(&'a ServerState);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn complete(State(state): State<Arc<ServerState>>, _headers: HeaderMap, body: String) -> Response {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let now = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    let _guard = InFlight(&state);
+    state.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+    let Ok(request) = serde_json::from_str::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "the body is not JSON").into_response();
+    };
+    state.bodies.lock().push(request.clone());
+    if state.config.max_in_flight.is_some_and(|max| now > max) {
+        return rate_limited();
+    }
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let prompt = messages.first().and_then(|m| m["content"].as_str()).unwrap_or_default().to_owned();
+    let repair = messages.len() > 1;
+    let mode = mode_of(&prompt);
+    let seen = {
+        let mut hasher = DefaultHasher::new();
+        prompt.hash(&mut hasher);
+        let mut seen = state.seen.lock();
+        let count = seen.entry(hasher.finish()).or_insert(0);
+        *count += 1;
+        *count
+    };
+    if let Some(n) = mode.strip_prefix("rate-limit-").and_then(|n| n.parse::<u32>().ok())
+        && seen <= n
+    {
+        return rate_limited();
+    }
+    if let Some(n) = mode.strip_prefix("error-").and_then(|n| n.parse::<u32>().ok())
+        && seen <= n
+    {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the judge crashed").into_response();
+    }
+    let delay = if mode == "slow" { Duration::from_secs(10) } else { state.config.latency };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let score = mode
+        .strip_prefix("score-")
+        .or_else(|| marker(&prompt, "score"))
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or_else(|| overlap_score(&prompt));
+    let justification = "The output was compared with the additional information.";
+    let (content, finish) = match (mode.as_str(), repair) {
+        ("garbage", _) | ("garbage-once", false) => ("I am not able to grade this output.".to_owned(), "stop"),
+        ("truncated", false) => ("{\"score\": ".to_owned(), "length"),
+        ("json", _) => (json!({ "score": score, "justification": justification }).to_string(), "stop"),
+        ("fenced-json", _) => {
+            (format!("```json\n{}\n```", json!({ "score": score, "justification": justification })), "stop")
+        }
+        ("echo", _) => (
+            format!("The output reads:\n{}\n\nscore: {score}\njustification: {justification}", graded_output(&prompt)),
+            "stop",
+        ),
+        ("prose", _) => (
+            format!(
+                "Let me compare the output with the context first.\nIt covers most facts.\n\nscore: {score}\njustification: {justification}"
+            ),
+            "stop",
+        ),
+        _ => (format!("score: {score}\njustification: {justification}"), "stop"),
+    };
+    let words = |text: &str| text.split_whitespace().count();
+    let prompt_tokens: usize = messages.iter().filter_map(|m| m["content"].as_str()).map(words).sum();
+    let completion_tokens = words(&content);
+    let reply = json!({
+        "id": format!("chatcmpl-{}", state.requests.load(Ordering::Relaxed)),
+        "object": "chat.completion",
+        "model": request["model"],
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish }],
+        "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                   "total_tokens": prompt_tokens + completion_tokens },
+    });
+    ([("content-type", "application/json")], reply.to_string()).into_response()
+}
+
+fn rate_limited() -> Response {
+    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "rate limited").into_response()
+}
+
+fn mode_of(prompt: &str) -> String {
+    marker(prompt, "judge").unwrap_or_default().to_owned()
+}
+
+fn marker<'a>(prompt: &'a str, name: &str) -> Option<&'a str> {
+    prompt.split(&format!("[[{name}:")).nth(1).and_then(|rest| rest.split("]]").next())
+}
+
+fn graded_output(prompt: &str) -> String {
+    fenced_blocks(prompt).into_iter().find(|(label, _)| *label == "Output:").map(|(_, text)| text).unwrap_or_default()
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 3).map(str::to_lowercase).collect()
+}
+
+/// 1 + 4 × the share of the graded output's words found in the additional information (3
+/// without any).
+fn overlap_score(prompt: &str) -> f64 {
+    let blocks = fenced_blocks(prompt);
+    let output = graded_output(prompt);
+    let reference: std::collections::HashSet<String> =
+        blocks.iter().filter(|(label, _)| *label == "value:").flat_map(|(_, text)| words(text)).collect();
+    let output = words(&output);
+    if reference.is_empty() || output.is_empty() {
+        return 3.0;
+    }
+    let found = output.iter().filter(|w| reference.contains(*w)).count();
+    (1.0 + 4.0 * found as f64 / output.len() as f64).round()
+}
