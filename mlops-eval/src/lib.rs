@@ -30,6 +30,7 @@ pub mod llm;
 mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 mod validation;
 
 pub use error::{Error, Result};

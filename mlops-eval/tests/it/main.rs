@@ -6,4 +6,5 @@
 mod judge;
 mod llm;
 mod metrics;
+mod text;
 mod validation;
