@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mlops_core::FlavorRegistry;
-use mlops_infer::{BatchScorer, read_parquet};
+use mlops_core::{FlavorRegistry, read_parquet};
+use mlops_infer::BatchScorer;
 
 fn rows() -> usize {
     if let Ok(rows) = std::env::var("MLOPS_BENCH_ROWS") {

@@ -8,8 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mlops_core::{FlavorRegistry, ModelName, frame_to_split_json};
-use mlops_infer::read_parquet;
+use mlops_core::{FlavorRegistry, ModelName, frame_to_split_json, read_parquet};
 use mlops_infer::serve::{ModelServer, ModelSlot};
 use mlops_registry::{CreateModel, CreateVersion, MemoryRegistry, Registry, RegistryExt};
 use polars::prelude::DataFrame;

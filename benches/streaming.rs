@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mlops_core::FlavorRegistry;
+use mlops_core::{FlavorRegistry, read_parquet, write_parquet};
 use mlops_examples::transactions::{KEYS, LABEL};
 use mlops_infer::stream::{Checkpoint, FileFormat, FileSource, StreamingScorer};
-use mlops_infer::{BatchScorer, InferenceTable, InferenceTableConfig, TableLocation, read_parquet, write_parquet};
+use mlops_infer::{BatchScorer, InferenceTable, InferenceTableConfig, TableLocation};
 use object_store::local::LocalFileSystem;
 use parking_lot::Mutex;
 use polars::prelude::*;

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use mlops_core::{FlavorRegistry, ModelName, ModelUri, Package, TabularClassifierParams, TabularModel, sha256_hex};
+use mlops_core::{
+    FlavorRegistry, ModelName, ModelUri, Package, TabularClassifierParams, TabularModel, sha256_hex, write_parquet,
+};
 use mlops_eval::{Evaluate, Evaluation, Outcome, Task, ValidationSuite};
 use mlops_examples::transactions::{self, CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES};
-use mlops_infer::{BatchScorer, write_parquet};
+use mlops_infer::BatchScorer;
 use mlops_registry::{
     AliasMode, CreateModel, CreateVersion, DatasetRef, Error as RegistryError, Lineage, ObjectStoreRegistry, Registry,
     SetAlias,

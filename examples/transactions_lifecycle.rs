@@ -16,15 +16,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mlops_core::features::{FeatureFunctions, FeatureTables};
-use mlops_core::{FlavorRegistry, ModelName, ModelUri, TabularClassifierParams, TabularModel};
+use mlops_core::{FlavorRegistry, ModelName, ModelUri, TabularClassifierParams, TabularModel, write_parquet};
 use mlops_eval::{Evaluate, Outcome, Task, ValidationSuite};
 use mlops_examples::transactions::{
     self, CATEGORICAL_FEATURES, KEYS, LABEL, NUMERIC_FEATURES, RECORD_COLUMNS, TIMESTAMP,
 };
 use mlops_infer::stream::{Checkpoint, FileFormat, FileSource, Source, StreamingScorer};
-use mlops_infer::{
-    ACTUAL_LABEL, BatchScorer, DeltaFeatureStore, InferenceTable, InferenceTableConfig, TableLocation, write_parquet,
-};
+use mlops_infer::{ACTUAL_LABEL, BatchScorer, DeltaFeatureStore, InferenceTable, InferenceTableConfig, TableLocation};
 use mlops_registry::{AliasMode, CreateModel, CreateVersion, Lineage, ObjectStoreRegistry, Registry, SetAlias};
 use object_store::local::LocalFileSystem;
 use polars::prelude::*;

@@ -48,6 +48,7 @@ mod flavor;
 mod json_frame;
 mod model;
 mod package;
+mod parquet;
 pub mod preprocess;
 mod signature;
 mod uri;
@@ -66,5 +67,6 @@ pub use package::{
     FORMAT_VERSION, INPUT_EXAMPLE_FILE, INPUT_EXAMPLE_ROWS, MANIFEST_FILE, Manifest, Package, PackageBuilder,
     PackageFile, sha256_hex,
 };
+pub use parquet::{read_parquet, write_parquet};
 pub use signature::{ColSpec, ColumnType, ParamSpec, Schema, Signature};
 pub use uri::{ModelName, ModelUri, check_alias};

@@ -25,9 +25,11 @@
 //! `validation_status` tag ([`Error::MissingTag`]), or the registry failure.
 
 mod error;
+pub mod genai;
 pub mod judge;
 pub mod llm;
 mod metrics;
+pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod text;

@@ -43,9 +43,7 @@ mod shard;
 #[cfg(feature = "delta")]
 pub mod stream;
 
-pub use batch::{
-    BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT, read_parquet, write_parquet,
-};
+pub use batch::{BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT};
 #[cfg(feature = "delta")]
 pub use delta::{
     ACTUAL_LABEL, Appended, DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY, FeatureStore,

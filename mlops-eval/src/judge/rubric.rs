@@ -126,7 +126,7 @@ pub struct Grade {
 }
 
 impl Grade {
-    fn unscored(reason: String, raw_reply: Option<String>) -> Self {
+    pub(crate) fn unscored(reason: String, raw_reply: Option<String>) -> Self {
         Self {
             score: None,
             justification: String::new(),

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use mlops_core::{FlavorRegistry, Model, TabularClassifierParams, TabularModel};
-use mlops_infer::{BatchScorer, Error, read_parquet, write_parquet};
+use mlops_core::{FlavorRegistry, Model, TabularClassifierParams, TabularModel, read_parquet, write_parquet};
+use mlops_infer::{BatchScorer, Error};
 use mlops_registry::{CreateModel, CreateVersion, MemoryRegistry, Registry, SetAlias};
 use polars::prelude::*;
 

@@ -1,0 +1,15 @@
+//! Evaluating text-generating models: an [`EvaluationTable`] of questions, an
+//! [`AnswerModel`] under test, judge and text metrics run by [`GenAiEvaluation`], and
+//! [`GenAiResults`] with a row per question and summaries with confidence intervals.
+
+mod model;
+mod results;
+mod run;
+mod table;
+
+pub use model::{Answer, AnswerModel, BoxError, ChatAnswerModel, Question};
+pub use results::{
+    GenAiResults, JudgeUsage, MetricKind, MetricSummary, ROWS_FILE, RunSummary, SUMMARY_FILE, judge_column,
+};
+pub use run::{GenAiEvaluation, Progress};
+pub use table::{CONTEXT, EvaluationTable, ID, QUESTION, REFERENCE};
