@@ -2,11 +2,15 @@
 //! [`AnswerModel`] under test, judge and text metrics run by [`GenAiEvaluation`], and
 //! [`GenAiResults`] with a row per question and summaries with confidence intervals.
 
+mod compare;
+mod gate;
 mod model;
 mod results;
 mod run;
 mod table;
 
+pub use compare::{PairedComparison, PairwiseJudge, PairwiseResults, PairwiseRow, Preference, compare_runs};
+pub use gate::{GateCheck, GateReport, GateStatus, PromotionGate, Threshold};
 pub use model::{Answer, AnswerModel, BoxError, ChatAnswerModel, Question};
 pub use results::{
     GenAiResults, JudgeUsage, MetricKind, MetricSummary, ROWS_FILE, RunSummary, SUMMARY_FILE, judge_column,

@@ -7,7 +7,7 @@ mod prompt;
 mod rubric;
 
 pub use parse::{Verdict, parse_verdict};
-pub use prompt::fenced_blocks;
+pub use prompt::{fence, fenced_blocks};
 pub use rubric::{
     Grade, GradingExample, GradingInput, RubricMetric, RubricMetricBuilder, SampleAggregation, ScoreScale,
 };

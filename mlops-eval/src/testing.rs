@@ -2,8 +2,9 @@
 //!
 //! [`JudgeServer`] answers `POST /v1/chat/completions` on loopback the way real models do,
 //! well and badly, so the real client, parser and retry paths are exercised without a
-//! model. By default it grades the fenced `Output:` of a judge prompt by word overlap with
-//! the fenced additional information (score 1 to 5), replying in two-line text. A marker
+//! model. By default it grades the fenced `Output:` of a judge prompt by word overlap
+//! (score 1 to 5): the F1 of its words against a `reference`, or the share of its words
+//! found in a `context`; it replies in two-line text. A marker
 //! `[[judge:<mode>]]` anywhere in the prompt picks another behaviour, and `[[score:N]]` sets
 //! the score any mode replies with:
 //!
@@ -18,6 +19,11 @@
 //! | `rate-limit-N` | 429 with `Retry-After: 1` the first `N` times this prompt arrives |
 //! | `error-N` | 500 the first `N` times this prompt arrives |
 //! | `slow` | the grade after 10 seconds (past any test timeout) |
+//!
+//! A pairwise prompt (answers `Output A:` and `Output B:`) is answered `winner: A`, `B` or
+//! `tie` by the same word overlap with the fenced reference answer; with `[[judge:always-a]]`
+//! in either answer the judge always picks the first one, as a judge with position bias
+//! would.
 //!
 //! Usage is reported as one token per whitespace-separated word of the prompt and reply.
 
@@ -183,6 +189,10 @@ async fn complete(State(state): State<Arc<ServerState>>, _headers: HeaderMap, bo
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or_else(|| overlap_score(&prompt));
     let justification = "The output was compared with the additional information.";
+    if prompt.contains("\n\nOutput A:\n") {
+        let content = format!("winner: {}\njustification: {justification}", pairwise_winner(&prompt, &mode));
+        return completion(&request, &messages, content, "stop", &state);
+    }
     let (content, finish) = match (mode.as_str(), repair) {
         ("garbage", _) | ("garbage-once", false) => ("I am not able to grade this output.".to_owned(), "stop"),
         ("truncated", false) => ("{\"score\": ".to_owned(), "length"),
@@ -202,6 +212,10 @@ async fn complete(State(state): State<Arc<ServerState>>, _headers: HeaderMap, bo
         ),
         _ => (format!("score: {score}\njustification: {justification}"), "stop"),
     };
+    completion(&request, &messages, content, finish, &state)
+}
+
+fn completion(request: &Value, messages: &[Value], content: String, finish: &str, state: &ServerState) -> Response {
     let words = |text: &str| text.split_whitespace().count();
     let prompt_tokens: usize = messages.iter().filter_map(|m| m["content"].as_str()).map(words).sum();
     let completion_tokens = words(&content);
@@ -228,6 +242,22 @@ fn marker<'a>(prompt: &'a str, name: &str) -> Option<&'a str> {
     prompt.split(&format!("[[{name}:")).nth(1).and_then(|rest| rest.split("]]").next())
 }
 
+fn pairwise_winner(prompt: &str, mode: &str) -> &'static str {
+    if mode == "always-a" {
+        return "A";
+    }
+    let blocks = fenced_blocks(prompt);
+    let block = |label: &str| blocks.iter().find(|(l, _)| *l == label).map(|(_, text)| text.as_str()).unwrap_or("");
+    let reference: std::collections::HashSet<String> = words(block("Reference answer:")).into_iter().collect();
+    let overlap = |text: &str| words(text).iter().filter(|w| reference.contains(*w)).count();
+    let (a, b) = (overlap(block("Output A:")), overlap(block("Output B:")));
+    match a.cmp(&b) {
+        std::cmp::Ordering::Greater => "A",
+        std::cmp::Ordering::Less => "B",
+        std::cmp::Ordering::Equal => "tie",
+    }
+}
+
 fn graded_output(prompt: &str) -> String {
     fenced_blocks(prompt).into_iter().find(|(label, _)| *label == "Output:").map(|(_, text)| text).unwrap_or_default()
 }
@@ -236,17 +266,32 @@ fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 3).map(str::to_lowercase).collect()
 }
 
-/// 1 + 4 × the share of the graded output's words found in the additional information (3
-/// without any).
+/// The words of the fenced value of grading-context key `key`, if the prompt has one.
+fn context_words(prompt: &str, key: &str) -> Option<std::collections::HashSet<String>> {
+    let at = prompt.find(&format!("key: {key}\nvalue:\n"))?;
+    let (_, text) = fenced_blocks(&prompt[at..]).into_iter().next()?;
+    Some(words(&text).into_iter().collect())
+}
+
+/// Against a `reference`: 1 + 4 × the F1 of the graded output's words and the reference's.
+/// Against a `context` only: 1 + 4 × the share of the output's words found in the context
+/// (what faithfulness asks). 3 with neither.
 fn overlap_score(prompt: &str) -> f64 {
-    let blocks = fenced_blocks(prompt);
-    let output = graded_output(prompt);
-    let reference: std::collections::HashSet<String> =
-        blocks.iter().filter(|(label, _)| *label == "value:").flat_map(|(_, text)| words(text)).collect();
-    let output = words(&output);
-    if reference.is_empty() || output.is_empty() {
-        return 3.0;
+    let output = words(&graded_output(prompt));
+    let distinct: std::collections::HashSet<&String> = output.iter().collect();
+    if let Some(reference) = context_words(prompt, "reference") {
+        let found = distinct.iter().filter(|w| reference.contains(**w)).count() as f64;
+        if found == 0.0 {
+            return 1.0;
+        }
+        let (precision, recall) = (found / distinct.len() as f64, found / reference.len() as f64);
+        return (1.0 + 4.0 * 2.0 * precision * recall / (precision + recall)).round();
     }
-    let found = output.iter().filter(|w| reference.contains(*w)).count();
-    (1.0 + 4.0 * found as f64 / output.len() as f64).round()
+    match context_words(prompt, "context") {
+        Some(context) if !output.is_empty() => {
+            let found = output.iter().filter(|w| context.contains(*w)).count();
+            (1.0 + 4.0 * found as f64 / output.len() as f64).round()
+        }
+        _ => 3.0,
+    }
 }
