@@ -24,6 +24,14 @@ pub enum Error {
     /// A chat model (judge or model under test) failed.
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmError),
+    /// A report or one of its plots could not be written.
+    #[error("writing the report `{path}`: {reason}")]
+    Report {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
     /// Polars failed while reading a frame.
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),

@@ -5,6 +5,8 @@
 mod compare;
 mod gate;
 mod model;
+mod plots;
+mod report;
 mod results;
 mod run;
 mod table;
@@ -12,6 +14,7 @@ mod table;
 pub use compare::{PairedComparison, PairwiseJudge, PairwiseResults, PairwiseRow, Preference, compare_runs};
 pub use gate::{GateCheck, GateReport, GateStatus, PromotionGate, Threshold};
 pub use model::{Answer, AnswerModel, BoxError, ChatAnswerModel, Question};
+pub use report::{Report, ReportFiles};
 pub use results::{
     GenAiResults, JudgeUsage, MetricKind, MetricSummary, ROWS_FILE, RunSummary, SUMMARY_FILE, judge_column,
 };

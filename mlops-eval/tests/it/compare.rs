@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use mlops_core::{ColSpec, ColumnType, ModelName, Package, Schema, Signature};
 use mlops_eval::genai::{
     Answer, AnswerModel, BoxError, EvaluationTable, GateStatus, GenAiEvaluation, GenAiResults, PairwiseJudge,
-    Preference, PromotionGate, Question, Threshold, compare_runs,
+    Preference, PromotionGate, Question, Report, Threshold, compare_runs,
 };
 use mlops_eval::judge::builtin;
 use mlops_eval::llm::OpenAiChat;
@@ -158,4 +158,54 @@ async fn the_gate_promotes_only_a_complete_passing_evaluation() {
     let error = gate.promote(&registry, &name, "champion", 2, &candidate, Some((1, &champion))).await.unwrap_err();
     assert!(matches!(error, mlops_eval::Error::Registry(mlops_registry::Error::Precondition { .. })), "{error:?}");
     assert_eq!(registry.version_by_alias(&name, "champion").await.unwrap().version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_shows_both_versions_with_plots() {
+    let server = JudgeServer::start(JudgeServerConfig::default()).await.unwrap();
+    let baseline = evaluate(&server, &Truncating { name: "v1", words: 4, suffix: "" }).await;
+    let candidate = evaluate(&server, &Truncating { name: "v2", words: 100, suffix: "" }).await;
+    let comparison = compare_runs(&baseline, &candidate, "answer_correctness", Bootstrap::default()).unwrap();
+    let judge = Arc::new(OpenAiChat::builder(server.base_url(), "judge").build().unwrap());
+    let pairwise = PairwiseJudge::new(judge, "Which answer is better?").compare(&baseline, &candidate).await.unwrap();
+    let gate = PromotionGate::new()
+        .threshold(Threshold::AtLeast { metric: "answer_correctness".into(), value: 4.0 })
+        .check(&candidate, Some(&baseline));
+
+    let dir = tempfile::tempdir().unwrap();
+    let files = Report::new("Assistant v2 against v1")
+        .run(&baseline)
+        .run(&candidate)
+        .comparison(comparison)
+        .pairwise(&pairwise)
+        .gate(&gate)
+        .write(dir.path())
+        .unwrap();
+    let names: Vec<String> =
+        files.plots.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["scores-answer_correctness.svg", "scores-rouge1.svg", "token-count.svg", "judge-means.svg"]);
+    for plot in &files.plots {
+        let svg = std::fs::read_to_string(plot).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{}", plot.display());
+        assert!(svg.contains("v1") && svg.contains("v2"), "both versions in the legend of {}", plot.display());
+        assert!(svg.matches("<rect").count() > 4, "bars in {}", plot.display());
+    }
+
+    let markdown = std::fs::read_to_string(&files.markdown).unwrap();
+    let mean = |run: &GenAiResults| format!("{:.3}", run.metric("answer_correctness").unwrap().summary.mean.unwrap());
+    for expected in [
+        "# Assistant v2 against v1".to_owned(),
+        "## v1".to_owned(),
+        "## v2".to_owned(),
+        format!("| answer_correctness | {} |", mean(&baseline)),
+        format!("| answer_correctness | {} |", mean(&candidate)),
+        "| answer_correctness | v1 | v2 | 30 |".to_owned(),
+        "Candidate wins 30, baseline wins 0, ties 0".to_owned(),
+        "## Promotion gate: passed".to_owned(),
+        "![judge-means.svg](judge-means.svg)".to_owned(),
+    ] {
+        assert!(markdown.contains(&expected), "missing {expected:?} in\n{markdown}");
+    }
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    assert!(html.contains("<table>") && html.contains("<img src=\"scores-answer_correctness.svg\""), "{html}");
 }
