@@ -266,7 +266,9 @@ fn stream_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_killed_at_random_instants_writes_every_record_exactly_once() {
-    const FILES: usize = 24;
+    // Enough files that the work outlasts the kill instants even on a fast, idle machine:
+    // a first child that finished everything would leave nothing to interrupt.
+    const FILES: usize = 60;
     const ROWS: usize = 50;
     let root = tempfile::tempdir().unwrap();
     let layout = Layout::new(root.path());
@@ -284,7 +286,7 @@ async fn a_stream_killed_at_random_instants_writes_every_record_exactly_once() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..900))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..600))).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL: no chance to clean up
             kills += 1;
