@@ -2,7 +2,8 @@
 # The whole test suite: format check, clippy with warnings as errors, every crate's tests
 # and doc tests, the benchmarks in test mode, the quickstart (run twice on one directory:
 # the second run must add versions to the first run's registry), 20 seconds of the
-# transactions lifecycle example, and the serving example answering requests to itself.
+# transactions lifecycle example, the serving example answering requests to itself, and
+# the RAG evaluation example graded by the scripted judge server.
 #
 # Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
 # so repeated runs reuse them.
@@ -23,8 +24,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
 
 work=$(mktemp -d)
+judge_pid=""
 cleanup() {
   stop_servers
+  if [ -n "$judge_pid" ]; then kill "$judge_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -77,6 +80,25 @@ if ! grep -q "shadow answers recorded: 200" "$work/serve.log"; then
   echo "the serving example should have recorded a shadow answer per request" >&2
   exit 1
 fi
+
+step "RAG evaluation against the scripted judge server, promoting the better version"
+"$CARGO_TARGET_DIR/debug/examples/judge_server" --port 0 >"$work/judge.url" &
+judge_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/judge.url" ] && break; sleep 0.1; done
+rag_eval="$CARGO_TARGET_DIR/debug/examples/rag_eval"
+MLOPS_JUDGE_URL=$(head -1 "$work/judge.url") "$rag_eval" --dir "$work/rag" | tee "$work/rag.log"
+if ! grep -q 'gate passed: `champion` -> v2' "$work/rag.log" || [ ! -s "$work/rag/report/report.html" ]; then
+  echo "the RAG evaluation should have promoted v2 and written its report" >&2
+  exit 1
+fi
+# A second run is answered from the judge cache: no judge call at all.
+MLOPS_JUDGE_URL=$(head -1 "$work/judge.url") "$rag_eval" --dir "$work/rag" | tee "$work/rag-again.log"
+if ! grep -q 'judge: 0 calls' "$work/rag-again.log"; then
+  echo "the second RAG evaluation should have been served from the judge cache" >&2
+  exit 1
+fi
+kill "$judge_pid"
+judge_pid=""
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')

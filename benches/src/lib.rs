@@ -1,6 +1,7 @@
 //! Data and model shared by the benchmarks and the peer scripts beside them: the
 //! transactions set written to Parquet and the transactions model packaged, so Rust and
-//! Python score the very same rows with a model trained on the very same rows.
+//! Python score the very same rows with a model trained on the very same rows; and the
+//! question rows the evaluation benchmark and its peer both grade.
 
 use std::path::{Path, PathBuf};
 
@@ -78,4 +79,34 @@ fn write(frame: &mut DataFrame, path: &Path) -> Result<(), Box<dyn std::error::E
 /// As [`Package::read_dir`].
 pub fn package(prepared: &Prepared) -> mlops_core::Result<Package> {
     Package::read_dir(&prepared.package)
+}
+
+/// Questions, references and answers of the evaluation benchmark, generated the same way
+/// by `benches/peer/genai_eval.py`.
+#[derive(Debug, Clone)]
+pub struct GenAiRows {
+    /// Question ids.
+    pub ids: Vec<String>,
+    /// Questions.
+    pub questions: Vec<String>,
+    /// Reference answers.
+    pub references: Vec<String>,
+    /// The answers graded: the first 4 to 12 words of the reference.
+    pub answers: Vec<String>,
+}
+
+/// `rows` evaluation rows.
+pub fn genai_rows(rows: usize) -> GenAiRows {
+    let ids: Vec<String> = (0..rows).map(|i| format!("q{i:05}")).collect();
+    let references: Vec<String> = ids
+        .iter()
+        .map(|i| format!("Answer {i} names the capital, the river and the population of the country."))
+        .collect();
+    let answers = references
+        .iter()
+        .enumerate()
+        .map(|(n, r)| r.split_whitespace().take(4 + n % 9).collect::<Vec<_>>().join(" "))
+        .collect();
+    let questions = ids.iter().map(|i| format!("Tell me about country {i}.")).collect();
+    GenAiRows { ids, questions, references, answers }
 }

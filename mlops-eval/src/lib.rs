@@ -8,6 +8,11 @@
 //! - [`ValidationSuite`]: checks (a trait, [`Check`]) run on versions tagged
 //!   `validation_status=needs_tested`, writing `passed_tests` or `failed_tests` back with the
 //!   failed checks named.
+//! - Text-generating models: [`llm`] talks to judges (an OpenAI-compatible client with
+//!   retries, adaptive concurrency, usage accounting and a record/replay cache), [`judge`]
+//!   holds rubric metrics graded by them, [`text`] the metrics computed from text alone,
+//!   [`genai`] runs evaluations over question tables, compares versions, writes reports
+//!   and gates promotions, and [`stats`] gives the intervals and tests behind them.
 //!
 //! ```
 //! use mlops_eval::{Evaluate, Task};

@@ -27,8 +27,8 @@
 //!
 //! Usage is reported as one token per whitespace-separated word of the prompt and reply.
 
-use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use parking_lot::Mutex;
@@ -45,6 +45,9 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::judge::fenced_blocks;
+
+/// Request bodies kept for [`JudgeServer::bodies`], so a long-running server stays small.
+const KEPT_BODIES: usize = 10_000;
 
 /// Settings of a [`JudgeServer`].
 #[derive(Debug, Clone, Default)]
@@ -70,7 +73,7 @@ struct ServerState {
     in_flight: AtomicUsize,
     peak_in_flight: AtomicUsize,
     seen: Mutex<HashMap<u64, u32>>,
-    bodies: Mutex<Vec<Value>>,
+    bodies: Mutex<VecDeque<Value>>,
 }
 
 impl JudgeServer {
@@ -120,9 +123,9 @@ impl JudgeServer {
         self.state.peak_in_flight.load(Ordering::Relaxed)
     }
 
-    /// The request bodies received so far, in arrival order.
+    /// The request bodies received so far (the latest 10,000), in arrival order.
     pub fn bodies(&self) -> Vec<Value> {
-        self.state.bodies.lock().clone()
+        self.state.bodies.lock().iter().cloned().collect()
     }
 
     /// Serves until the task is aborted (for a standalone server process).
@@ -145,7 +148,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn complete(State(state): State<Arc<ServerState>>, _headers: HeaderMap, body: String) -> Response {
+async fn complete(State(state): State<Arc<ServerState>>, body: String) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
     let now = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = InFlight(&state);
@@ -153,7 +156,13 @@ async fn complete(State(state): State<Arc<ServerState>>, _headers: HeaderMap, bo
     let Ok(request) = serde_json::from_str::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "the body is not JSON").into_response();
     };
-    state.bodies.lock().push(request.clone());
+    {
+        let mut bodies = state.bodies.lock();
+        if bodies.len() == KEPT_BODIES {
+            bodies.pop_front();
+        }
+        bodies.push_back(request.clone());
+    }
     if state.config.max_in_flight.is_some_and(|max| now > max) {
         return rate_limited();
     }
@@ -222,6 +231,7 @@ fn completion(request: &Value, messages: &[Value], content: String, finish: &str
     let reply = json!({
         "id": format!("chatcmpl-{}", state.requests.load(Ordering::Relaxed)),
         "object": "chat.completion",
+        "created": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "model": request["model"],
         "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish }],
         "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,

@@ -180,7 +180,7 @@ impl BatchScorer {
     /// Reads a Parquet file and scores it.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the file, and as [`score`](Self::score).
+    /// [`Error::Core`] with the I/O error naming the file, and as [`score`](Self::score).
     pub fn score_parquet(&self, path: &Path) -> Result<DataFrame> {
         self.score(&read_parquet(path)?)
     }

@@ -46,6 +46,18 @@ impl Threshold {
     }
 }
 
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AtLeast { metric, value } => write!(f, "mean {metric} >= {value}"),
+            Self::AtMost { metric, value } => write!(f, "mean {metric} <= {value}"),
+            Self::NoWorseThanChampion { metric, tolerance } => {
+                write!(f, "mean {metric} no worse than the champion's (tolerance {tolerance})")
+            }
+        }
+    }
+}
+
 /// The gate's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

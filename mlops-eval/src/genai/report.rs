@@ -183,8 +183,8 @@ impl<'a> Report<'a> {
                 };
                 let _ = writeln!(
                     out,
-                    "- `{}`: {verdict} (observed {}, bound {}){}",
-                    check.threshold.metric(),
+                    "- {}: {verdict} (observed {}, bound {}){}",
+                    check.threshold,
                     number(check.observed),
                     number(check.required),
                     check.reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
@@ -225,7 +225,8 @@ impl<'a> Report<'a> {
                 }
             }
         }
-        for (name, column, _) in &metric_names {
+        // Token counts get their own plot below.
+        for (name, column, _) in metric_names.iter().filter(|(name, _, _)| name != TextMetric::TokenCount.name()) {
             let series = self
                 .runs
                 .iter()

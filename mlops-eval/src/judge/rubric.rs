@@ -221,58 +221,42 @@ impl RubricMetric {
         })
     }
 
-    /// Grades one row with every judge and sample.
+    /// Grades one row with every judge and sample, all at once.
     ///
     /// An ensemble refuses to report a score when any judge failed on the row: the grade
     /// is unscored and names the judge. Repeated samples of one judge are combined when
     /// more than half of them were read; otherwise the row is unscored.
     pub async fn grade(&self, row: GradingInput<'_>) -> Grade {
         let prompt = self.prompt(row);
+        let samples = futures::future::join_all(self.judges.iter().map(|judge| {
+            futures::future::join_all((0..self.samples).map(|i| self.sample(judge.as_ref(), &prompt, i)))
+        }))
+        .await;
         let mut usage = TokenUsage::default();
         let (mut calls, mut cost) = (0u32, 0.0);
+        for sample in samples.iter().flatten() {
+            calls += sample.calls;
+            usage += sample.usage;
+            cost += sample.cost;
+        }
         let mut per_judge = Vec::with_capacity(self.judges.len());
-        let mut justifications = Vec::with_capacity(self.judges.len());
-        for judge in &self.judges {
-            let samples =
-                futures::future::join_all((0..self.samples).map(|i| self.sample(judge.as_ref(), &prompt, i))).await;
-            let mut scores = Vec::with_capacity(samples.len());
-            let mut failures = Vec::new();
-            for sample in samples {
-                calls += sample.calls;
-                usage += sample.usage;
-                cost += sample.cost;
-                match sample.outcome {
-                    Ok(verdict) => {
-                        scores.push(verdict.score);
-                        if justifications.len() < per_judge.len() + 1 {
-                            justifications.push(verdict.justification);
-                        }
-                    }
-                    Err((reason, raw)) => failures.push((reason, raw)),
-                }
-            }
-            if scores.len() * 2 <= self.samples as usize {
-                let (reason, raw) = failures.into_iter().next().unwrap_or_default();
+        for (judge, samples) in self.judges.iter().zip(samples) {
+            let (read, failed): (Vec<_>, Vec<_>) = samples.into_iter().map(|s| s.outcome).partition(Result::is_ok);
+            let read: Vec<Verdict> = read.into_iter().flatten().collect();
+            if read.len() * 2 <= self.samples as usize {
+                let (reason, raw) = failed.into_iter().find_map(Result::err).unwrap_or_default();
                 let who =
                     if self.judges.len() > 1 { format!("judge `{}`: ", judge.model_name()) } else { String::new() };
-                let mut grade = Grade::unscored(format!("{who}{reason}"), raw);
-                grade.calls = calls;
-                grade.usage = usage;
-                grade.cost = cost;
-                return grade;
+                return Grade { calls, usage, cost, ..Grade::unscored(format!("{who}{reason}"), raw) };
             }
-            per_judge.push(combine(&scores, self.sample_aggregation));
+            let scores: Vec<f64> = read.iter().map(|v| v.score).collect();
+            let justification = read.into_iter().next().map(|v| v.justification).unwrap_or_default();
+            per_judge.push((judge.model_name(), combine(&scores, self.sample_aggregation), justification));
         }
-        let score = per_judge.iter().sum::<f64>() / per_judge.len() as f64;
-        let justification = if self.judges.len() == 1 {
-            justifications.pop().unwrap_or_default()
-        } else {
-            self.judges
-                .iter()
-                .zip(&justifications)
-                .map(|(judge, text)| format!("{}: {text}", judge.model_name()))
-                .collect::<Vec<_>>()
-                .join("\n")
+        let score = per_judge.iter().map(|(_, score, _)| score).sum::<f64>() / per_judge.len() as f64;
+        let justification = match per_judge.as_slice() {
+            [(_, _, only)] => only.clone(),
+            many => many.iter().map(|(name, _, text)| format!("{name}: {text}")).collect::<Vec<_>>().join("\n"),
         };
         Grade { score: Some(score), justification, unscored_reason: None, raw_reply: None, calls, usage, cost }
     }

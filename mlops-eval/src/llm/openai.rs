@@ -169,12 +169,12 @@ impl OpenAiChat {
             if status.as_u16() == 429 {
                 permit.rate_limited();
             }
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| RetryAfter(Duration::from_secs_f64(s)));
+            // OpenAI also sends `retry-after-ms`, the more precise of the two.
+            let header = |name: &str, unit: f64| {
+                let value = response.headers().get(name)?.to_str().ok()?.trim().parse::<f64>().ok()?;
+                (value.is_finite() && value >= 0.0).then(|| RetryAfter(Duration::from_secs_f64(value / unit)))
+            };
+            let retry_after = header("retry-after-ms", 1000.0).or_else(|| header(RETRY_AFTER.as_str(), 1.0));
             let body = response.text().await.unwrap_or_default();
             return Err(LlmError::Status {
                 model: self.model.clone(),

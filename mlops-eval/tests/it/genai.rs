@@ -12,7 +12,7 @@ use mlops_eval::genai::{
     Answer, AnswerModel, BoxError, EvaluationTable, GenAiEvaluation, GenAiResults, MetricKind, Question, judge_column,
 };
 use mlops_eval::judge::builtin;
-use mlops_eval::llm::{CachedChat, ChatModel, OpenAiChat, TokenUsage};
+use mlops_eval::llm::{CachedChat, ChatModel, OpenAiChat, Pricing, TokenUsage};
 use mlops_eval::stats::Bootstrap;
 use mlops_eval::testing::{JudgeServer, JudgeServerConfig};
 use mlops_eval::text::TextMetric;
@@ -79,7 +79,7 @@ fn script() -> Scripted {
 }
 
 fn judge(server: &JudgeServer) -> Arc<OpenAiChat> {
-    Arc::new(OpenAiChat::builder(server.base_url(), "judge").build().unwrap())
+    Arc::new(OpenAiChat::builder(server.base_url(), "judge").pricing(Pricing::per_million(3.0, 15.0)).build().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +148,18 @@ async fn evaluates_every_row_and_keeps_what_could_not_be_scored() {
     // Two metrics on three answered rows, plus a repair request on q3 for each.
     assert_eq!(summary.judge_usage.calls, 2 * 4 + 2);
     assert_eq!(summary.judge_usage.calls, server.requests());
-    assert_eq!(judge.meter().totals().usage, summary.judge_usage.usage);
+    let totals = judge.meter().totals();
+    assert_eq!(totals.usage, summary.judge_usage.usage);
+    let expected_cost = (summary.judge_usage.usage.prompt_tokens as f64 * 3.0
+        + summary.judge_usage.usage.completion_tokens as f64 * 15.0)
+        / 1e6;
+    assert!(expected_cost > 0.0);
+    assert!(
+        (summary.judge_usage.cost - expected_cost).abs() < 1e-12,
+        "{} against {expected_cost}",
+        summary.judge_usage.cost
+    );
+    assert!((totals.cost - expected_cost).abs() < 1e-12);
 
     let dir = tempfile::tempdir().unwrap();
     results.save(dir.path()).unwrap();

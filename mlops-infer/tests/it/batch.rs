@@ -86,7 +86,7 @@ fn empty_lazy_and_parquet_inputs() {
     assert_eq!(names, ["input.parquet", "scored.parquet"]);
 
     match scorer.score_parquet(&dir.path().join("missing.parquet")) {
-        Err(Error::Io { path, .. }) => assert!(path.ends_with("missing.parquet")),
+        Err(Error::Core(mlops_core::Error::Io { path, .. })) => assert!(path.ends_with("missing.parquet")),
         other => panic!("{other:?}"),
     }
 }
