@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::{Value, json};
 
@@ -157,9 +158,9 @@ impl OpenAiChat {
         body
     }
 
-    async fn attempt(&self, body: &[u8]) -> Result<(String, Option<String>, TokenUsage), LlmError> {
+    async fn attempt(&self, body: &Bytes) -> Result<(String, Option<String>, TokenUsage), LlmError> {
         let mut permit = self.limit.acquire().await;
-        let sent = self.http.post(&self.url).body(body.to_vec()).send().await;
+        let sent = self.http.post(&self.url).body(body.clone()).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(e) => return Err(self.transport_error(e)),
@@ -224,7 +225,8 @@ impl ChatModel for OpenAiChat {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, LlmError> {
-        let body = serde_json::to_vec(&self.body(request)).map_err(|e| LlmError::Config(e.to_string()))?;
+        // Shared by every attempt without a copy.
+        let body = Bytes::from(serde_json::to_vec(&self.body(request)).map_err(|e| LlmError::Config(e.to_string()))?);
         let attempts = AtomicU32::new(0);
         let started = Instant::now();
         let backoff = ExponentialBuilder::default()
