@@ -34,6 +34,7 @@ pub mod genai;
 pub mod judge;
 pub mod llm;
 mod metrics;
+pub mod monitor;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
