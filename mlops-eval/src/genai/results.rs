@@ -57,8 +57,9 @@ pub struct MetricSummary {
     pub kappa_pairs: Option<usize>,
 }
 
-/// Calls, tokens and cost of the judges over a run (cache hits count as calls with no
-/// cost).
+/// Calls, tokens and cost of the judges over a run. Replies served from a cache count as
+/// calls with their recorded tokens and no cost; the client's
+/// [`UsageMeter`](crate::llm::UsageMeter) counts only what reached the judge.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct JudgeUsage {
     /// Judge calls, repair requests included.
