@@ -33,19 +33,21 @@ echo "    $url"
 
 echo "== Rust: mlops-eval GenAiEvaluation, $rows rows"
 MLOPS_JUDGE_URL="$url" MLOPS_JUDGE_LATENCY_MS="$latency" MLOPS_BENCH_ROWS="$rows" \
-  cargo bench -p mlops-benches --features judge-server --bench genai_eval -- --noplot | tee "$work/rust.txt"
+  cargo bench -p mlops-benches --features judge-server --bench genai_eval -- --noplot
 
 echo "== MLflow: mlflow.evaluate, answer_correctness, 10 workers, $rows rows"
 (cd "$work" && "$MLOPS_PYTHON" "$OLDPWD/benches/peer/genai_eval.py" --judge-url "$url" --rows "$rows" --workers 10 \
   2>"$work/mlflow.log" | tee "$work/mlflow.txt") || { tail -20 "$work/mlflow.log"; exit 1; }
 
-throughput() { # criterion id -> elements per second (the estimate, not the interval ends)
-  grep -A3 "^$1\$" "$work/rust.txt" | grep 'thrpt:' | sed -E 's/.*\[([^]]*)\].*/\1/' |
-    awk '{ m = ($4 ~ /^K/) ? 1000 : (($4 ~ /^M/) ? 1000000 : 1); print $3 * m }'
+# Rows per second from criterion's median estimate, as the other comparison scripts read it.
+throughput() { # criterion directory, rows per iteration -> rows per second
+  "$MLOPS_PYTHON" -c 'import json, sys
+median = json.load(open(sys.argv[1] + "/new/estimates.json"))["median"]["point_estimate"]
+print(int(sys.argv[2]) / (median / 1e9))' "$CARGO_TARGET_DIR/criterion/$1" "$2"
 }
-rust10=$(throughput "genai_eval/judge_${latency}ms/concurrency_10")
-rust64=$(throughput "genai_eval/judge_${latency}ms/concurrency_64")
-pipeline=$(throughput "genai_pipeline/instant_judge")
+rust10=$(throughput "genai_eval/judge_${latency}ms_concurrency_10" "$rows")
+rust64=$(throughput "genai_eval/judge_${latency}ms_concurrency_64" "$rows")
+pipeline=$(throughput "genai_pipeline/instant_judge" 2000)
 mlflow=$(sed -E 's/.*rows_per_second=([0-9.]+).*/\1/' "$work/mlflow.txt")
 "$MLOPS_PYTHON" - <<PY
 latency = $latency / 1000

@@ -13,6 +13,36 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Report { path: path.display().to_string(), reason: e.to_string() }
 }
 
+type Canvas<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+fn canvas(path: &Path) -> Result<Canvas<'_>> {
+    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    Ok(root)
+}
+
+/// The caption and margins every plot shares.
+fn layout<'a, 'b>(root: &'a Canvas<'b>, title: &str) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, ("sans-serif", 20)).margin(12).x_label_area_size(40).y_label_area_size(50);
+    builder
+}
+
+/// Draws the legend and writes the file.
+fn finish<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    root: &Canvas<'a>,
+    path: &Path,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_error(path, e))?;
+    root.present().map_err(|e| plot_error(path, e))
+}
+
 /// Bins for `values` of every series: one per integer when all values are integers within
 /// a short range (judge scores), ten equal bins otherwise.
 fn bins(series: &[(String, Vec<f64>)]) -> Option<Vec<(f64, f64)>> {
@@ -47,15 +77,9 @@ pub(crate) fn histogram(path: &Path, title: &str, x_label: &str, series: &[(Stri
         .collect();
     let top = counts.iter().flatten().copied().max().unwrap_or(1).max(1);
     let (x0, x1) = (bins[0].0, bins[bins.len() - 1].1);
-    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(x0..x1, 0usize..top + top / 10 + 1)
-        .map_err(|e| plot_error(path, e))?;
+    let root = canvas(path)?;
+    let mut chart =
+        layout(&root, title).build_cartesian_2d(x0..x1, 0usize..top + top / 10 + 1).map_err(|e| plot_error(path, e))?;
     chart.configure_mesh().x_desc(x_label).y_desc("rows").disable_x_mesh().draw().map_err(|e| plot_error(path, e))?;
     let groups = series.len().max(1) as f64;
     for (s, ((name, _), counts)) in series.iter().zip(&counts).enumerate() {
@@ -71,13 +95,7 @@ pub(crate) fn histogram(path: &Path, title: &str, x_label: &str, series: &[(Stri
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_error(path, e))?;
-    root.present().map_err(|e| plot_error(path, e))?;
+    finish(&mut chart, &root, path)?;
     Ok(true)
 }
 
@@ -96,13 +114,8 @@ pub(crate) fn means(
     series: &[(String, Vec<MeanWithInterval>)],
     y_range: (f64, f64),
 ) -> Result<()> {
-    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
+    let root = canvas(path)?;
+    let mut chart = layout(&root, title)
         .build_cartesian_2d(0.0..metrics.len() as f64, y_range.0..y_range.1)
         .map_err(|e| plot_error(path, e))?;
     chart
@@ -138,12 +151,6 @@ pub(crate) fn means(
             )
             .map_err(|e| plot_error(path, e))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_error(path, e))?;
-    root.present().map_err(|e| plot_error(path, e))?;
+    finish(&mut chart, &root, path)?;
     Ok(())
 }

@@ -201,7 +201,8 @@ impl GenAiEvaluation {
             .judge_metrics
             .iter()
             .flat_map(|m| m.grading_context().iter().cloned())
-            .filter(|c| c != CONTEXT)
+            // `reference` and `context` are read above.
+            .filter(|c| c != CONTEXT && c != REFERENCE)
             .collect();
         extra_columns.sort();
         extra_columns.dedup();
