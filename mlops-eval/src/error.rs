@@ -32,6 +32,16 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// Some alerts could not be delivered (the others were).
+    #[error("{failed} of {total} alerts could not be delivered; the first: {first}")]
+    AlertDelivery {
+        /// Alerts that failed.
+        failed: usize,
+        /// Alerts sent.
+        total: usize,
+        /// The first failure, with its alert.
+        first: String,
+    },
     /// Polars failed while reading a frame.
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),

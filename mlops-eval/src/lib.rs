@@ -3,7 +3,7 @@
 //! Deciding whether a model version is good enough:
 //!
 //! - [`classification_metrics`] (log loss, accuracy, precision, recall, F1, ROC AUC) and
-//!   [`regression_metrics`] (RMSE, MAE, R²); [`Evaluate`] computes them on a scored frame,
+//!   [`regression_metrics`] (RMSE, MAE, MAPE, R²); [`Evaluate`] computes them on a scored frame,
 //!   overall and per slice.
 //! - [`ValidationSuite`]: checks (a trait, [`Check`]) run on versions tagged
 //!   `validation_status=needs_tested`, writing `passed_tests` or `failed_tests` back with the
@@ -35,6 +35,7 @@ pub mod judge;
 pub mod llm;
 mod metrics;
 pub mod monitor;
+mod plot;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;

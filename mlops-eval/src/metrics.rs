@@ -100,13 +100,15 @@ fn roc_auc(labels: &[bool], scores: &[f64]) -> Option<f64> {
     Some((positive_rank_sum - p * (p + 1.0) / 2.0) / (p * n))
 }
 
-/// RMSE, MAE and R² of estimates against labels.
+/// RMSE, MAE, MAPE and R² of estimates against labels. MAPE is scikit-learn's: a
+/// fraction, not a percentage, each error divided by `max(|label|, f64::EPSILON)`.
 ///
 /// ```
 /// let m = mlops_eval::regression_metrics(&[1.0, 2.0, 3.0], &[1.0, 2.0, 4.0]);
 /// assert!((m["rmse"] - (1.0f64 / 3.0).sqrt()).abs() < 1e-12);
 /// assert!((m["mae"] - 1.0 / 3.0).abs() < 1e-12);
 /// assert!((m["r2"] - 0.5).abs() < 1e-12);
+/// assert!((m["mape"] - 1.0 / 9.0).abs() < 1e-12);
 /// ```
 pub fn regression_metrics(labels: &[f64], estimates: &[f64]) -> Metrics {
     let n = labels.len().min(estimates.len());
@@ -115,14 +117,16 @@ pub fn regression_metrics(labels: &[f64], estimates: &[f64]) -> Metrics {
         return metrics;
     }
     let mean = labels[..n].iter().sum::<f64>() / n as f64;
-    let (mut squared, mut absolute, mut total) = (0.0, 0.0, 0.0);
+    let (mut squared, mut absolute, mut relative, mut total) = (0.0, 0.0, 0.0, 0.0);
     for (&y, &e) in labels.iter().zip(estimates) {
         squared += (y - e) * (y - e);
         absolute += (y - e).abs();
+        relative += (y - e).abs() / y.abs().max(f64::EPSILON);
         total += (y - mean) * (y - mean);
     }
     metrics.insert("rmse".into(), (squared / n as f64).sqrt());
     metrics.insert("mae".into(), absolute / n as f64);
+    metrics.insert("mape".into(), relative / n as f64);
     if total > 0.0 {
         metrics.insert("r2".into(), 1.0 - squared / total);
     }

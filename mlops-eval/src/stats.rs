@@ -66,6 +66,14 @@ pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
     }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
+    quantile_of_sorted(&sorted, q)
+}
+
+/// [`quantile`] of values already sorted ascending, without copying them.
+pub(crate) fn quantile_of_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
     let position = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let (below, above) = (position.floor() as usize, position.ceil() as usize);
     Some(sorted[below] + (sorted[above] - sorted[below]) * (position - below as f64))

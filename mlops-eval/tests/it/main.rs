@@ -8,5 +8,6 @@ mod genai;
 mod judge;
 mod llm;
 mod metrics;
+mod monitor;
 mod text;
 mod validation;

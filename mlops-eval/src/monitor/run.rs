@@ -1,0 +1,609 @@
+//! The monitor: which columns of an inference table to watch, how, and the computation.
+
+use std::time::Duration;
+
+use polars::prelude::DataFrame;
+use rayon::prelude::*;
+
+use super::alert::{AlertRule, DriftMetric, Reference, Target};
+use super::columns::{self, Categories, Kind, Labels, MISSING, Values};
+use super::drift::{SortedSample, jensen_shannon_distance, population_stability_index, quantile_edges_of_sorted};
+use super::report::{DistributionRow, DriftRow, MonitorReport, ProfileRow, Tables};
+use super::windows::{Group, Windows};
+use crate::error::{Error, Result};
+use crate::metrics::{Task, classification_metrics, regression_metrics};
+
+/// The `column_name` of table-level rows: row count, labeled rows and quality metrics.
+pub const TABLE: &str = ":table";
+
+/// Columns of an inference table that are bookkeeping rather than features, left out
+/// unless named in [`Monitor::features`].
+pub const BOOKKEEPING_COLUMNS: [&str; 3] = ["model_name", "row_id", "_rescued_data"];
+
+/// Every metric of the profile table. Per column: `null_count`, `null_rate`,
+/// `distinct_count`; numeric columns add `mean`, `stddev` (sample), `min`, `p25`, `median`,
+/// `p75`, `max`; a classifier's prediction adds `positive_rate`. Per table (`:table`):
+/// `count`, and with labels `labeled_count` and the quality metrics (classification:
+/// `accuracy`, `precision`, `recall`, `f1`, `log_loss`, `roc_auc`; regression: `rmse`,
+/// `mae`, `mape`, `r2`).
+pub const PROFILE_METRICS: [&str; 23] = [
+    "count",
+    "null_count",
+    "null_rate",
+    "distinct_count",
+    "mean",
+    "stddev",
+    "min",
+    "p25",
+    "median",
+    "p75",
+    "max",
+    "positive_rate",
+    "labeled_count",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "log_loss",
+    "roc_auc",
+    "rmse",
+    "mae",
+    "mape",
+    "r2",
+];
+
+/// Profiles an inference table per time window and model version, compares each window's
+/// distributions with a baseline and with the version's previous window, and raises alerts.
+///
+/// Column roles default to an inference table's names: `scored_at`, `model_version`,
+/// `prediction`. Windows are aligned to the Unix epoch (an hour runs from :00 to :00).
+///
+/// ```
+/// use std::time::Duration;
+/// use mlops_eval::Task;
+/// use mlops_eval::monitor::{AlertRule, DriftMetric, Monitor, Reference};
+/// use polars::prelude::*;
+///
+/// let minutes = |m: &[i64]| m.iter().map(|m| m * 60_000).collect::<Vec<_>>();
+/// let table = df!(
+///     "scored_at" => minutes(&[0, 10, 20, 70, 80, 90]),
+///     "model_version" => [3i64, 3, 3, 3, 3, 3],
+///     "amount" => [10.0, 12.0, 11.0, 40.0, 42.0, 41.0],
+///     "prediction" => [0.2, 0.7, 0.4, 0.9, 0.8, 0.6],
+///     "label" => [Some(0), Some(1), Some(0), Some(1), None, None],
+/// )?
+/// .lazy()
+/// .with_column(col("scored_at").cast(DataType::Datetime(TimeUnit::Milliseconds, None)))
+/// .collect()?;
+/// let baseline = df!("amount" => [9.0, 10.0, 11.0, 12.0], "prediction" => [0.1, 0.4, 0.6, 0.9])?;
+///
+/// let report = Monitor::new()
+///     .window(Duration::from_secs(3600))
+///     .quality("label", Task::classification())
+///     .baseline(baseline)
+///     .alert_when(
+///         AlertRule::drift_above(DriftMetric::KolmogorovSmirnov, 0.5).on_column("amount").against(Reference::Baseline),
+///     )
+///     .run(&table)?;
+/// assert_eq!(report.alerts.len(), 1); // the second hour's amounts moved
+/// assert_eq!(report.alerts[0].window_start.to_rfc3339(), "1970-01-01T01:00:00+00:00");
+/// let first_hour = chrono::DateTime::UNIX_EPOCH;
+/// assert_eq!(report.profile_value(first_hour, "3", ":table", "accuracy"), Some(1.0));
+/// assert_eq!(report.profile_value(first_hour, "3", "amount", "median"), Some(11.0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    timestamp: String,
+    version: String,
+    prediction: String,
+    quality: Option<(String, Task)>,
+    features: Option<Vec<String>>,
+    window: Duration,
+    bins: usize,
+    baseline: Option<DataFrame>,
+    rules: Vec<AlertRule>,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Self {
+            timestamp: "scored_at".into(),
+            version: "model_version".into(),
+            prediction: "prediction".into(),
+            quality: None,
+            features: None,
+            window: Duration::from_secs(3600),
+            bins: 10,
+            baseline: None,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl Monitor {
+    /// Hourly windows over `scored_at`, `model_version` and `prediction`, no labels, no
+    /// baseline, every other column profiled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The timestamp column (datetime).
+    pub fn timestamp(mut self, column: impl Into<String>) -> Self {
+        self.timestamp = column.into();
+        self
+    }
+
+    /// The model-version column (integers or text).
+    pub fn version(mut self, column: impl Into<String>) -> Self {
+        self.version = column.into();
+        self
+    }
+
+    /// The prediction column; profiled and compared like a feature.
+    pub fn prediction(mut self, column: impl Into<String>) -> Self {
+        self.prediction = column.into();
+        self
+    }
+
+    /// Quality metrics of the predictions against `label` for `task`, on the rows that
+    /// have a label (null labels are rows not labeled yet).
+    pub fn quality(mut self, label: impl Into<String>, task: Task) -> Self {
+        self.quality = Some((label.into(), task));
+        self
+    }
+
+    /// The feature columns to watch; by default every numeric, text or boolean column
+    /// that has no role and is not in [`BOOKKEEPING_COLUMNS`].
+    pub fn features<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+        self.features = Some(columns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The window width, whole seconds from 5 minutes to 1 day.
+    pub fn window(mut self, width: Duration) -> Self {
+        self.window = width;
+        self
+    }
+
+    /// How many equally populated bins numeric columns are cut into for PSI, Jensen-Shannon
+    /// and the distribution table (10 by default: deciles of the reference).
+    pub fn bins(mut self, bins: usize) -> Self {
+        self.bins = bins;
+        self
+    }
+
+    /// The frame windows are compared with (training or validation data): every watched
+    /// column, with the same kinds of values.
+    pub fn baseline(mut self, baseline: DataFrame) -> Self {
+        self.baseline = Some(baseline);
+        self
+    }
+
+    /// Raises an alert for every window and version where `rule` holds.
+    pub fn alert_when(mut self, rule: AlertRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Profiles `table`, compares its windows and checks the rules.
+    ///
+    /// # Errors
+    /// [`Error::Core`] naming a missing column, a column of the wrong type (a label that
+    /// is not 0/1, text where the baseline has numbers), or a null timestamp or version
+    /// with its row; [`Error::InvalidArgument`] for a window out of range, fewer than two
+    /// bins, or a rule naming an unknown metric.
+    pub fn run(&self, table: &DataFrame) -> Result<MonitorReport> {
+        self.check_settings()?;
+        let windows = Windows::split(
+            columns::column(table, &self.timestamp)?,
+            columns::column(table, &self.version)?,
+            self.window,
+        )?;
+        let mut tables = Tables::default();
+        for group in &windows.groups {
+            tables.profile.push(ProfileRow::table(group, "count", group.rows.len() as f64));
+        }
+        for name in self.watched(table)? {
+            self.watch_column(table, &name, &windows, &mut tables)?;
+        }
+        if let Some((label, task)) = &self.quality {
+            let label_column = columns::column(table, label)?;
+            let labels = match task {
+                Task::Classification { .. } => Labels::read_binary(label_column)?,
+                Task::Regression => Labels::read_numeric(label_column)?,
+            };
+            let prediction = columns::column(table, &self.prediction)?;
+            let Values::Numeric(predictions) = columns::read(prediction, Kind::Numeric, &mut Categories::default())?
+            else {
+                return Err(columns::schema_error(
+                    &self.prediction,
+                    "numeric predictions",
+                    prediction.dtype().to_string(),
+                ));
+            };
+            let rows: Vec<Vec<ProfileRow>> =
+                windows.groups.par_iter().map(|group| quality(group, &labels, &predictions, *task)).collect();
+            tables.profile.extend(rows.into_iter().flatten());
+        }
+        tables.finish(&windows, &self.rules)
+    }
+
+    fn check_settings(&self) -> Result<()> {
+        Windows::width_ms(self.window)?;
+        if self.bins < 2 {
+            return Err(Error::InvalidArgument(format!("numeric columns need at least 2 bins, got {}", self.bins)));
+        }
+        if let Some((_, Task::Classification { threshold })) = self.quality
+            && !(threshold > 0.0 && threshold < 1.0)
+        {
+            return Err(Error::InvalidArgument(format!("threshold must be in (0, 1), got {threshold}")));
+        }
+        for rule in &self.rules {
+            if let Target::Profile(metric) = &rule.target {
+                if !PROFILE_METRICS.contains(&metric.as_str()) {
+                    return Err(Error::InvalidArgument(format!(
+                        "alert rule `{rule}`: no profile metric `{metric}`; known: {}",
+                        PROFILE_METRICS.join(", ")
+                    )));
+                }
+                if rule.reference.is_some() {
+                    return Err(Error::InvalidArgument(format!(
+                        "alert rule `{rule}`: profile metrics have no reference; `against` is for drift rules"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The prediction first, then the features.
+    fn watched(&self, table: &DataFrame) -> Result<Vec<String>> {
+        let roles =
+            [Some(&self.timestamp), Some(&self.version), Some(&self.prediction), self.quality.as_ref().map(|q| &q.0)];
+        let mut watched = vec![self.prediction.clone()];
+        match &self.features {
+            Some(features) => {
+                let missing: Vec<String> = features.iter().filter(|f| table.column(f).is_err()).cloned().collect();
+                if !missing.is_empty() {
+                    return Err(Error::Core(mlops_core::Error::MissingColumns { columns: missing }));
+                }
+                for feature in features {
+                    if !watched.contains(feature) {
+                        watched.push(feature.clone());
+                    }
+                }
+            }
+            None => watched.extend(
+                table
+                    .columns()
+                    .iter()
+                    .filter(|c| Kind::of(c.dtype()).is_some())
+                    .map(|c| c.name().to_string())
+                    .filter(|name| !roles.contains(&Some(name)) && !BOOKKEEPING_COLUMNS.contains(&name.as_str())),
+            ),
+        }
+        Ok(watched)
+    }
+
+    fn watch_column(&self, table: &DataFrame, name: &str, windows: &Windows, tables: &mut Tables) -> Result<()> {
+        let column = columns::column(table, name)?;
+        let Some(kind) = Kind::of(column.dtype()) else {
+            return Err(columns::schema_error(name, "numeric, text or boolean values", column.dtype().to_string()));
+        };
+        let mut categories = Categories::default();
+        let baseline = match &self.baseline {
+            Some(frame) => Some(columns::read(columns::column(frame, name)?, kind, &mut categories)?),
+            None => None,
+        };
+        let values = columns::read(column, kind, &mut categories)?;
+        let positive_threshold = match (name == self.prediction, &self.quality) {
+            (true, Some((_, Task::Classification { threshold }))) => Some(*threshold),
+            _ => None,
+        };
+        let rows = match (values, baseline) {
+            (Values::Numeric(values), baseline) => {
+                let baseline = baseline.map(|b| match b {
+                    Values::Numeric(b) => SortedSample::new(b),
+                    Values::Categorical(_) => SortedSample::default(),
+                });
+                numeric_rows(name, &values, baseline.as_ref(), windows, self.bins, positive_threshold)
+            }
+            (Values::Categorical(codes), baseline) => {
+                let baseline = baseline.map(|b| match b {
+                    Values::Categorical(b) => category_counts(&b, None, categories.names().len()),
+                    Values::Numeric(_) => Vec::new(),
+                });
+                categorical_rows(name, &codes, baseline.as_deref(), categories.names(), windows)
+            }
+        };
+        for (profile, distribution, drift) in rows {
+            tables.profile.extend(profile);
+            tables.distribution.extend(distribution);
+            tables.drift.extend(drift);
+        }
+        Ok(())
+    }
+}
+
+type GroupRows = (Vec<ProfileRow>, Vec<DistributionRow>, Vec<DriftRow>);
+
+/// One group's values of a numeric column, and how many were missing.
+struct NumericWindow {
+    sample: SortedSample,
+    missing: usize,
+}
+
+fn numeric_rows(
+    name: &str,
+    values: &[f64],
+    baseline: Option<&SortedSample>,
+    windows: &Windows,
+    bins: usize,
+    positive_threshold: Option<f64>,
+) -> Vec<GroupRows> {
+    let samples: Vec<NumericWindow> = windows
+        .groups
+        .par_iter()
+        .map(|group| {
+            let gathered: Vec<f64> = group.rows.iter().map(|r| values[*r as usize]).collect();
+            let sample = SortedSample::new(gathered);
+            NumericWindow { missing: group.rows.len() - sample.values().len(), sample }
+        })
+        .collect();
+    // Without a baseline the distribution table bins by the deciles of the whole table,
+    // so every window is binned alike.
+    let whole;
+    let binning = match baseline {
+        Some(baseline) => baseline,
+        None => {
+            whole = SortedSample::new(values.to_vec());
+            &whole
+        }
+    };
+    let edges = quantile_edges_of_sorted(binning.values(), bins);
+    let labels = bin_labels(&edges);
+    let baseline_shares = baseline.map(|b| shares(&bin_counts(b.values(), &edges)));
+    (0..windows.groups.len())
+        .into_par_iter()
+        .map(|g| {
+            let group = &windows.groups[g];
+            let NumericWindow { sample, missing } = &samples[g];
+            let mut profile = missing_rows(group, name, *missing);
+            let values = sample.values();
+            let mut drift = Vec::new();
+            let mut distribution = Vec::new();
+            if !values.is_empty() {
+                profile.extend(
+                    summary(values).into_iter().map(|(metric, value)| ProfileRow::new(group, name, metric, value)),
+                );
+                if let Some(threshold) = positive_threshold {
+                    let positive = values.len() - values.partition_point(|v| *v < threshold);
+                    profile.push(ProfileRow::new(group, name, "positive_rate", positive as f64 / values.len() as f64));
+                }
+                let counts = bin_counts(values, &edges);
+                let total = values.len() as f64;
+                distribution.extend(
+                    labels
+                        .iter()
+                        .zip(&counts)
+                        .map(|(bin, count)| DistributionRow::new(group, name, bin, *count, total)),
+                );
+                if let (Some(baseline), Some(baseline_shares)) = (baseline, &baseline_shares)
+                    && !baseline.values().is_empty()
+                {
+                    let current = shares(&counts);
+                    drift.extend(numeric_drift(
+                        group,
+                        name,
+                        Reference::Baseline,
+                        baseline,
+                        baseline_shares,
+                        sample,
+                        &current,
+                    ));
+                }
+                if let Some(previous) = windows.previous(g).map(|p| &samples[p].sample)
+                    && !previous.values().is_empty()
+                {
+                    let edges = quantile_edges_of_sorted(previous.values(), bins);
+                    let (before, now) =
+                        (shares(&bin_counts(previous.values(), &edges)), shares(&bin_counts(values, &edges)));
+                    drift.extend(numeric_drift(
+                        group,
+                        name,
+                        Reference::PreviousWindow,
+                        previous,
+                        &before,
+                        sample,
+                        &now,
+                    ));
+                }
+            }
+            (profile, distribution, drift)
+        })
+        .collect()
+}
+
+fn numeric_drift(
+    group: &Group,
+    name: &str,
+    reference: Reference,
+    reference_sample: &SortedSample,
+    reference_shares: &[f64],
+    sample: &SortedSample,
+    shares: &[f64],
+) -> [DriftRow; 4] {
+    let row = |metric, value| DriftRow::new(group, name, metric, reference, value);
+    [
+        row(DriftMetric::Psi, population_stability_index(reference_shares, shares)),
+        row(DriftMetric::JensenShannon, jensen_shannon_distance(reference_shares, shares)),
+        row(DriftMetric::KolmogorovSmirnov, reference_sample.kolmogorov_smirnov(sample)),
+        row(DriftMetric::Wasserstein, reference_sample.wasserstein(sample)),
+    ]
+}
+
+fn categorical_rows(
+    name: &str,
+    codes: &[u32],
+    baseline: Option<&[u64]>,
+    categories: &[String],
+    windows: &Windows,
+) -> Vec<GroupRows> {
+    let counts: Vec<Vec<u64>> =
+        windows.groups.par_iter().map(|group| category_counts(codes, Some(&group.rows), categories.len())).collect();
+    (0..windows.groups.len())
+        .into_par_iter()
+        .map(|g| {
+            let group = &windows.groups[g];
+            let present: u64 = counts[g].iter().sum();
+            let mut profile = missing_rows(group, name, group.rows.len() - present as usize);
+            let (mut distribution, mut drift) = (Vec::new(), Vec::new());
+            if present > 0 {
+                let distinct = counts[g].iter().filter(|c| **c > 0).count();
+                profile.push(ProfileRow::new(group, name, "distinct_count", distinct as f64));
+                distribution.extend(
+                    categories
+                        .iter()
+                        .zip(&counts[g])
+                        .filter(|(_, count)| **count > 0)
+                        .map(|(category, count)| DistributionRow::new(group, name, category, *count, present as f64)),
+                );
+                let now = shares(&counts[g]);
+                let references = [
+                    (Reference::Baseline, baseline),
+                    (Reference::PreviousWindow, windows.previous(g).map(|p| &counts[p][..])),
+                ];
+                for (reference, before) in references {
+                    if let Some(before) = before.filter(|b| b.iter().any(|c| *c > 0)) {
+                        let before = shares(before);
+                        drift.push(DriftRow::new(
+                            group,
+                            name,
+                            DriftMetric::Psi,
+                            reference,
+                            population_stability_index(&before, &now),
+                        ));
+                        drift.push(DriftRow::new(
+                            group,
+                            name,
+                            DriftMetric::JensenShannon,
+                            reference,
+                            jensen_shannon_distance(&before, &now),
+                        ));
+                    }
+                }
+            }
+            (profile, distribution, drift)
+        })
+        .collect()
+}
+
+/// Counts per category code of `codes` (all of them, or the given rows).
+fn category_counts(codes: &[u32], rows: Option<&[u32]>, categories: usize) -> Vec<u64> {
+    let mut counts = vec![0u64; categories];
+    let mut count = |code: u32| {
+        if code != MISSING {
+            counts[code as usize] += 1;
+        }
+    };
+    match rows {
+        Some(rows) => rows.iter().for_each(|r| count(codes[*r as usize])),
+        None => codes.iter().for_each(|c| count(*c)),
+    }
+    counts
+}
+
+fn missing_rows(group: &Group, name: &str, missing: usize) -> Vec<ProfileRow> {
+    vec![
+        ProfileRow::new(group, name, "null_count", missing as f64),
+        ProfileRow::new(group, name, "null_rate", missing as f64 / group.rows.len() as f64),
+    ]
+}
+
+/// Summary statistics of sorted, non-empty values.
+fn summary(values: &[f64]) -> [(&'static str, f64); 8] {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let variance =
+        if values.len() > 1 { values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let quantile = |q| crate::stats::quantile_of_sorted(values, q).unwrap_or(f64::NAN);
+    let distinct = 1 + values.windows(2).filter(|w| w[0] != w[1]).count();
+    [
+        ("distinct_count", distinct as f64),
+        ("mean", mean),
+        ("stddev", variance.sqrt()),
+        ("min", values[0]),
+        ("p25", quantile(0.25)),
+        ("median", quantile(0.5)),
+        ("p75", quantile(0.75)),
+        ("max", values[values.len() - 1]),
+    ]
+}
+
+/// Counts of sorted values per bin: `(edges[k-1], edges[k]]`, open-ended at both ends.
+fn bin_counts(sorted: &[f64], edges: &[f64]) -> Vec<u64> {
+    let mut counts = Vec::with_capacity(edges.len() + 1);
+    let mut before = 0;
+    for edge in edges {
+        let upto = sorted.partition_point(|v| v <= edge);
+        counts.push((upto - before) as u64);
+        before = upto;
+    }
+    counts.push((sorted.len() - before) as u64);
+    counts
+}
+
+fn shares(counts: &[u64]) -> Vec<f64> {
+    let total: u64 = counts.iter().sum();
+    counts.iter().map(|c| if total == 0 { 0.0 } else { *c as f64 / total as f64 }).collect()
+}
+
+fn bin_labels(edges: &[f64]) -> Vec<String> {
+    let bounds: Vec<String> = std::iter::once("-inf".to_owned())
+        .chain(edges.iter().map(|e| format!("{}", (e * 1e6).round() / 1e6)))
+        .chain(std::iter::once("inf".to_owned()))
+        .collect();
+    bounds
+        .windows(2)
+        .map(|w| if w[1] == "inf" { format!("({}, inf)", w[0]) } else { format!("({}, {}]", w[0], w[1]) })
+        .collect()
+}
+
+/// Quality metrics of the group's labeled rows with a prediction.
+fn quality(group: &Group, labels: &Labels, predictions: &[f64], task: Task) -> Vec<ProfileRow> {
+    let metrics = match labels {
+        Labels::Binary(labels) => {
+            let (mut truth, mut scores) = (Vec::new(), Vec::new());
+            for r in &group.rows {
+                let (label, score) = (labels[*r as usize], predictions[*r as usize]);
+                if let Some(label) = label
+                    && score.is_finite()
+                {
+                    truth.push(label);
+                    scores.push(score);
+                }
+            }
+            let threshold = match task {
+                Task::Classification { threshold } => threshold,
+                Task::Regression => 0.5,
+            };
+            (truth.len(), classification_metrics(&truth, &scores, threshold))
+        }
+        Labels::Numeric(labels) => {
+            let (mut truth, mut estimates) = (Vec::new(), Vec::new());
+            for r in &group.rows {
+                let (label, estimate) = (labels[*r as usize], predictions[*r as usize]);
+                if label.is_finite() && estimate.is_finite() {
+                    truth.push(label);
+                    estimates.push(estimate);
+                }
+            }
+            (truth.len(), regression_metrics(&truth, &estimates))
+        }
+    };
+    let (labeled, metrics) = metrics;
+    std::iter::once(ProfileRow::table(group, "labeled_count", labeled as f64))
+        .chain(metrics.into_iter().map(|(metric, value)| ProfileRow::table(group, metric, value)))
+        .collect()
+}

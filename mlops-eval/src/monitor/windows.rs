@@ -1,0 +1,170 @@
+//! Rows of an inference table grouped by time window and model version.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use polars::prelude::{AnyValue, Column, DataType, TimeUnit};
+
+use super::columns::schema_error;
+use crate::error::{Error, Result};
+
+/// Shortest and longest window a monitor accepts.
+pub const WINDOW_RANGE: (Duration, Duration) = (Duration::from_secs(5 * 60), Duration::from_secs(24 * 60 * 60));
+
+/// A model version as the inference table holds it: a number, or text for tables that
+/// store it as such.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Version {
+    Number(i64),
+    Text(String),
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// The rows of one window and version.
+pub(crate) struct Group {
+    /// Window start, milliseconds since the Unix epoch.
+    pub(crate) start_ms: i64,
+    pub(crate) version: usize,
+    pub(crate) rows: Vec<u32>,
+}
+
+/// Every non-empty (window, version) group, ordered by version then window start, so
+/// each group's previous window of the same version is the group before it.
+pub(crate) struct Windows {
+    pub(crate) width_ms: i64,
+    pub(crate) versions: Vec<Version>,
+    pub(crate) groups: Vec<Group>,
+}
+
+impl Windows {
+    pub(crate) fn width_ms(width: Duration) -> Result<i64> {
+        let (shortest, longest) = WINDOW_RANGE;
+        if width < shortest || width > longest || width.subsec_nanos() != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "the window must be whole seconds from 5 minutes to 1 day, got {width:?}"
+            )));
+        }
+        Ok(width.as_millis() as i64)
+    }
+
+    /// Windows are aligned to the Unix epoch, so the same rows fall in the same window
+    /// whatever else the frame holds.
+    pub(crate) fn split(timestamps: &Column, versions: &Column, width: Duration) -> Result<Self> {
+        let width_ms = Self::width_ms(width)?;
+        if timestamps.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!("{} rows are more than a monitor run takes", timestamps.len())));
+        }
+        let times = millis(timestamps)?;
+        let (version_of_row, mut versions) = version_ids(versions)?;
+        let mut index: HashMap<(i64, u32), usize> = HashMap::new();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut last: Option<((i64, u32), usize)> = None;
+        for (row, (time, version)) in times.iter().zip(&version_of_row).enumerate() {
+            let key = (time.div_euclid(width_ms), *version);
+            let group = match last {
+                Some((previous, group)) if previous == key => group,
+                _ => {
+                    let group = *index.entry(key).or_insert_with(|| {
+                        groups.push(Group { start_ms: key.0 * width_ms, version: key.1 as usize, rows: Vec::new() });
+                        groups.len() - 1
+                    });
+                    last = Some((key, group));
+                    group
+                }
+            };
+            groups[group].rows.push(row as u32);
+        }
+        // Versions in their natural order, then groups by version and time.
+        let mut order: Vec<usize> = (0..versions.len()).collect();
+        order.sort_by(|a, b| versions[*a].cmp(&versions[*b]));
+        let mut rank = vec![0; versions.len()];
+        for (position, original) in order.iter().enumerate() {
+            rank[*original] = position;
+        }
+        for group in &mut groups {
+            group.version = rank[group.version];
+        }
+        versions = order.into_iter().map(|original| versions[original].clone()).collect();
+        groups.sort_by_key(|g| (g.version, g.start_ms));
+        Ok(Self { width_ms, versions, groups })
+    }
+
+    /// The group before `g` when it is of the same version (its previous window with rows).
+    pub(crate) fn previous(&self, g: usize) -> Option<usize> {
+        let before = g.checked_sub(1)?;
+        (self.groups[before].version == self.groups[g].version).then_some(before)
+    }
+}
+
+/// Timestamps in milliseconds since the Unix epoch; a null names its row.
+fn millis(column: &Column) -> Result<Vec<i64>> {
+    let name = column.name().as_str();
+    if !matches!(column.dtype(), DataType::Datetime(..) | DataType::Date) {
+        return Err(schema_error(name, "timestamps (datetime)", column.dtype().to_string()));
+    }
+    let ms = column.cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?;
+    let ms = ms.datetime()?.physical().clone();
+    if ms.null_count() > 0 {
+        let row = ms.iter().position(|v| v.is_none()).unwrap_or_default();
+        return Err(schema_error(name, "a timestamp in every row", format!("null in row {row}")));
+    }
+    Ok(ms.into_no_null_iter().collect())
+}
+
+/// A dense id per distinct version, and the versions.
+fn version_ids(column: &Column) -> Result<(Vec<u32>, Vec<Version>)> {
+    let name = column.name().as_str();
+    let null_row = || column.as_materialized_series().iter().position(|v| matches!(v, AnyValue::Null));
+    if column.null_count() > 0 {
+        let row = null_row().unwrap_or_default();
+        return Err(schema_error(name, "a model version in every row", format!("null in row {row}")));
+    }
+    let mut versions = Vec::new();
+    let mut ids = Vec::with_capacity(column.len());
+    if column.dtype().is_integer() {
+        let numbers = column.cast(&DataType::Int64)?;
+        let mut known: HashMap<i64, u32> = HashMap::new();
+        let mut last: Option<(i64, u32)> = None;
+        for n in numbers.i64()?.into_no_null_iter() {
+            let id = match last {
+                Some((previous, id)) if previous == n => id,
+                _ => {
+                    let id = *known.entry(n).or_insert_with(|| {
+                        versions.push(Version::Number(n));
+                        versions.len() as u32 - 1
+                    });
+                    last = Some((n, id));
+                    id
+                }
+            };
+            ids.push(id);
+        }
+    } else {
+        let text = column.cast(&DataType::String)?;
+        let mut known: HashMap<&str, u32> = HashMap::new();
+        let mut last: Option<(&str, u32)> = None;
+        for t in text.str()?.iter().flatten() {
+            let id = match last {
+                Some((previous, id)) if previous == t => id,
+                _ => {
+                    let id = *known.entry(t).or_insert_with(|| {
+                        versions.push(Version::Text(t.to_owned()));
+                        versions.len() as u32 - 1
+                    });
+                    last = Some((t, id));
+                    id
+                }
+            };
+            ids.push(id);
+        }
+    }
+    Ok((ids, versions))
+}
