@@ -2,8 +2,8 @@
 # The whole test suite: format check, clippy with warnings as errors, every crate's tests
 # and doc tests, the benchmarks in test mode, the quickstart (run twice on one directory:
 # the second run must add versions to the first run's registry), 20 seconds of the
-# transactions lifecycle example, the serving example answering requests to itself, and
-# the RAG evaluation example graded by the scripted judge server.
+# transactions lifecycle example, the serving example answering requests to itself, the
+# RAG evaluation example graded by the scripted judge server, and the forecasting example.
 #
 # Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
 # so repeated runs reuse them.
@@ -99,6 +99,15 @@ if ! grep -q 'judge: 0 calls' "$work/rag-again.log"; then
 fi
 kill "$judge_pid"
 judge_pid=""
+
+step "sales forecasting: forecast by alias, promote, the same code runs the new version"
+"$CARGO_TARGET_DIR/debug/examples/forecast" --dir "$work/forecast" --stores 4 --items 5 --days 400 \
+  | tee "$work/forecast.log"
+if ! grep -q 'champion 1 -> 2' "$work/forecast.log" \
+  || ! grep -q 'models:/sales_forecast@champion = version 2' "$work/forecast.log"; then
+  echo "the forecasting example should have promoted version 2 and forecast with it by alias" >&2
+  exit 1
+fi
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')

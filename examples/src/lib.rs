@@ -1,6 +1,8 @@
 //! Shared pieces of the runnable examples and benchmarks: the seeded synthetic
-//! "streaming transactions" data set of the reference workflow, and the small
-//! retrieval-augmented assistant the evaluation example grades.
+//! "streaming transactions" data set of the reference workflow, the seeded daily sales set
+//! the forecasting example trains on, and the small retrieval-augmented assistant the
+//! evaluation example grades.
 
 pub mod rag;
+pub mod sales;
 pub mod transactions;

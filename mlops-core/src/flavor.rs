@@ -1,7 +1,11 @@
 //! Flavors: how a package of a given kind turns back into a [`Model`].
 
+mod forecast;
 mod tabular;
 
+pub use forecast::{
+    FORECASTER, ForecastFlavor, ForecastModel, ForecastParams, ForecastRequests, ForecastSpec, ValidForecastParams,
+};
 pub use tabular::{
     FeatureColumns, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR, TabularClassifierParams,
     TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidTabularClassifierParams,
@@ -49,9 +53,11 @@ impl FlavorRegistry {
         Self { flavors: BTreeMap::new() }
     }
 
-    /// A registry with the built-in flavors: `tabular_classifier`, `tabular_regressor`.
+    /// A registry with the built-in flavors: `tabular_classifier`, `tabular_regressor`,
+    /// `forecaster`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::empty();
+        registry.register(Arc::new(ForecastFlavor));
         registry.register(Arc::new(TabularFlavor::new(TabularTask::Classifier)));
         registry.register(Arc::new(TabularFlavor::new(TabularTask::Regressor)));
         registry

@@ -55,8 +55,9 @@ mod uri;
 
 pub use error::{Error, Result};
 pub use flavor::{
-    FeatureColumns, Flavor, FlavorRegistry, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR,
-    TabularClassifierParams, TabularFlavor, TabularModel, TabularRegressorParams, TabularTask,
+    FORECASTER, FeatureColumns, Flavor, FlavorRegistry, ForecastFlavor, ForecastModel, ForecastParams,
+    ForecastRequests, ForecastSpec, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR,
+    TabularClassifierParams, TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidForecastParams,
     ValidTabularClassifierParams, ValidTabularRegressorParams,
 };
 pub use json_frame::{

@@ -64,12 +64,14 @@ impl ColumnType {
     /// Returns the cast to apply, `None` for "as is", or an error string for "incompatible".
     ///
     /// Mirrors MLflow: the same kind and no narrower; unsigned into a strictly wider signed
-    /// integer; 32-bit integers into double; f32 into double. Nothing that can lose
+    /// integer; 32-bit integers into double; f32 into double; dates into datetimes. Nothing that can lose
     /// information or reinterpret text.
     fn accepts(self, found: &DataType) -> Acceptance {
         use DataType as D;
         match (self, found) {
             (Self::Datetime, D::Datetime(_, _)) => Acceptance::AsIs,
+            // A date is the datetime of its midnight: nothing is lost.
+            (Self::Datetime, D::Date) => Acceptance::Cast,
             (_, found) if *found == self.polars_dtype() => Acceptance::AsIs,
             (Self::Long, D::Int32 | D::UInt32) | (Self::Double, D::Int32 | D::UInt32 | D::Float32) => Acceptance::Cast,
             _ => Acceptance::Incompatible,

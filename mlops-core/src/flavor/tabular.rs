@@ -481,29 +481,32 @@ impl ValidTabularRegressorParams {
         }
         let targets: Array1<f64> = target.cast(&DataType::Float64)?.f64()?.no_null_iter().collect();
         let (signature, transformer, features) = params.features.fit(train)?;
-        let dataset = Dataset::new(features, targets);
-        let fit_error =
-            |e: &dyn std::fmt::Display| Error::Fit { model: "linear regression".into(), reason: e.to_string() };
-        let (algorithm, intercept, coefficients) = match params.algorithm {
-            RegressionAlgorithm::Linear => {
-                let fitted = LinearRegression::new().fit(&dataset).map_err(|e| fit_error(&e))?;
-                ("linear_regression", fitted.intercept(), fitted.params().to_vec())
-            }
-            RegressionAlgorithm::ElasticNet { penalty, l1_ratio } => {
-                let fitted = ElasticNet::params()
-                    .penalty(penalty)
-                    .l1_ratio(l1_ratio)
-                    .fit(&dataset)
-                    .map_err(|e| fit_error(&e))?;
-                ("elastic_net", fitted.intercept(), fitted.hyperplane().to_vec())
-            }
-        };
-        let weights = LinearWeights {
-            algorithm: algorithm.into(),
-            intercept,
-            coefficients,
-            feature_names: transformer.feature_names(),
-        };
+        let weights =
+            fit_regression(params.algorithm, features, targets, transformer.feature_names(), "linear regression")?;
         TabularModel::new(TabularTask::Regressor, signature, transformer, weights)
     }
+}
+
+/// Fits `algorithm` on a feature matrix; `model` names what failed in a fit error.
+pub(crate) fn fit_regression(
+    algorithm: RegressionAlgorithm,
+    features: Array2<f64>,
+    targets: Array1<f64>,
+    feature_names: Vec<String>,
+    model: &str,
+) -> Result<LinearWeights> {
+    let dataset = Dataset::new(features, targets);
+    let fit_error = |e: &dyn std::fmt::Display| Error::Fit { model: model.into(), reason: e.to_string() };
+    let (algorithm, intercept, coefficients) = match algorithm {
+        RegressionAlgorithm::Linear => {
+            let fitted = LinearRegression::new().fit(&dataset).map_err(|e| fit_error(&e))?;
+            ("linear_regression", fitted.intercept(), fitted.params().to_vec())
+        }
+        RegressionAlgorithm::ElasticNet { penalty, l1_ratio } => {
+            let fitted =
+                ElasticNet::params().penalty(penalty).l1_ratio(l1_ratio).fit(&dataset).map_err(|e| fit_error(&e))?;
+            ("elastic_net", fitted.intercept(), fitted.hyperplane().to_vec())
+        }
+    };
+    Ok(LinearWeights { algorithm: algorithm.into(), intercept, coefficients, feature_names })
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod features;
+mod forecast;
 mod model;
 mod package;
 mod preprocess;
