@@ -3,7 +3,8 @@
 # and doc tests, the benchmarks in test mode, the quickstart (run twice on one directory:
 # the second run must add versions to the first run's registry), 20 seconds of the
 # transactions lifecycle example, the serving example answering requests to itself, the
-# RAG evaluation example graded by the scripted judge server, and the forecasting example.
+# RAG evaluation example graded by the scripted judge server, the forecasting example and
+# the image classifier example.
 #
 # Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
 # so repeated runs reuse them.
@@ -25,7 +26,9 @@ export RUST_BACKTRACE=1
 
 work=$(mktemp -d)
 judge_pid=""
+python_env_pid=""
 cleanup() {
+  if [ -n "$python_env_pid" ]; then kill "$python_env_pid" 2>/dev/null || true; fi
   stop_servers
   if [ -n "$judge_pid" ]; then kill "$judge_pid" 2>/dev/null || true; fi
   rm -rf "$work"
@@ -35,17 +38,29 @@ log="$work/tests.log"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "test servers"
-python_env
-start_mlflow "$work"
-start_s3 "$work" mlops-test
-wait_for_mlflow
+# A first run creates the Python environment (a few minutes of downloads and unpacking)
+# while clippy compiles; the servers start once both are done.
+python_env >"$work/python-env.log" 2>&1 &
+python_env_pid=$!
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "test servers"
+if ! wait "$python_env_pid"; then
+  python_env_pid=""
+  cat "$work/python-env.log" >&2
+  exit 1
+fi
+python_env_pid=""
+cat "$work/python-env.log"
+python_env
+start_mlflow "$work"
+start_s3 "$work" mlops-test
+wait_for_mlflow
 
 step "cargo test --workspace --all-features (unit, integration and doc tests)"
 cargo test --workspace --all-features --locked 2>&1 | tee -a "$log"
@@ -106,6 +121,15 @@ step "sales forecasting: forecast by alias, promote, the same code runs the new 
 if ! grep -q 'champion 1 -> 2' "$work/forecast.log" \
   || ! grep -q 'models:/sales_forecast@champion = version 2' "$work/forecast.log"; then
   echo "the forecasting example should have promoted version 2 and forecast with it by alias" >&2
+  exit 1
+fi
+
+step "image classifier: train, register, score by alias, a corrupt row, one served request"
+"$CARGO_TARGET_DIR/debug/examples/image_classifier" --dir "$work/images" --train 300 --score 100 --epochs 4 \
+  | tee "$work/images.log"
+if ! grep -q 'found row 2: undecodable image' "$work/images.log" \
+  || ! grep -Eq 'POST http://127.0.0.1:[0-9]+/invocations \(2 images\) -> 200 OK' "$work/images.log"; then
+  echo "the image classifier example should have named the corrupt row and answered a scoring request" >&2
   exit 1
 fi
 

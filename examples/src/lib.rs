@@ -1,8 +1,10 @@
 //! Shared pieces of the runnable examples and benchmarks: the seeded synthetic
 //! "streaming transactions" data set of the reference workflow, the seeded daily sales set
-//! the forecasting example trains on, and the small retrieval-augmented assistant the
-//! evaluation example grades.
+//! the forecasting example trains on, the seeded coloured-shapes images the image
+//! classifier learns, and the small retrieval-augmented assistant the evaluation example
+//! grades.
 
 pub mod rag;
 pub mod sales;
+pub mod shapes;
 pub mod transactions;

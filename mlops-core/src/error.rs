@@ -86,6 +86,10 @@ pub enum Error {
     /// Polars reported an error while working on a frame.
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),
+    /// A tensor operation failed (shapes that do not fit, weights missing from a
+    /// safetensors file).
+    #[error("tensor operation failed: {0}")]
+    Tensor(String),
 }
 
 /// `Result` with [`enum@Error`] as the default error type.
@@ -98,5 +102,11 @@ impl Error {
 
     pub(crate) fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
         Self::Json { what: what.into(), source }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Tensor(e.to_string())
     }
 }

@@ -1,10 +1,15 @@
 //! Flavors: how a package of a given kind turns back into a [`Model`].
 
 mod forecast;
+mod image;
 mod tabular;
 
 pub use forecast::{
     FORECASTER, ForecastFlavor, ForecastModel, ForecastParams, ForecastRequests, ForecastSpec, ValidForecastParams,
+};
+pub use image::{
+    BadImages, ColorMode, ConvNet, EpochReport, IMAGE_CLASSIFIER, ImageBatch, ImageClassifier, ImageClassifierFlavor,
+    ImageClassifierParams, ImagePreprocessing, ImageSpec, ImageTask, ResizeFilter, ValidImageClassifierParams,
 };
 pub use tabular::{
     FeatureColumns, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR, TabularClassifierParams,
@@ -54,10 +59,11 @@ impl FlavorRegistry {
     }
 
     /// A registry with the built-in flavors: `tabular_classifier`, `tabular_regressor`,
-    /// `forecaster`.
+    /// `forecaster`, `image_classifier`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::empty();
         registry.register(Arc::new(ForecastFlavor));
+        registry.register(Arc::new(ImageClassifierFlavor));
         registry.register(Arc::new(TabularFlavor::new(TabularTask::Classifier)));
         registry.register(Arc::new(TabularFlavor::new(TabularTask::Regressor)));
         registry

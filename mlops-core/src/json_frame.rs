@@ -126,10 +126,28 @@ fn any_to_json(column: &str, value: AnyValue<'_>) -> Result<Value> {
             };
             chrono::DateTime::from_timestamp_nanos(nanos).naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f").to_string().into()
         }
+        // Lists and structs (a classifier's labels and scores) become arrays and objects.
+        AnyValue::List(values) => {
+            Value::Array(values.iter().map(|v| any_to_json(column, v)).collect::<Result<Vec<_>>>()?)
+        }
+        AnyValue::Struct(_, _, fields) => {
+            let mut object = Map::with_capacity(fields.len());
+            for (field, v) in fields.iter().zip(value._iter_struct_av()) {
+                object.insert(field.name().to_string(), any_to_json(column, v)?);
+            }
+            Value::Object(object)
+        }
+        AnyValue::StructOwned(payload) => {
+            let mut object = Map::with_capacity(payload.1.len());
+            for (field, v) in payload.1.iter().zip(payload.0) {
+                object.insert(field.name().to_string(), any_to_json(column, v)?);
+            }
+            Value::Object(object)
+        }
         other => {
             return Err(Error::Schema {
                 column: column.to_owned(),
-                expected: "a scalar that JSON can carry".into(),
+                expected: "a value that JSON can carry".into(),
                 found: other.dtype().to_string(),
             });
         }

@@ -55,9 +55,11 @@ mod uri;
 
 pub use error::{Error, Result};
 pub use flavor::{
-    FORECASTER, FeatureColumns, Flavor, FlavorRegistry, ForecastFlavor, ForecastModel, ForecastParams,
-    ForecastRequests, ForecastSpec, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR,
-    TabularClassifierParams, TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidForecastParams,
+    BadImages, ColorMode, ConvNet, EpochReport, FORECASTER, FeatureColumns, Flavor, FlavorRegistry, ForecastFlavor,
+    ForecastModel, ForecastParams, ForecastRequests, ForecastSpec, IMAGE_CLASSIFIER, ImageBatch, ImageClassifier,
+    ImageClassifierFlavor, ImageClassifierParams, ImagePreprocessing, ImageSpec, ImageTask, LinearWeights,
+    RegressionAlgorithm, ResizeFilter, TABULAR_CLASSIFIER, TABULAR_REGRESSOR, TabularClassifierParams, TabularFlavor,
+    TabularModel, TabularRegressorParams, TabularTask, ValidForecastParams, ValidImageClassifierParams,
     ValidTabularClassifierParams, ValidTabularRegressorParams,
 };
 pub use json_frame::{

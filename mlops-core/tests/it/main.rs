@@ -5,6 +5,7 @@
 
 mod features;
 mod forecast;
+mod image_classifier;
 mod model;
 mod package;
 mod preprocess;
