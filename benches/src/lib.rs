@@ -110,3 +110,92 @@ pub fn genai_rows(rows: usize) -> GenAiRows {
     let questions = ids.iter().map(|i| format!("Tell me about country {i}.")).collect();
     GenAiRows { ids, questions, references, answers }
 }
+
+/// Where the monitoring benchmark's inference table and baseline live.
+#[derive(Debug, Clone)]
+pub struct InferenceTableFiles {
+    /// The inference table, Parquet.
+    pub table: PathBuf,
+    /// The baseline, Parquet.
+    pub baseline: PathBuf,
+}
+
+/// Rows of the monitoring benchmark's baseline.
+pub const BASELINE_ROWS: usize = 100_000;
+
+/// Writes a seeded inference table of `rows` rows under `dir` (reusing one a previous call
+/// left): a week of `scored_at` times, version 1 throughout and version 2 on a third of the
+/// rows from day 3, features `amount` (drifting upward from day 5), `items` (integers),
+/// `ratio` (1% nulls) and `product` (its mix shifting from day 4), a `prediction`
+/// probability, and `actual_label` for the first five days only (labels arrive late).
+/// The baseline has the same columns, drawn as the first days.
+///
+/// # Errors
+/// Any I/O or Polars error, boxed.
+pub fn prepare_inference_table(dir: &Path, rows: usize) -> Result<InferenceTableFiles, Box<dyn std::error::Error>> {
+    let dir = dir.join(format!("monitoring-{rows}"));
+    let files = InferenceTableFiles { table: dir.join("table.parquet"), baseline: dir.join("baseline.parquet") };
+    if files.table.exists() && files.baseline.exists() {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(&dir)?;
+    write(&mut inference_rows(rows, SEED, false)?, &files.table)?;
+    write(&mut inference_rows(BASELINE_ROWS, SEED + 1, true)?, &files.baseline)?;
+    Ok(files)
+}
+
+fn inference_rows(rows: usize, seed: u64, baseline: bool) -> Result<DataFrame, Box<dyn std::error::Error>> {
+    use polars::prelude::{Column, DataType, TimeUnit};
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    use rand_distr::{Distribution, LogNormal};
+
+    const WEEK_MS: i64 = 7 * 24 * 3_600_000;
+    const DAY_MS: i64 = 24 * 3_600_000;
+    const START_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    let mut rng = StdRng::seed_from_u64(seed);
+    let amounts = LogNormal::new(3.0, 0.6)?;
+    let products = ["A", "B", "C"];
+    let (mut times, mut versions, mut amount, mut items, mut ratio, mut product, mut prediction, mut label) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    for i in 0..rows {
+        // The baseline looks like the first two days.
+        let offset = if baseline { (i as i64 * 2 * DAY_MS) / rows as i64 } else { (i as i64 * WEEK_MS) / rows as i64 };
+        let day = offset / DAY_MS;
+        let second_version = !baseline && day >= 3 && rng.random_bool(1.0 / 3.0);
+        let drift = if day >= 5 { 1.0 + 0.1 * (day - 4) as f64 } else { 1.0 };
+        let a = amounts.sample(&mut rng) * drift;
+        let p = (1.0 / (1.0 + (-(a - 25.0) / 10.0).exp())).clamp(0.001, 0.999);
+        times.push(START_MS + offset);
+        versions.push(if second_version { 2i64 } else { 1 });
+        amount.push(a);
+        items.push(rng.random_range(1..=20i64));
+        ratio.push(if rng.random_bool(0.01) { None } else { Some(rng.random::<f64>()) });
+        let shifted = day >= 4 && rng.random_bool(0.3);
+        product.push(if shifted { products[2] } else { products[rng.random_range(0..3)] });
+        prediction.push(p);
+        label.push((day < 5).then(|| i32::from(rng.random_bool(p))));
+    }
+    let times = Column::new("scored_at".into(), times).cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?;
+    Ok(DataFrame::new(
+        rows,
+        vec![
+            times,
+            Column::new("model_version".into(), versions),
+            Column::new("amount".into(), amount),
+            Column::new("items".into(), items),
+            Column::new("ratio".into(), ratio),
+            Column::new("product".into(), product),
+            Column::new("prediction".into(), prediction),
+            Column::new("actual_label".into(), label),
+        ],
+    )?)
+}

@@ -54,6 +54,26 @@ pub struct ForecastSpec {
 }
 
 impl ForecastSpec {
+    /// Lags, horizon and series columns in range; a loaded package is held to the same.
+    fn check(&self) -> Result<()> {
+        if self.lags.is_empty() || self.lags.contains(&0) {
+            return Err(Error::InvalidArgument(format!("lags must be one or more days, got {:?}", self.lags)));
+        }
+        if self.longest_lag() > 366 {
+            return Err(Error::InvalidArgument(format!("lags reach at most 366 days, got {}", self.longest_lag())));
+        }
+        if self.max_horizon == 0 || self.max_horizon > 3660 {
+            return Err(Error::InvalidArgument(format!(
+                "max_horizon must be 1 to 3660 days, got {}",
+                self.max_horizon
+            )));
+        }
+        if self.series.is_empty() {
+            return Err(Error::InvalidArgument("a forecaster needs at least one series column".into()));
+        }
+        Ok(())
+    }
+
     fn longest_lag(&self) -> usize {
         self.lags.iter().copied().max().unwrap_or(0) as usize
     }
@@ -169,23 +189,9 @@ impl ForecastParams {
     /// [`Error::InvalidArgument`] naming the parameter out of range or the column misused.
     pub fn check(mut self) -> Result<ValidForecastParams> {
         let spec = &mut self.spec;
-        if spec.lags.is_empty() || spec.lags.contains(&0) {
-            return Err(Error::InvalidArgument(format!("lags must be one or more days, got {:?}", spec.lags)));
-        }
         spec.lags.sort_unstable();
         spec.lags.dedup();
-        if spec.longest_lag() > 366 {
-            return Err(Error::InvalidArgument(format!("lags reach at most 366 days, got {}", spec.longest_lag())));
-        }
-        if spec.max_horizon == 0 || spec.max_horizon > 3660 {
-            return Err(Error::InvalidArgument(format!(
-                "max_horizon must be 1 to 3660 days, got {}",
-                spec.max_horizon
-            )));
-        }
-        if spec.series.is_empty() {
-            return Err(Error::InvalidArgument("a forecaster needs at least one series column".into()));
-        }
+        spec.check()?;
         let roles: Vec<&String> = std::iter::once(&spec.target).chain(&spec.series).chain([&spec.date]).collect();
         if let Some(repeated) = roles.iter().enumerate().find(|(i, c)| roles[..*i].contains(c)).map(|(_, c)| c) {
             return Err(Error::InvalidArgument(format!("column `{repeated}` has two roles")));
@@ -231,6 +237,13 @@ impl ValidForecastParams {
             });
         }
         let values: Vec<f64> = target.cast(&DataType::Float64)?.f64()?.into_no_null_iter().collect();
+        if let Some(row) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Schema {
+                column: spec.target.clone(),
+                expected: "finite numbers".into(),
+                found: format!("{} in row {row}", values[row]),
+            });
+        }
 
         // Each series as a dense run of days from its first to its last.
         let mut index: HashMap<&[String], usize> = HashMap::new();
@@ -287,6 +300,21 @@ impl ValidForecastParams {
             )));
         }
         let frame = builder.finish()?;
+        if *algorithm == RegressionAlgorithm::Linear
+            && let Some(weekday) = WEEKDAY_FEATURES.iter().find(|w| {
+                frame
+                    .column(w)
+                    .ok()
+                    .and_then(|c| c.f64().ok().map(|v| v.iter().all(|x| x == Some(0.0))))
+                    .unwrap_or(false)
+            })
+        {
+            return Err(Error::InvalidArgument(format!(
+                "no training day with all its lags falls on {} (`{weekday}` is always 0), which least squares \
+                 cannot fit; use the elastic net",
+                &weekday[3..]
+            )));
+        }
         let transformer = ColumnTransformer::builder().standardize(spec.feature_columns()).fit(&frame)?;
         let weights = fit_regression(
             *algorithm,
@@ -383,10 +411,10 @@ fn series_keys(frame: &DataFrame, columns: &[String]) -> Result<Vec<Vec<String>>
     let mut keys = vec![Vec::with_capacity(columns.len()); frame.height()];
     for name in columns {
         let column = frame.column(name).map_err(|_| Error::MissingColumns { columns: vec![name.clone()] })?;
-        if !(column.dtype().is_integer() || column.dtype() == &DataType::String) {
+        if !matches!(column.dtype(), DataType::String | DataType::Int32 | DataType::Int64 | DataType::UInt32) {
             return Err(Error::Schema {
                 column: name.clone(),
-                expected: "text or integer keys".into(),
+                expected: "text, i32, i64 or u32 keys".into(),
                 found: column.dtype().to_string(),
             });
         }
@@ -448,6 +476,7 @@ impl ForecastModel {
         transformer: ColumnTransformer,
         weights: LinearWeights,
     ) -> Result<Self> {
+        history.spec.check()?;
         let width = history.spec.feature_columns().len();
         if weights.coefficients.len() != width || transformer.width() != width {
             return Err(Error::InvalidArgument(format!(

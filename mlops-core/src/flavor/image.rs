@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use candle_core::{D, Device, Tensor};
-use polars::prelude::{Column, DataFrame, IntoColumn, ListChunked, NamedFrom, Series, StructChunked};
+use polars::prelude::{Column, DataFrame, DataType, IntoColumn, ListChunked, NamedFrom, Series, StructChunked};
 use serde::{Deserialize, Serialize};
 
 use self::network::Network;
@@ -248,8 +248,10 @@ impl ImageClassifier {
             StructChunked::from_columns("scores".into(), height, &fields)?.into_column(),
         ];
         if let ImageTask::MultiLabel { .. } = self.spec.task {
+            // Typed even when no row has a list (an empty batch, every row failed).
             let lists: ListChunked = above.into_iter().collect();
-            columns.push(lists.with_name("labels".into()).into_column());
+            let lists = lists.with_name("labels".into()).into_column();
+            columns.push(lists.cast(&DataType::List(Box::new(DataType::String)))?);
         }
         if self.bad_images == BadImages::Report {
             columns.push(Column::new("error".into(), failed));

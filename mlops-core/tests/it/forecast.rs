@@ -166,6 +166,25 @@ fn training_errors_name_the_culprit() {
         .unwrap();
     assert!(fit(params(), &nulls).contains("sales"));
 
+    let mut infinite = history.clone();
+    infinite
+        .with_column(Column::new(
+            "sales".into(),
+            (0..40).map(|i| if i == 9 { f64::INFINITY } else { 1.0 }).collect::<Vec<_>>(),
+        ))
+        .unwrap();
+    let error = fit(params(), &infinite);
+    assert!(error.contains("finite numbers") && error.contains("row 9"), "{error}");
+    // Least squares cannot weigh a weekday no training day falls on.
+    let no_sundays = history
+        .clone()
+        .lazy()
+        .filter(((col("day").cast(DataType::Int32) + lit(3)) % lit(7)).neq(lit(6)))
+        .collect()
+        .unwrap();
+    let error = fit(params(), &no_sundays);
+    assert!(error.contains("sunday") && error.contains("elastic net"), "{error}");
+
     // A gap inside the kept history stops only the forecasts whose lags need it.
     let gap = history.lazy().filter(col("day").neq(lit(35).cast(DataType::Date))).collect().unwrap();
     let model = params().check().unwrap().fit(&gap).unwrap();

@@ -110,7 +110,7 @@ pub(crate) fn read(column: &Column, kind: Kind, categories: &mut Categories) -> 
 }
 
 /// A numeric column as `f64`, NaN for null.
-fn numbers(column: &Column) -> Result<Vec<f64>> {
+pub(crate) fn numbers(column: &Column) -> Result<Vec<f64>> {
     let values = column.cast(&DataType::Float64)?;
     let values = values.f64()?;
     let mut out = Vec::with_capacity(values.len());

@@ -45,8 +45,11 @@ pub fn jensen_shannon_distance(p: &[f64], q: &[f64]) -> f64 {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SortedSample {
     values: Vec<f64>,
-    /// `prefix[i]` = sum of the `i` smallest values.
+    /// `prefix[i]` = sum of the `i` smallest values minus `origin` each: sums of values
+    /// near the smallest one stay small, so far-from-zero columns (epoch seconds) keep
+    /// their precision.
     prefix: Vec<f64>,
+    origin: f64,
 }
 
 impl SortedSample {
@@ -54,14 +57,15 @@ impl SortedSample {
     pub(crate) fn new(mut values: Vec<f64>) -> Self {
         values.retain(|v| v.is_finite());
         values.sort_unstable_by(f64::total_cmp);
+        let origin = values.first().copied().unwrap_or_default();
         let mut prefix = Vec::with_capacity(values.len() + 1);
         let mut sum = 0.0;
         prefix.push(sum);
         for v in &values {
-            sum += v;
+            sum += v - origin;
             prefix.push(sum);
         }
-        Self { values, prefix }
+        Self { values, prefix, origin }
     }
 
     pub(crate) fn values(&self) -> &[f64] {
@@ -85,7 +89,7 @@ impl SortedSample {
     /// `∫ F(t) dt` over `(-∞, x]`: `Σ_{v < x} (x − v) / n`.
     fn integral_to(&self, x: f64) -> f64 {
         let below = self.count_below(x);
-        (below as f64 * x - self.prefix[below]) / self.len() as f64
+        (below as f64 * (x - self.origin) - self.prefix[below]) / self.len() as f64
     }
 
     /// The two-sample Kolmogorov-Smirnov statistic; 0 when a sample is empty.

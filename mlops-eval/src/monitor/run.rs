@@ -20,7 +20,8 @@ pub const TABLE: &str = ":table";
 /// unless named in [`Monitor::features`].
 pub const BOOKKEEPING_COLUMNS: [&str; 3] = ["model_name", "row_id", "_rescued_data"];
 
-/// Every metric of the profile table. Per column: `null_count`, `null_rate`,
+/// Every metric of the profile table. Per column: `null_count` and `null_rate` (null, and
+/// for numbers NaN or infinite: values with no place in a distribution),
 /// `distinct_count`; numeric columns add `mean`, `stddev` (sample), `min`, `p25`, `median`,
 /// `p75`, `max`; a classifier's prediction adds `positive_rate`. Per table (`:table`):
 /// `count`, and with labels `labeled_count` and the quality metrics (classification:
@@ -200,6 +201,26 @@ impl Monitor {
             columns::column(table, &self.version)?,
             self.window,
         )?;
+        // Labels and predictions are checked before any column is profiled.
+        let quality = match &self.quality {
+            Some((label, task)) => {
+                let label_column = columns::column(table, label)?;
+                let labels = match task {
+                    Task::Classification { .. } => Labels::read_binary(label_column)?,
+                    Task::Regression => Labels::read_numeric(label_column)?,
+                };
+                let prediction = columns::column(table, &self.prediction)?;
+                if !prediction.dtype().is_primitive_numeric() {
+                    return Err(columns::schema_error(
+                        &self.prediction,
+                        "numeric predictions (probabilities or estimates) for quality metrics",
+                        prediction.dtype().to_string(),
+                    ));
+                }
+                Some((labels, columns::numbers(prediction)?, *task))
+            }
+            None => None,
+        };
         let mut tables = Tables::default();
         for group in &windows.groups {
             tables.profile.push(ProfileRow::table(group, "count", group.rows.len() as f64));
@@ -207,23 +228,9 @@ impl Monitor {
         for name in self.watched(table)? {
             self.watch_column(table, &name, &windows, &mut tables)?;
         }
-        if let Some((label, task)) = &self.quality {
-            let label_column = columns::column(table, label)?;
-            let labels = match task {
-                Task::Classification { .. } => Labels::read_binary(label_column)?,
-                Task::Regression => Labels::read_numeric(label_column)?,
-            };
-            let prediction = columns::column(table, &self.prediction)?;
-            let Values::Numeric(predictions) = columns::read(prediction, Kind::Numeric, &mut Categories::default())?
-            else {
-                return Err(columns::schema_error(
-                    &self.prediction,
-                    "numeric predictions",
-                    prediction.dtype().to_string(),
-                ));
-            };
+        if let Some((labels, predictions, task)) = &quality {
             let rows: Vec<Vec<ProfileRow>> =
-                windows.groups.par_iter().map(|group| quality(group, &labels, &predictions, *task)).collect();
+                windows.groups.par_iter().map(|group| self::quality(group, labels, predictions, *task)).collect();
             tables.profile.extend(rows.into_iter().flatten());
         }
         tables.finish(&windows, &self.rules)
@@ -351,10 +358,10 @@ fn numeric_rows(
             NumericWindow { missing: group.rows.len() - sample.values().len(), sample }
         })
         .collect();
-    // Without a baseline the distribution table bins by the deciles of the whole table,
-    // so every window is binned alike.
+    // Without a baseline (or with an empty one) the distribution table bins by the deciles
+    // of the whole table, so every window is binned alike.
     let whole;
-    let binning = match baseline {
+    let binning = match baseline.filter(|b| !b.values().is_empty()) {
         Some(baseline) => baseline,
         None => {
             whole = SortedSample::new(values.to_vec());
@@ -559,9 +566,20 @@ fn shares(counts: &[u64]) -> Vec<f64> {
     counts.iter().map(|c| if total == 0 { 0.0 } else { *c as f64 / total as f64 }).collect()
 }
 
+/// `value` with six significant digits, trailing zeros dropped: bin labels stay short and
+/// still tell apart edges of small-valued columns.
+fn significant(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return value.to_string();
+    }
+    let decimals = (5 - value.abs().log10().floor() as i32).clamp(0, 20) as usize;
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_owned() } else { text }
+}
+
 fn bin_labels(edges: &[f64]) -> Vec<String> {
     let bounds: Vec<String> = std::iter::once("-inf".to_owned())
-        .chain(edges.iter().map(|e| format!("{}", (e * 1e6).round() / 1e6)))
+        .chain(edges.iter().map(|e| significant(*e)))
         .chain(std::iter::once("inf".to_owned()))
         .collect();
     bounds

@@ -129,8 +129,9 @@ fn version_ids(column: &Column) -> Result<(Vec<u32>, Vec<Version>)> {
     }
     let mut versions = Vec::new();
     let mut ids = Vec::with_capacity(column.len());
+    // Casts are strict: a value that does not convert is an error, never a shifted row.
     if column.dtype().is_integer() {
-        let numbers = column.cast(&DataType::Int64)?;
+        let numbers = column.strict_cast(&DataType::Int64)?;
         let mut known: HashMap<i64, u32> = HashMap::new();
         let mut last: Option<(i64, u32)> = None;
         for n in numbers.i64()?.into_no_null_iter() {
@@ -148,10 +149,11 @@ fn version_ids(column: &Column) -> Result<(Vec<u32>, Vec<Version>)> {
             ids.push(id);
         }
     } else {
-        let text = column.cast(&DataType::String)?;
+        let text = column.strict_cast(&DataType::String)?;
         let mut known: HashMap<&str, u32> = HashMap::new();
         let mut last: Option<(&str, u32)> = None;
-        for t in text.str()?.iter().flatten() {
+        for (row, t) in text.str()?.iter().enumerate() {
+            let t = t.ok_or_else(|| schema_error(name, "a model version readable as text", format!("row {row}")))?;
             let id = match last {
                 Some((previous, id)) if previous == t => id,
                 _ => {

@@ -127,8 +127,7 @@ impl ImagePreprocessing {
     /// [`ImageBatch::failures`].
     ///
     /// # Errors
-    /// [`Error::MissingColumns`] when the column is absent, [`Error::Schema`] when it is
-    /// not text.
+    /// [`Error::Schema`] when the column is not text.
     pub fn extract(&self, column: &Column) -> Result<ImageBatch> {
         if column.dtype() != &DataType::String {
             return Err(Error::Schema {

@@ -170,6 +170,9 @@ impl ValidImageClassifierParams {
         mut progress: impl FnMut(&EpochReport),
     ) -> Result<ImageClassifier> {
         let params = &self.0;
+        if train.height() == 0 {
+            return Err(Error::InvalidArgument("no training images".into()));
+        }
         let mut spec = params.spec.clone();
         let targets = read_targets(train, &params.label, &mut spec)?;
         spec.check()?;
@@ -180,9 +183,6 @@ impl ValidImageClassifierParams {
             return Err(error);
         }
         let rows = batch.rows;
-        if rows == 0 {
-            return Err(Error::InvalidArgument("no training images".into()));
-        }
         let device = Device::Cpu;
         let images =
             Tensor::from_vec(batch.pixels, (rows, p.mode.channels(), p.height as usize, p.width as usize), &device)?;
