@@ -16,7 +16,9 @@
 //! - [`features`]: feature lookups packaged with a model, joined point-in-time at
 //!   scoring and at training, and on-demand features computed by named functions.
 //! - Built-in flavors: [`TabularModel`] classifiers (logistic regression) and regressors
-//!   (linear, elastic net), trained with linfa.
+//!   (linear, elastic net), trained with linfa; [`ForecastModel`], daily forecasts from lag
+//!   and calendar features; [`ImageClassifier`], a candle network with its image
+//!   preprocessing packaged as data.
 //!
 //! ```
 //! use mlops_core::{FlavorRegistry, Model, Package, TabularClassifierParams};

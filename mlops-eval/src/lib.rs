@@ -13,6 +13,9 @@
 //!   holds rubric metrics graded by them, [`text`] the metrics computed from text alone,
 //!   [`genai`] runs evaluations over question tables, compares versions, writes reports
 //!   and gates promotions, and [`stats`] gives the intervals and tests behind them.
+//! - Models in production: [`monitor`] profiles an inference table per time window and
+//!   model version, measures drift against a baseline and the previous window, and raises
+//!   alerts.
 //!
 //! ```
 //! use mlops_eval::{Evaluate, Task};
