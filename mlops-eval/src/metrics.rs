@@ -259,7 +259,8 @@ impl Evaluate {
     }
 }
 
-fn column<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a Column> {
+/// `frame`'s column `name`, or an error naming it.
+pub(crate) fn column<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a Column> {
     frame.column(name).map_err(|_| Error::Core(mlops_core::Error::MissingColumns { columns: vec![name.to_owned()] }))
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use polars::prelude::{Column, DataFrame, DataType};
+use polars::prelude::{Column, DataType};
 
 use crate::error::{Error, Result};
 
@@ -69,10 +69,6 @@ pub(crate) fn schema_error(column: &str, expected: &str, found: impl Into<String
         expected: expected.to_owned(),
         found: found.into(),
     })
-}
-
-pub(crate) fn column<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a Column> {
-    frame.column(name).map_err(|_| Error::Core(mlops_core::Error::MissingColumns { columns: vec![name.to_owned()] }))
 }
 
 /// Reads `column` as `kind`; categories are added to `categories`.

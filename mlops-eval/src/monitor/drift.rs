@@ -173,7 +173,9 @@ pub fn wasserstein(baseline: &[f64], current: &[f64]) -> f64 {
 /// Bin edges splitting `baseline` into `bins` equally populated bins (deciles for 10),
 /// without repeated edges; values are binned by [`bin_proportions`].
 pub fn quantile_edges(baseline: &[f64], bins: usize) -> Vec<f64> {
-    quantile_edges_of_sorted(SortedSample::new(baseline.to_vec()).values(), bins)
+    let mut sorted: Vec<f64> = baseline.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_unstable_by(f64::total_cmp);
+    quantile_edges_of_sorted(&sorted, bins)
 }
 
 pub(crate) fn quantile_edges_of_sorted(sorted: &[f64], bins: usize) -> Vec<f64> {

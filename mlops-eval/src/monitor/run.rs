@@ -11,7 +11,7 @@ use super::drift::{SortedSample, jensen_shannon_distance, population_stability_i
 use super::report::{DistributionRow, DriftRow, MonitorReport, ProfileRow, Tables};
 use super::windows::{Group, Windows};
 use crate::error::{Error, Result};
-use crate::metrics::{Task, classification_metrics, regression_metrics};
+use crate::metrics::{Task, classification_metrics, column, regression_metrics};
 
 /// The `column_name` of table-level rows: row count, labeled rows and quality metrics.
 pub const TABLE: &str = ":table";
@@ -196,20 +196,16 @@ impl Monitor {
     /// bins, or a rule naming an unknown metric.
     pub fn run(&self, table: &DataFrame) -> Result<MonitorReport> {
         self.check_settings()?;
-        let windows = Windows::split(
-            columns::column(table, &self.timestamp)?,
-            columns::column(table, &self.version)?,
-            self.window,
-        )?;
+        let windows = Windows::split(column(table, &self.timestamp)?, column(table, &self.version)?, self.window)?;
         // Labels and predictions are checked before any column is profiled.
         let quality = match &self.quality {
             Some((label, task)) => {
-                let label_column = columns::column(table, label)?;
+                let label_column = column(table, label)?;
                 let labels = match task {
                     Task::Classification { .. } => Labels::read_binary(label_column)?,
                     Task::Regression => Labels::read_numeric(label_column)?,
                 };
-                let prediction = columns::column(table, &self.prediction)?;
+                let prediction = column(table, &self.prediction)?;
                 if !prediction.dtype().is_primitive_numeric() {
                     return Err(columns::schema_error(
                         &self.prediction,
@@ -294,16 +290,16 @@ impl Monitor {
     }
 
     fn watch_column(&self, table: &DataFrame, name: &str, windows: &Windows, tables: &mut Tables) -> Result<()> {
-        let column = columns::column(table, name)?;
-        let Some(kind) = Kind::of(column.dtype()) else {
-            return Err(columns::schema_error(name, "numeric, text or boolean values", column.dtype().to_string()));
+        let watched = column(table, name)?;
+        let Some(kind) = Kind::of(watched.dtype()) else {
+            return Err(columns::schema_error(name, "numeric, text or boolean values", watched.dtype().to_string()));
         };
         let mut categories = Categories::default();
         let baseline = match &self.baseline {
-            Some(frame) => Some(columns::read(columns::column(frame, name)?, kind, &mut categories)?),
+            Some(frame) => Some(columns::read(column(frame, name)?, kind, &mut categories)?),
             None => None,
         };
-        let values = columns::read(column, kind, &mut categories)?;
+        let values = columns::read(watched, kind, &mut categories)?;
         let positive_threshold = match (name == self.prediction, &self.quality) {
             (true, Some((_, Task::Classification { threshold }))) => Some(*threshold),
             _ => None,

@@ -1,6 +1,7 @@
 //! Rows of an inference table grouped by time window and model version.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use polars::prelude::{AnyValue, Column, DataType, TimeUnit};
@@ -64,23 +65,13 @@ impl Windows {
         }
         let times = millis(timestamps)?;
         let (version_of_row, mut versions) = version_ids(versions)?;
-        let mut index: HashMap<(i64, u32), usize> = HashMap::new();
         let mut groups: Vec<Group> = Vec::new();
-        let mut last: Option<((i64, u32), usize)> = None;
-        for (row, (time, version)) in times.iter().zip(&version_of_row).enumerate() {
-            let key = (time.div_euclid(width_ms), *version);
-            let group = match last {
-                Some((previous, group)) if previous == key => group,
-                _ => {
-                    let group = *index.entry(key).or_insert_with(|| {
-                        groups.push(Group { start_ms: key.0 * width_ms, version: key.1 as usize, rows: Vec::new() });
-                        groups.len() - 1
-                    });
-                    last = Some((key, group));
-                    group
-                }
-            };
-            groups[group].rows.push(row as u32);
+        let keys = times.iter().zip(&version_of_row).map(|(time, version)| (time.div_euclid(width_ms), *version));
+        let group_of_row = dense_ids(keys, |(window, version)| {
+            groups.push(Group { start_ms: window * width_ms, version: version as usize, rows: Vec::new() });
+        });
+        for (row, group) in group_of_row.into_iter().enumerate() {
+            groups[group as usize].rows.push(row as u32);
         }
         // Versions in their natural order, then groups by version and time.
         let mut order: Vec<usize> = (0..versions.len()).collect();
@@ -128,45 +119,42 @@ fn version_ids(column: &Column) -> Result<(Vec<u32>, Vec<Version>)> {
         return Err(schema_error(name, "a model version in every row", format!("null in row {row}")));
     }
     let mut versions = Vec::new();
-    let mut ids = Vec::with_capacity(column.len());
     // Casts are strict: a value that does not convert is an error, never a shifted row.
-    if column.dtype().is_integer() {
+    let ids = if column.dtype().is_integer() {
         let numbers = column.strict_cast(&DataType::Int64)?;
-        let mut known: HashMap<i64, u32> = HashMap::new();
-        let mut last: Option<(i64, u32)> = None;
-        for n in numbers.i64()?.into_no_null_iter() {
-            let id = match last {
-                Some((previous, id)) if previous == n => id,
-                _ => {
-                    let id = *known.entry(n).or_insert_with(|| {
-                        versions.push(Version::Number(n));
-                        versions.len() as u32 - 1
-                    });
-                    last = Some((n, id));
-                    id
-                }
-            };
-            ids.push(id);
-        }
+        dense_ids(numbers.i64()?.into_no_null_iter(), |n| versions.push(Version::Number(n)))
     } else {
         let text = column.strict_cast(&DataType::String)?;
-        let mut known: HashMap<&str, u32> = HashMap::new();
-        let mut last: Option<(&str, u32)> = None;
-        for (row, t) in text.str()?.iter().enumerate() {
-            let t = t.ok_or_else(|| schema_error(name, "a model version readable as text", format!("row {row}")))?;
-            let id = match last {
-                Some((previous, id)) if previous == t => id,
-                _ => {
-                    let id = *known.entry(t).or_insert_with(|| {
-                        versions.push(Version::Text(t.to_owned()));
-                        versions.len() as u32 - 1
-                    });
-                    last = Some((t, id));
-                    id
-                }
-            };
-            ids.push(id);
+        let text = text.str()?;
+        if let Some(row) = text.iter().position(|t| t.is_none()) {
+            return Err(schema_error(name, "a model version readable as text", format!("row {row}")));
         }
-    }
+        dense_ids(text.iter().flatten(), |t| versions.push(Version::Text(t.to_owned())))
+    };
     Ok((ids, versions))
+}
+
+/// A dense id per distinct key, in order of first appearance (`first_seen` is called
+/// then). Inference tables repeat keys in runs, so the last key's id is reused without
+/// hashing.
+fn dense_ids<K: Copy + Eq + Hash>(keys: impl Iterator<Item = K>, mut first_seen: impl FnMut(K)) -> Vec<u32> {
+    let mut known: HashMap<K, u32> = HashMap::new();
+    let mut last: Option<(K, u32)> = None;
+    let mut ids = Vec::with_capacity(keys.size_hint().0);
+    for key in keys {
+        let id = match last {
+            Some((previous, id)) if previous == key => id,
+            _ => {
+                let next = known.len() as u32;
+                let id = *known.entry(key).or_insert_with(|| {
+                    first_seen(key);
+                    next
+                });
+                last = Some((key, id));
+                id
+            }
+        };
+        ids.push(id);
+    }
+    ids
 }
