@@ -54,6 +54,21 @@ pub enum Error {
         /// The flavors the registry can load.
         known: Vec<String>,
     },
+    /// An MLflow model whose flavor no registered loader runs.
+    #[error(
+        "MLflow model of flavor `{flavor}` cannot run here: {advice} (the model's flavors: {}; loaders here: {})",
+        .flavors.join(", "), .known.join(", ")
+    )]
+    UnsupportedMlflowFlavor {
+        /// The model's own flavor (`sklearn`, `pytorch`, ...).
+        flavor: String,
+        /// Every flavor its `MLmodel` lists.
+        flavors: Vec<String>,
+        /// The flavors the registry can load.
+        known: Vec<String>,
+        /// The export that would run here.
+        advice: String,
+    },
     /// A package is structurally broken: a file is missing, or the manifest is unreadable.
     #[error("invalid model package: {0}")]
     InvalidPackage(String),

@@ -2,6 +2,8 @@
 
 mod forecast;
 mod image;
+#[cfg(feature = "onnx")]
+mod onnx;
 mod tabular;
 
 pub use forecast::{
@@ -11,6 +13,8 @@ pub use image::{
     BadImages, ColorMode, ConvNet, EpochReport, IMAGE_CLASSIFIER, ImageBatch, ImageClassifier, ImageClassifierFlavor,
     ImageClassifierParams, ImagePreprocessing, ImageSpec, ImageTask, ResizeFilter, ValidImageClassifierParams,
 };
+#[cfg(feature = "onnx")]
+pub use onnx::{ONNX, OnnxFlavor, OnnxModel};
 pub use tabular::{
     FeatureColumns, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR, TabularClassifierParams,
     TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidTabularClassifierParams,
@@ -22,8 +26,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::mlflow::unsupported_flavor;
 use crate::model::{Model, WithFeatures};
-use crate::package::Package;
+use crate::package::{Package, PackageFormat};
 
 /// Loads packages of one flavor.
 ///
@@ -59,9 +64,11 @@ impl FlavorRegistry {
     }
 
     /// A registry with the built-in flavors: `tabular_classifier`, `tabular_regressor`,
-    /// `forecaster`, `image_classifier`.
+    /// `forecaster`, `image_classifier`, and with feature `onnx`, `onnx`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::empty();
+        #[cfg(feature = "onnx")]
+        registry.register(Arc::new(OnnxFlavor));
         registry.register(Arc::new(ForecastFlavor));
         registry.register(Arc::new(ImageClassifierFlavor));
         registry.register(Arc::new(TabularFlavor::new(TabularTask::Classifier)));
@@ -84,15 +91,24 @@ impl FlavorRegistry {
     /// records a [`FeatureSpec`](crate::features::FeatureSpec) gives a model whose
     /// [`Model::features`] returns it.
     ///
+    /// An MLflow model directory ([`PackageFormat::Mlflow`]) loads with the loader of its
+    /// MLflow flavor (`onnx`, ...).
+    ///
     /// # Errors
-    /// [`Error::UnknownFlavor`] naming the flavor when none is registered for it, and the
-    /// flavor's own load errors.
+    /// [`Error::UnknownFlavor`] naming the flavor when none is registered for it (for an
+    /// MLflow model, [`Error::UnsupportedMlflowFlavor`], which lists its flavors and names
+    /// the export that would run), and the flavor's own load errors.
     pub fn load(&self, package: &Package) -> Result<Arc<dyn Model>> {
         let name = &package.manifest().flavor;
-        let flavor = self.flavors.get(name).ok_or_else(|| Error::UnknownFlavor {
-            flavor: name.clone(),
-            known: self.flavors.keys().cloned().collect(),
-        })?;
+        let known = || self.flavors.keys().cloned().collect::<Vec<_>>();
+        let Some(flavor) = self.flavors.get(name) else {
+            if package.manifest().format == PackageFormat::Mlflow {
+                let flavors =
+                    package.mlflow_model()?.map(|m| m.flavor_names().map(str::to_owned).collect()).unwrap_or_default();
+                return Err(unsupported_flavor(name, flavors, known()));
+            }
+            return Err(Error::UnknownFlavor { flavor: name.clone(), known: known() });
+        };
         let model = flavor.load(package)?;
         let features = &package.manifest().features;
         if features.is_empty() { Ok(model) } else { Ok(Arc::new(WithFeatures { model, features: features.clone() })) }

@@ -7,7 +7,7 @@ use polars::prelude::{AnyValue, Column, DataFrame, NamedFrom, Series, TimeUnit};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::signature::{ColumnType, Schema};
+use crate::signature::{ColumnType, Schema, TensorSpec, TensorType};
 
 /// Writes `frame` as a `dataframe_split` JSON object. Datetimes become ISO 8601 strings.
 ///
@@ -41,6 +41,150 @@ pub fn frame_to_records_json(frame: &DataFrame) -> Result<Value> {
         records.push(Value::Object(record));
     }
     Ok(Value::Array(records))
+}
+
+/// Writes `frame` as an object of columns, `{"column": [values], ..}` (MLflow's answer for a
+/// model that returns a dictionary of arrays, such as an ONNX graph fed tensors).
+///
+/// # Errors
+/// [`Error::Schema`] for a column whose type has no JSON form here (binary).
+pub fn frame_to_columns_json(frame: &DataFrame) -> Result<Value> {
+    let mut object = Map::with_capacity(frame.width());
+    for column in frame.columns() {
+        let name = column.name().as_str();
+        let values = (0..column.len()).map(|row| any_to_json(name, column.get(row)?)).collect::<Result<Vec<_>>>()?;
+        object.insert(name.to_owned(), Value::Array(values));
+    }
+    Ok(Value::Object(object))
+}
+
+/// Reads a tensor from JSON: a list with one entry per row, each row nested as the
+/// tensor's inner dimensions (`[[0.1, 0.2], [0.3, 0.4]]` for shape `(-1, 2)`), into a
+/// column typed and shaped as `spec` says. Numbers are converted to the element type as
+/// MLflow's scoring server does (`np.array(data, dtype=...)`), except that a number that
+/// does not fit an integer type exactly is refused rather than truncated.
+///
+/// # Errors
+/// [`Error::Schema`] naming the tensor and the position of the first value or row whose
+/// nesting, length or type does not fit.
+pub fn tensor_json_to_column(value: &Value, spec: &TensorSpec) -> Result<Column> {
+    let mismatch =
+        |found: String| Error::Schema { column: spec.column_name().to_owned(), expected: spec.describe(), found };
+    let rows = match value {
+        Value::Array(rows) => rows.as_slice(),
+        other => return Err(mismatch(format!("{} instead of a list of rows", json_kind(other)))),
+    };
+    let expected = rows.len().saturating_mul(spec.row_len());
+    // Capacity follows the body, not the declared shape: a short body cannot reserve much.
+    let mut sink = TensorSink::new(spec.dtype(), expected.min(1 << 20));
+    let mut position = Vec::with_capacity(spec.shape().len());
+    for (row, value) in rows.iter().enumerate() {
+        position.clear();
+        position.push(row);
+        walk_tensor(value, &spec.shape()[1..], &mut sink, &mut position).map_err(mismatch)?;
+    }
+    spec.column_from_values(sink.finish(spec.column_name()), rows.len())
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn walk_tensor(value: &Value, dims: &[i64], sink: &mut TensorSink, position: &mut Vec<usize>) -> Result<(), String> {
+    let at = |position: &[usize]| format!("{position:?}");
+    let Some((&dim, inner)) = dims.split_first() else {
+        return sink
+            .push(value)
+            .map_err(|expected| format!("{} at {} where {expected} belongs", json_kind(value), at(position)));
+    };
+    let Value::Array(items) = value else {
+        return Err(format!("{} at {} where a list of {dim} values belongs", json_kind(value), at(position)));
+    };
+    if items.len() as i64 != dim {
+        return Err(format!("{} values at {} where {dim} belong", items.len(), at(position)));
+    }
+    for (index, item) in items.iter().enumerate() {
+        position.push(index);
+        walk_tensor(item, inner, sink, position)?;
+        position.pop();
+    }
+    Ok(())
+}
+
+/// The flat elements of a tensor being read, in its element type.
+enum TensorSink {
+    Bool(Vec<bool>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    UInt32(Vec<u32>),
+    UInt64(Vec<u64>),
+    Float32(Vec<f32>),
+    Float64(Vec<f64>),
+    Str(Vec<String>),
+}
+
+impl TensorSink {
+    fn new(dtype: TensorType, capacity: usize) -> Self {
+        match dtype {
+            TensorType::Bool => Self::Bool(Vec::with_capacity(capacity)),
+            TensorType::Int32 => Self::Int32(Vec::with_capacity(capacity)),
+            TensorType::Int64 => Self::Int64(Vec::with_capacity(capacity)),
+            TensorType::UInt32 => Self::UInt32(Vec::with_capacity(capacity)),
+            TensorType::UInt64 => Self::UInt64(Vec::with_capacity(capacity)),
+            TensorType::Float32 => Self::Float32(Vec::with_capacity(capacity)),
+            TensorType::Float64 => Self::Float64(Vec::with_capacity(capacity)),
+            // Bytes travel in JSON as base64 text; they are checked as text here and
+            // refused by the spec's type check when the column is built.
+            TensorType::Str | TensorType::Bytes => Self::Str(Vec::with_capacity(capacity.min(1024))),
+        }
+    }
+
+    /// Adds one element; on a mismatch, what was expected.
+    fn push(&mut self, value: &Value) -> Result<(), &'static str> {
+        let integral = |value: &Value| -> Option<i128> {
+            match value {
+                Value::Number(n) => n
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| n.as_u64().map(i128::from))
+                    .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1.8e19).map(|f| f as i128)),
+                Value::Bool(b) => Some(i128::from(*b)),
+                _ => None,
+            }
+        };
+        match self {
+            Self::Bool(out) => out.push(value.as_bool().ok_or("a boolean")?),
+            Self::Int32(out) => out.push(integral(value).and_then(|v| i32::try_from(v).ok()).ok_or("an int32")?),
+            Self::Int64(out) => out.push(integral(value).and_then(|v| i64::try_from(v).ok()).ok_or("an int64")?),
+            Self::UInt32(out) => out.push(integral(value).and_then(|v| u32::try_from(v).ok()).ok_or("a uint32")?),
+            Self::UInt64(out) => out.push(integral(value).and_then(|v| u64::try_from(v).ok()).ok_or("a uint64")?),
+            Self::Float32(out) => out.push(value.as_f64().ok_or("a number")? as f32),
+            Self::Float64(out) => out.push(value.as_f64().ok_or("a number")?),
+            Self::Str(out) => out.push(value.as_str().ok_or("a string")?.to_owned()),
+        }
+        Ok(())
+    }
+
+    fn finish(self, name: &str) -> Series {
+        let name = name.into();
+        match self {
+            Self::Bool(v) => Series::new(name, v),
+            Self::Int32(v) => Series::new(name, v),
+            Self::Int64(v) => Series::new(name, v),
+            Self::UInt32(v) => Series::new(name, v),
+            Self::UInt64(v) => Series::new(name, v),
+            Self::Float32(v) => Series::new(name, v),
+            Self::Float64(v) => Series::new(name, v),
+            Self::Str(v) => Series::new(name, v),
+        }
+    }
 }
 
 /// Reads a list of records (`[{"column": value, ..}, ..]`) into a frame typed by `schema`.
@@ -126,8 +270,9 @@ fn any_to_json(column: &str, value: AnyValue<'_>) -> Result<Value> {
             };
             chrono::DateTime::from_timestamp_nanos(nanos).naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f").to_string().into()
         }
-        // Lists and structs (a classifier's labels and scores) become arrays and objects.
-        AnyValue::List(values) => {
+        // Lists, tensor rows and structs (a classifier's labels and scores) become arrays and
+        // objects.
+        AnyValue::List(values) | AnyValue::Array(values, _) => {
             Value::Array(values.iter().map(|v| any_to_json(column, v)).collect::<Result<Vec<_>>>()?)
         }
         AnyValue::Struct(_, _, fields) => {

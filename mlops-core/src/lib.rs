@@ -48,11 +48,13 @@ mod error;
 pub mod features;
 mod flavor;
 mod json_frame;
+pub mod mlflow;
 mod model;
 mod package;
 mod parquet;
 pub mod preprocess;
 mod signature;
+mod trees;
 mod uri;
 
 pub use error::{Error, Result};
@@ -64,14 +66,18 @@ pub use flavor::{
     TabularModel, TabularRegressorParams, TabularTask, ValidForecastParams, ValidImageClassifierParams,
     ValidTabularClassifierParams, ValidTabularRegressorParams,
 };
+#[cfg(feature = "onnx")]
+pub use flavor::{ONNX, OnnxFlavor, OnnxModel};
 pub use json_frame::{
-    columns_json_to_frame, frame_to_records_json, frame_to_split_json, records_json_to_frame, split_json_to_frame,
+    columns_json_to_frame, frame_to_columns_json, frame_to_records_json, frame_to_split_json, records_json_to_frame,
+    split_json_to_frame, tensor_json_to_column,
 };
+pub use mlflow::{MLMODEL_FILE, MlflowModel};
 pub use model::{Model, ModelWrapper};
 pub use package::{
     FORMAT_VERSION, INPUT_EXAMPLE_FILE, INPUT_EXAMPLE_ROWS, MANIFEST_FILE, Manifest, Package, PackageBuilder,
-    PackageFile, sha256_hex,
+    PackageFile, PackageFormat, sha256_hex,
 };
 pub use parquet::{read_parquet, write_parquet};
-pub use signature::{ColSpec, ColumnType, ParamSpec, Schema, Signature};
+pub use signature::{ColSpec, ColumnType, ParamSpec, Schema, Signature, TensorSpec, TensorType, UNNAMED_TENSOR};
 pub use uri::{ModelName, ModelUri, check_alias};

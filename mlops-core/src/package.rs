@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::features::FeatureSpec;
 use crate::json_frame::{frame_to_split_json, split_json_to_frame};
+use crate::mlflow::{MLMODEL_FILE, MlflowModel, parse_python_json, read_input_example};
 use crate::signature::Signature;
 
 /// Name of the manifest file at the root of a package.
@@ -36,11 +37,33 @@ pub struct PackageFile {
     pub size: u64,
 }
 
+/// How a package's files are laid out.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageFormat {
+    /// Built by this crate: the flavor's own files and a `dataframe_split` input example.
+    #[default]
+    Native,
+    /// An MLflow model directory: an `MLmodel` file, the flavor's files as MLflow wrote
+    /// them, and MLflow's input example.
+    Mlflow,
+}
+
+impl PackageFormat {
+    fn is_native(&self) -> bool {
+        *self == Self::Native
+    }
+}
+
 /// What a package is: its flavor, signature, metadata and files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Manifest format version.
     pub format_version: u32,
+    /// How the files are laid out.
+    #[serde(default, skip_serializing_if = "PackageFormat::is_native")]
+    pub format: PackageFormat,
     /// The flavor that loads the package.
     pub flavor: String,
     /// The model's signature.
@@ -175,8 +198,87 @@ impl Package {
     /// [`Error::Json`] or [`Error::Schema`] when the stored example is malformed.
     pub fn input_example(&self) -> Result<Option<DataFrame>> {
         let Some(path) = &self.manifest.input_example else { return Ok(None) };
-        let document: serde_json::Value = self.json_file(path)?;
-        split_json_to_frame(&document, &self.manifest.signature.inputs).map(Some)
+        let inputs = &self.manifest.signature.inputs;
+        match self.manifest.format {
+            PackageFormat::Native => split_json_to_frame(&self.json_file(path)?, inputs).map(Some),
+            PackageFormat::Mlflow => match self.mlflow_model()?.and_then(|m| m.saved_input_example_info) {
+                Some(info) => {
+                    let document = parse_python_json(self.file(path)?, &format!("package file `{path}`"))?;
+                    read_input_example(&info, &document, inputs)
+                }
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The package's `MLmodel` file, parsed, when it has one (an MLflow model directory).
+    ///
+    /// # Errors
+    /// [`Error::InvalidPackage`] when the file is not an `MLmodel` document.
+    pub fn mlflow_model(&self) -> Result<Option<MlflowModel>> {
+        self.files.get(MLMODEL_FILE).map(|bytes| MlflowModel::from_yaml(bytes)).transpose()
+    }
+
+    /// A package from the files of an MLflow model directory (paths relative to it, `/`
+    /// separated), as `mlflow.<flavor>.log_model` writes it: the flavor is the model's own
+    /// ([`MlflowModel::runnable_flavor`]), the signature is `MLmodel`'s (none: an empty
+    /// one), the input example MLflow's. Every file is kept, each recorded with its sha256,
+    /// so a package built from the same files always has the same digest.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPackage`] when `MLmodel` is missing or unreadable, names no flavor,
+    /// or holds a signature that cannot be honoured (naming the column);
+    /// [`Error::InvalidArgument`] for a path that is absolute or escapes the directory.
+    pub fn from_mlflow_files(files: BTreeMap<String, Bytes>) -> Result<Self> {
+        let bytes = files.get(MLMODEL_FILE).ok_or_else(|| {
+            Error::InvalidPackage(format!("an MLflow model directory needs an `{MLMODEL_FILE}` file"))
+        })?;
+        let model = MlflowModel::from_yaml(bytes)?;
+        let flavor = model
+            .runnable_flavor()
+            .ok_or_else(|| Error::InvalidPackage(format!("`{MLMODEL_FILE}` names no flavor")))?
+            .to_owned();
+        let signature = model.signature()?.unwrap_or_default();
+        let input_example = model
+            .saved_input_example_info
+            .as_ref()
+            .map(|info| info.artifact_path.clone())
+            .filter(|path| files.contains_key(path));
+        let mut entries = Vec::with_capacity(files.len());
+        for (path, bytes) in &files {
+            if path == MANIFEST_FILE {
+                return Err(Error::InvalidPackage(format!(
+                    "an MLflow model directory with a `{MANIFEST_FILE}` is a package of this crate: read it with Package::read_dir"
+                )));
+            }
+            check_relative_path(path)?;
+            entries.push(PackageFile { path: path.clone(), sha256: sha256_hex(bytes), size: bytes.len() as u64 });
+        }
+        let mut metadata = BTreeMap::new();
+        let provenance = [
+            ("mlflow_version", &model.mlflow_version),
+            ("model_id", &model.model_id),
+            ("model_uuid", &model.model_uuid),
+            ("run_id", &model.run_id),
+            ("artifact_path", &model.artifact_path),
+        ];
+        let provenance: serde_json::Map<String, serde_json::Value> =
+            provenance.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v.into()))).collect();
+        metadata.insert("mlflow".to_owned(), serde_json::Value::Object(provenance));
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            format: PackageFormat::Mlflow,
+            flavor,
+            signature,
+            input_example,
+            metadata,
+            features: FeatureSpec::default(),
+            files: entries,
+            // From the model, not the clock: the same files give the same digest.
+            created_at: model.utc_time_created.as_deref().and_then(parse_mlflow_time).unwrap_or_default(),
+            mlops_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        Ok(Self { manifest, files })
     }
 
     /// Builds a package from a stored manifest and the files it lists, verifying every
@@ -208,12 +310,18 @@ impl Package {
         Ok(Self { manifest, files: verified })
     }
 
-    /// Reads and verifies a package directory.
+    /// Reads and verifies a package directory, or reads an MLflow model directory (one with
+    /// an `MLmodel` file and no manifest; see [`Package::from_mlflow_files`]).
     ///
     /// # Errors
-    /// [`Error::Io`] naming an unreadable file, and the errors of [`Package::from_parts`].
+    /// [`Error::Io`] naming an unreadable file, [`Error::InvalidPackage`] for a directory
+    /// that is neither or holds a symbolic link, and the errors of [`Package::from_parts`]
+    /// and [`Package::from_mlflow_files`].
     pub fn read_dir(dir: &Path) -> Result<Self> {
         let manifest_path = dir.join(MANIFEST_FILE);
+        if !manifest_path.exists() && dir.join(MLMODEL_FILE).is_file() {
+            return Self::from_mlflow_files(read_tree(dir)?);
+        }
         let manifest =
             fs::read(&manifest_path).map_err(|e| Error::io("reading package manifest", &manifest_path, e))?;
         let listed: Manifest =
@@ -252,6 +360,46 @@ impl Package {
         fs::write(&staging, self.manifest_bytes()?).map_err(|e| Error::io("writing package manifest", &staging, e))?;
         fs::rename(&staging, &manifest_path).map_err(|e| Error::io("publishing package manifest", &manifest_path, e))
     }
+}
+
+/// `2026-12-01 21:41:03.661732` (MLflow's `utc_time_created`) as a UTC time.
+fn parse_mlflow_time(text: &str) -> Option<DateTime<Utc>> {
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc())
+}
+
+/// Every regular file under `root`, by `/`-separated relative path. Symbolic links are
+/// refused: a model directory must not reach outside itself.
+fn read_tree(root: &Path) -> Result<BTreeMap<String, Bytes>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = fs::read_dir(&dir).map_err(|e| Error::io("listing model directory", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing model directory", &dir, e))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| Error::io("reading file type", &path, e))?;
+            if kind.is_symlink() {
+                return Err(Error::InvalidPackage(format!(
+                    "`{}` is a symbolic link; a model directory holds only files and directories",
+                    path.display()
+                )));
+            }
+            if kind.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            let name = relative
+                .components()
+                .map(|c| c.as_os_str().to_str())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| Error::InvalidPackage(format!("`{}` is not a UTF-8 path", path.display())))?
+                .join("/");
+            let bytes = fs::read(&path).map_err(|e| Error::io("reading model file", &path, e))?;
+            files.insert(name, Bytes::from(bytes));
+        }
+    }
+    Ok(files)
 }
 
 /// Collects the files and metadata of a new [`Package`].
@@ -326,6 +474,7 @@ impl PackageBuilder {
             .collect();
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
+            format: PackageFormat::Native,
             flavor: self.flavor,
             signature: self.signature,
             input_example,

@@ -1,5 +1,7 @@
 //! Input/output schemas and their enforcement on frames, following MLflow's rules.
 
+mod tensor;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -8,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use tensor::{TensorSpec, TensorType, UNNAMED_TENSOR};
+
 /// A column type, named as in MLflow's signatures.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
@@ -148,11 +153,14 @@ impl ColSpec {
     }
 }
 
-/// An ordered list of column specs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+/// What a model takes or returns: an ordered list of column specs, or of tensor specs.
+///
+/// A schema is one or the other, as in MLflow: columns are typed, named and possibly
+/// optional; tensors have an element type and a shape (see [`TensorSpec`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schema {
     columns: Vec<ColSpec>,
+    tensors: Vec<TensorSpec>,
 }
 
 impl Schema {
@@ -166,12 +174,47 @@ impl Schema {
                 return Err(Error::InvalidArgument(format!("column `{}` appears twice in the schema", c.name)));
             }
         }
-        Ok(Self { columns })
+        Ok(Self { columns, tensors: Vec::new() })
     }
 
-    /// The columns, in order.
+    /// A schema of the given tensors.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a name repeats, or when there are several tensors
+    /// and one has no name.
+    pub fn of_tensors(tensors: Vec<TensorSpec>) -> Result<Self> {
+        if tensors.len() > 1 && tensors.iter().any(|t| t.name().is_none()) {
+            return Err(Error::InvalidArgument("a schema of several tensors must name every tensor".into()));
+        }
+        for (i, t) in tensors.iter().enumerate() {
+            if tensors[..i].iter().any(|o| o.column_name() == t.column_name()) {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor `{}` appears twice in the schema",
+                    t.column_name()
+                )));
+            }
+        }
+        Ok(Self { columns: Vec::new(), tensors })
+    }
+
+    /// The columns, in order; empty for a schema of tensors.
     pub fn columns(&self) -> &[ColSpec] {
         &self.columns
+    }
+
+    /// The tensors, in order; empty for a schema of columns.
+    pub fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
+
+    /// Whether this is a schema of tensors.
+    pub fn is_tensor_schema(&self) -> bool {
+        !self.tensors.is_empty()
+    }
+
+    /// Whether the schema declares nothing.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty() && self.tensors.is_empty()
     }
 
     /// The column called `name`.
@@ -179,9 +222,17 @@ impl Schema {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// This schema without the columns whose name `drop` accepts.
+    /// The tensor whose frame column is `name`.
+    pub fn tensor(&self, name: &str) -> Option<&TensorSpec> {
+        self.tensors.iter().find(|t| t.column_name() == name)
+    }
+
+    /// This schema without the columns (or tensors) whose name `drop` accepts.
     pub fn without(&self, mut drop: impl FnMut(&str) -> bool) -> Self {
-        Self { columns: self.columns.iter().filter(|c| !drop(&c.name)).cloned().collect() }
+        Self {
+            columns: self.columns.iter().filter(|c| !drop(&c.name)).cloned().collect(),
+            tensors: self.tensors.iter().filter(|t| !drop(t.column_name())).cloned().collect(),
+        }
     }
 
     /// Infers a schema from a frame: every column, required, nullable where it holds nulls.
@@ -201,7 +252,7 @@ impl Schema {
                 Ok(ColSpec { name: c.name().to_string(), dtype, required: true, nullable: c.null_count() > 0 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { columns })
+        Ok(Self { columns, tensors: Vec::new() })
     }
 
     /// Checks `frame` against the schema and returns a frame with exactly the schema's present
@@ -211,10 +262,18 @@ impl Schema {
     /// ignored; column order does not matter; integers widen to wider integers or double, float
     /// widens to double; anything else is an error, as is a null in a non-nullable column.
     ///
+    /// A tensor column must hold the tensor's element type and shape exactly (MLflow casts
+    /// no tensor); a list column whose rows have the right length is converted. A frame
+    /// given to a schema of one unnamed tensor that lacks its column fills the tensor with
+    /// its columns, in order, as MLflow does when the shape is `(-1, number of columns)`.
+    ///
     /// # Errors
     /// [`Error::MissingColumns`] listing every absent required column, or [`Error::Schema`]
-    /// naming the first column whose type or nulls do not fit.
+    /// naming the first column whose type, shape or nulls do not fit.
     pub fn enforce(&self, frame: &DataFrame) -> Result<DataFrame> {
+        if self.is_tensor_schema() {
+            return self.enforce_tensors(frame);
+        }
         let missing: Vec<String> = self
             .columns
             .iter()
@@ -251,6 +310,73 @@ impl Schema {
             out.push(column);
         }
         Ok(DataFrame::new(frame.height(), out)?)
+    }
+
+    fn enforce_tensors(&self, frame: &DataFrame) -> Result<DataFrame> {
+        if let [only] = self.tensors.as_slice()
+            && only.name().is_none()
+            && frame.column(only.column_name()).is_err()
+            && frame.width() > 0
+        {
+            return Ok(DataFrame::new(frame.height(), vec![only.stack_columns(frame)?])?);
+        }
+        let missing: Vec<String> = self
+            .tensors
+            .iter()
+            .filter(|t| frame.column(t.column_name()).is_err())
+            .map(|t| t.column_name().to_owned())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::MissingColumns { columns: missing });
+        }
+        let columns = self
+            .tensors
+            .iter()
+            .map(|t| t.enforce_column(frame.column(t.column_name())?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DataFrame::new(frame.height(), columns)?)
+    }
+}
+
+/// One entry of a stored schema: a column spec, or a tensor spec in MLflow's form.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SchemaEntry {
+    Tensor(tensor::TensorEntry),
+    Column(ColSpec),
+}
+
+impl Serialize for Schema {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.columns.len() + self.tensors.len()))?;
+        for column in &self.columns {
+            seq.serialize_element(column)?;
+        }
+        for tensor in &self.tensors {
+            seq.serialize_element(&tensor::TensorEntry::from(tensor))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Schema {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let entries = Vec::<SchemaEntry>::deserialize(deserializer)?;
+        let (mut columns, mut tensors) = (Vec::new(), Vec::new());
+        for entry in entries {
+            match entry {
+                SchemaEntry::Column(column) => columns.push(column),
+                SchemaEntry::Tensor(tensor) => tensors.push(tensor.into_spec().map_err(D::Error::custom)?),
+            }
+        }
+        match (columns.is_empty(), tensors.is_empty()) {
+            (_, true) => Schema::new(columns),
+            (true, false) => Schema::of_tensors(tensors),
+            (false, false) => Err(Error::InvalidArgument("a schema holds columns or tensors, not both".into())),
+        }
+        .map_err(D::Error::custom)
     }
 }
 

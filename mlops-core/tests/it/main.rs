@@ -6,9 +6,12 @@
 mod features;
 mod forecast;
 mod image_classifier;
+mod mlflow;
 mod model;
+mod onnx;
 mod package;
 mod preprocess;
+mod python;
 mod signature;
 mod tabular;
 mod uri;

@@ -1,0 +1,291 @@
+"""Trains scikit-learn models on generated data, exports them to ONNX with skl2onnx, saves
+each as an MLflow model directory (mlflow.onnx.save_model), and writes the rows to score
+and the predictions Python makes for them, for the Rust tests to reproduce.
+
+    python onnx_models.py OUT_DIR [ROWS]
+
+OUT_DIR/models.json lists the models; OUT_DIR/<name>/ holds `model/` (the MLflow model
+directory), `input.parquet` and `expected.parquet`.
+
+The reference predictions come from `mlflow.pyfunc.load_model(...).predict(...)`, except
+for a graph that takes one input per column saved with the column signature
+`infer_signature` makes of a frame: pyfunc hands each column over as a 1-D array, which
+the graph's `[None, 1]` inputs refuse (and MLflow 3.17 with pandas 3 cannot make an ONNX
+string tensor of a string column). That model is also saved with one named `(-1, 1)`
+tensor per input, which pyfunc feeds; the column-signature copy is scored by onnxruntime
+fed the same way, one `(n, 1)` array per input. A missing string is fed as "nan" (the
+category skl2onnx gives scikit-learn's missing value), a missing number as NaN. Every
+session runs single-threaded, so onnxruntime sums in one order.
+"""
+
+import json
+import os
+import sys
+
+import mlflow
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import Schema, TensorSpec
+from onnx import TensorProto, helper, numpy_helper
+from skl2onnx import convert_sklearn, to_onnx
+from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+SINGLE_THREAD = {"intra_op_num_threads": 1, "inter_op_num_threads": 1}
+# Named up front: MLflow otherwise infers them by inspecting the environment, which takes
+# seconds per model.
+REQUIREMENTS = ["onnx", "onnxruntime"]
+
+
+def session(model_dir):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(os.path.join(model_dir, "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+
+def transactions(rng, rows, unseen):
+    """Rows shaped like the reference transactions: a product, a customer, amounts."""
+    products = np.array(["Product A", "Product B", "Product C"], dtype=object)
+    product = products[rng.integers(0, 3, rows)]
+    customer = rng.integers(1234, 1261, rows).astype(np.int64)
+    label = rng.integers(0, 2, rows)
+    base = np.where(product == "Product C", 120.0, np.where(product == "Product B", 30.0, 80.0))
+    amount = (base * (1.0 + 0.8 * label) + rng.normal(0, 25, rows)).astype(np.float32)
+    ratio = (rng.random(rows) * (1 + label)).astype(np.float32)
+    frame = pd.DataFrame(
+        {
+            "Product": pd.array(product, dtype=object),
+            "CustomerID": customer,
+            "Amount": amount,
+            "MaxDifferenceRatio": ratio,
+        }
+    )
+    if unseen:
+        # Missing strings and numbers, and categories the model never saw.
+        frame.loc[rng.random(rows) < 0.05, "Product"] = None
+        frame.loc[rng.random(rows) < 0.03, "Product"] = "Product Z"
+        frame.loc[rng.random(rows) < 0.03, "CustomerID"] = 99999
+        frame.loc[rng.random(rows) < 0.05, "Amount"] = np.nan
+        frame.loc[rng.random(rows) < 0.05, "MaxDifferenceRatio"] = np.nan
+    return frame, label
+
+
+def features(rng, rows, nan_share):
+    x = rng.normal(0, 1, (rows, 6)).astype(np.float32)
+    logits = x[:, 0] * 1.5 - x[:, 1] + 0.5 * x[:, 2] * x[:, 3] + 0.2 * rng.normal(0, 1, rows)
+    if nan_share:
+        x[rng.random((rows, 6)) < nan_share] = np.nan
+    return x, logits
+
+
+def save(out, name, onnx_model, signature, input_example, frame, expected, reference, kind):
+    folder = os.path.join(out, name)
+    os.makedirs(folder, exist_ok=True)
+    mlflow.onnx.save_model(
+        onnx_model,
+        os.path.join(folder, "model"),
+        signature=signature,
+        input_example=input_example,
+        onnx_session_options=SINGLE_THREAD,
+        pip_requirements=REQUIREMENTS,
+    )
+    frame.to_parquet(os.path.join(folder, "input.parquet"), index=False)
+    expected.to_parquet(os.path.join(folder, "expected.parquet"), index=False)
+    return {"name": name, "reference": reference, "kind": kind}
+
+
+def classifier_expected(labels, probabilities, classes):
+    """The label column and one probability column per class (named p_<label>)."""
+    out = {"label": np.asarray(labels)}
+    for index, label in enumerate(classes):
+        out[f"p_{label}"] = np.asarray(probabilities[:, index], dtype=np.float32)
+    return pd.DataFrame(out)
+
+
+def zipmap_rows(rows, classes):
+    return np.array([[row[c] for c in classes] for row in rows], dtype=np.float32)
+
+
+def pipeline_model(out, rng, rows):
+    """The ColumnTransformer pipeline, saved twice: with the signature pyfunc can feed (one
+    named `(-1, 1)` tensor per graph input), scored by pyfunc; and with the column signature
+    `infer_signature` gives a frame, which pyfunc cannot feed (it hands each column over as
+    a 1-D array), scored by onnxruntime fed one `(n, 1)` array per input."""
+    train, label = transactions(rng, 4000, unseen=False)
+    train.loc[rng.random(len(train)) < 0.05, "Amount"] = np.nan
+    numeric = Pipeline([("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler())])
+    transform = ColumnTransformer(
+        [
+            ("categories", OneHotEncoder(handle_unknown="ignore"), ["Product", "CustomerID"]),
+            ("numbers", numeric, ["Amount", "MaxDifferenceRatio"]),
+        ]
+    )
+    model = Pipeline([("features", transform), ("classifier", LogisticRegression(max_iter=500))])
+    model.fit(train, label)
+    graph = convert_sklearn(
+        model,
+        initial_types=[
+            ("Product", StringTensorType([None, 1])),
+            ("CustomerID", Int64TensorType([None, 1])),
+            ("Amount", FloatTensorType([None, 1])),
+            ("MaxDifferenceRatio", FloatTensorType([None, 1])),
+        ],
+    )
+    score, _ = transactions(rng, rows, unseen=True)
+    # The graph knows a missing product as the category "nan".
+    fed = score.assign(Product=score["Product"].fillna("nan").astype(object))
+    classes = [0, 1]
+
+    tensors = ModelSignature(
+        inputs=Schema(
+            [
+                TensorSpec(np.dtype(object), (-1, 1), "Product"),
+                TensorSpec(np.dtype(np.int64), (-1, 1), "CustomerID"),
+                TensorSpec(np.dtype(np.float32), (-1, 1), "Amount"),
+                TensorSpec(np.dtype(np.float32), (-1, 1), "MaxDifferenceRatio"),
+            ]
+        )
+    )
+    entries = [save(out, "pipeline_lr", graph, tensors, None, score, pd.DataFrame(), "pyfunc", "classifier")]
+    predicted = mlflow.pyfunc.load_model(os.path.join(out, "pipeline_lr", "model")).predict(fed)
+    expected = classifier_expected(np.ravel(predicted["output_label"]), zipmap_rows(predicted["output_probability"], classes), classes)
+    expected.to_parquet(os.path.join(out, "pipeline_lr", "expected.parquet"), index=False)
+
+    columns = infer_signature(fed.head(5))
+    entries.append(save(out, "pipeline_lr_columns", graph, columns, fed.head(5), score, pd.DataFrame(), "onnxruntime", "classifier"))
+    feeds = {
+        "Product": fed[["Product"]].to_numpy(dtype=object),
+        "CustomerID": fed[["CustomerID"]].to_numpy(dtype=np.int64),
+        "Amount": fed[["Amount"]].to_numpy(dtype=np.float32),
+        "MaxDifferenceRatio": fed[["MaxDifferenceRatio"]].to_numpy(dtype=np.float32),
+    }
+    labels, probabilities = session(os.path.join(out, "pipeline_lr_columns", "model")).run(None, feeds)
+    classifier_expected(labels, zipmap_rows(probabilities, classes), classes).to_parquet(
+        os.path.join(out, "pipeline_lr_columns", "expected.parquet"), index=False
+    )
+    return entries
+
+
+def tabular_models(out, rng, rows):
+    entries = []
+    x_train, logits = features(rng, 4000, 0.0)
+    x_score, _ = features(rng, rows, 0.02)
+    columns = [f"f{i}" for i in range(6)]
+    frame = pd.DataFrame(x_score, columns=columns)
+    train_frame = pd.DataFrame(x_train, columns=columns)
+    binary = (logits > 0).astype(np.int64)
+    three = np.digitize(logits, [-0.7, 0.7]).astype(np.int64)
+    target = (logits * 3 + 10).astype(np.float32)
+    classifiers = {
+        "rf_binary": (RandomForestClassifier(n_estimators=30, max_depth=6, random_state=0), binary),
+        "rf_three": (RandomForestClassifier(n_estimators=30, max_depth=6, random_state=0), three),
+        "gb_binary": (GradientBoostingClassifier(n_estimators=40, max_depth=3, random_state=0), binary),
+        "gb_three": (GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0), three),
+        "mlp_binary": (MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=300, random_state=0), binary),
+        "mlp_three": (MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0), three),
+    }
+    for name, (estimator, y) in classifiers.items():
+        estimator.fit(x_train, y)
+        graph = to_onnx(estimator, x_train[:1])
+        signature = infer_signature(train_frame.head(5))
+        entry = save(out, name, graph, signature, train_frame.head(5), frame, pd.DataFrame(), "pyfunc", "classifier")
+        predicted = mlflow.pyfunc.load_model(os.path.join(out, name, "model")).predict(frame)
+        classes = [int(c) for c in estimator.classes_]
+        expected = classifier_expected(
+            predicted["output_label"].to_numpy(), zipmap_rows(predicted["output_probability"], classes), classes
+        )
+        expected.to_parquet(os.path.join(out, name, "expected.parquet"), index=False)
+        entries.append(entry)
+    regressors = {
+        "rf_regressor": RandomForestRegressor(n_estimators=30, max_depth=6, random_state=0),
+        "gb_regressor": GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=0),
+    }
+    for name, estimator in regressors.items():
+        estimator.fit(x_train, target)
+        graph = to_onnx(estimator, x_train[:1])
+        signature = infer_signature(train_frame.head(5))
+        entry = save(out, name, graph, signature, train_frame.head(5), frame, pd.DataFrame(), "pyfunc", "regressor")
+        predicted = mlflow.pyfunc.load_model(os.path.join(out, name, "model")).predict(frame)
+        expected = pd.DataFrame({"value": predicted["variable"].to_numpy(dtype=np.float32)})
+        expected.to_parquet(os.path.join(out, name, "expected.parquet"), index=False)
+        entries.append(entry)
+    return entries
+
+
+def convolution_model(out, rng, rows):
+    """A small convolutional network over 3 x 8 x 8 images (the graph torch.onnx.export
+    makes of Conv2d, ReLU, MaxPool2d, Flatten, Linear and Softmax), built with the onnx
+    package: PyTorch's wheels bring gigabytes of GPU libraries this machine cannot take."""
+    weights = {
+        "conv_w": rng.normal(0, 0.4, (4, 3, 3, 3)).astype(np.float32),
+        "conv_b": rng.normal(0, 0.1, (4,)).astype(np.float32),
+        "fc_w": rng.normal(0, 0.3, (10, 64)).astype(np.float32),
+        "fc_b": rng.normal(0, 0.1, (10,)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["conv"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("MaxPool", ["relu"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["pool"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(v, name=k) for k, v in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    images = rng.random((rows, 3, 8, 8)).astype(np.float32)
+    signature = infer_signature(images[:2], np.zeros((2, 10), dtype=np.float32))
+    folder = os.path.join(out, "cnn")
+    os.makedirs(folder, exist_ok=True)
+    mlflow.onnx.save_model(
+        model,
+        os.path.join(folder, "model"),
+        signature=signature,
+        input_example=images[:2],
+        onnx_session_options=SINGLE_THREAD,
+        pip_requirements=REQUIREMENTS,
+    )
+    predicted = mlflow.pyfunc.load_model(os.path.join(folder, "model")).predict(images)
+    probabilities = predicted["probabilities"] if isinstance(predicted, dict) else np.asarray(predicted)
+    pd.DataFrame({"image": list(images.reshape(rows, -1))}).to_parquet(os.path.join(folder, "input.parquet"), index=False)
+    pd.DataFrame({f"p_{i}": probabilities[:, i] for i in range(10)}).to_parquet(
+        os.path.join(folder, "expected.parquet"), index=False
+    )
+    return {"name": "cnn", "reference": "pyfunc", "kind": "tensor"}
+
+
+def main():
+    out = sys.argv[1]
+    rows = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+    rng = np.random.default_rng(7)
+    entries = pipeline_model(out, rng, rows)
+    entries += tabular_models(out, rng, rows)
+    entries.append(convolution_model(out, rng, min(rows, 2000)))
+    with open(os.path.join(out, "models.json"), "w") as f:
+        json.dump({"rows": rows, "models": entries}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
