@@ -1,5 +1,6 @@
 //! A registry on an MLflow tracking server, over its REST API.
 
+mod artifacts;
 mod client;
 mod wire;
 
@@ -8,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use mlops_core::{MANIFEST_FILE, Manifest, ModelName, Package, check_alias};
+use mlops_core::{ModelName, Package, check_alias};
 use reqwest::Method;
 use serde_json::json;
 use url::Url;
@@ -315,58 +315,6 @@ impl MlflowRegistry {
         Ok(())
     }
 
-    /// The URL of `relative` inside the artifact location `location` on the server's proxy.
-    fn artifact_url(&self, location: &str, relative: &str) -> Result<Url> {
-        let Some(path) = location.strip_prefix("mlflow-artifacts:") else {
-            return Err(Error::NotImplemented {
-                backend: BACKEND,
-                operation: format!(
-                    "artifacts at `{location}` (only the tracking server's artifact proxy, `mlflow-artifacts:`, is reachable)"
-                ),
-            });
-        };
-        // `mlflow-artifacts://host:port/path` names the server too; the path is what counts.
-        let path = match path.strip_prefix("//") {
-            Some(rest) => rest.split_once('/').map_or("", |(_, p)| p),
-            None => path,
-        };
-        let segments = ["api", "2.0", "mlflow-artifacts", "artifacts"]
-            .into_iter()
-            .chain(path.split('/'))
-            .chain(relative.split('/'))
-            .filter(|s| !s.is_empty());
-        Ok(self.client.url(segments))
-    }
-
-    /// Uploads the package's files, then its manifest, under `location`; a location that
-    /// already holds this package is left as is, one holding another is refused.
-    async fn upload_package(&self, location: &str, package: &Package) -> Result<()> {
-        let manifest = package.manifest_bytes()?;
-        let manifest_url = self.artifact_url(location, MANIFEST_FILE)?;
-        match self.client.get_bytes(manifest_url.clone()).await {
-            Ok(existing) if existing == manifest => return Ok(()),
-            Ok(_) => {
-                return Err(Error::AlreadyExists {
-                    what: format!("a different model package at `{location}` (choose another artifact path)"),
-                });
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(api_error(format!("checking `{location}`"), e)),
-        }
-        let uploads = package
-            .files()
-            .map(|(relative, bytes)| Ok((relative.to_owned(), self.artifact_url(location, relative)?, bytes.clone())))
-            .collect::<Result<Vec<_>>>()?;
-        futures::stream::iter(uploads)
-            .map(|(relative, url, bytes)| async move {
-                self.client.put_bytes(url, bytes).await.map_err(|e| api_error(format!("uploading `{relative}`"), e))
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<()>()
-            .await?;
-        self.client.put_bytes(manifest_url, manifest).await.map_err(|e| api_error("uploading the manifest", e))
-    }
-
     async fn fetch_model(&self, name: &ModelName) -> Result<wire::Model> {
         let found: wire::ModelResponse = self
             .client
@@ -516,7 +464,7 @@ impl Registry for MlflowRegistry {
         let source = format!("{}/{artifact_path}", run.info.artifact_uri.trim_end_matches('/'));
         let logged = async {
             self.log_lineage(&run_id, &request.lineage).await?;
-            self.upload_package(&source, &request.package).await
+            self.upload_package(&source, &request.package, &run_id).await
         }
         .await;
         if made_here {
@@ -664,33 +612,7 @@ impl Registry for MlflowRegistry {
 
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
         let record = self.fetch_version(name, version).await?;
-        let location = record.source.as_str();
-        let fetch = |relative: String| async move {
-            let url = self.artifact_url(location, &relative)?;
-            match self.client.get_bytes(url).await {
-                Ok(bytes) => Ok((relative, bytes)),
-                Err(e) if e.is_not_found() => Err(Error::Core(mlops_core::Error::InvalidPackage(format!(
-                    "`{relative}` is missing from `{location}` (version {version} of model `{name}`)"
-                )))),
-                Err(e) => Err(api_error(format!("downloading `{relative}` from `{location}`"), e)),
-            }
-        };
-        let (_, manifest) = fetch(MANIFEST_FILE.to_owned()).await?;
-        let listed: Manifest = serde_json::from_slice(&manifest)
-            .map_err(|e| Error::Core(mlops_core::Error::InvalidPackage(format!("manifest at `{location}`: {e}"))))?;
-        let paths: Vec<String> = listed.files.into_iter().map(|f| f.path).collect();
-        let files: BTreeMap<String, Bytes> =
-            futures::stream::iter(paths).map(fetch).buffer_unordered(CONCURRENCY).try_collect().await?;
-        let package = Package::from_parts(&manifest, files)?;
-        let digest = package.digest()?;
-        if !record.package_digest.is_empty() && digest != record.package_digest {
-            return Err(Error::Core(mlops_core::Error::Checksum {
-                path: MANIFEST_FILE.to_owned(),
-                expected: record.package_digest,
-                found: digest,
-            }));
-        }
-        Ok(package)
+        self.fetch_package(&record).await
     }
 
     /// One lookup (`registered-models/alias`) instead of reading the model, then the version.

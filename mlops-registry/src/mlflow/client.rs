@@ -151,6 +151,18 @@ impl RestClient {
         decode(Method::GET, endpoint, &body)
     }
 
+    /// `GET <url>?<query>` for a URL outside `/api/2.0/mlflow` (the artifact proxy).
+    pub(crate) async fn get_url<T: DeserializeOwned>(
+        &self,
+        mut url: Url,
+        query: &[(&str, &str)],
+    ) -> Result<T, ApiError> {
+        url.query_pairs_mut().extend_pairs(query);
+        let path = url.path().to_owned();
+        let body = self.send(Method::GET, url, None, Repeat::Safe).await?;
+        decode(Method::GET, &path, &body)
+    }
+
     /// A JSON request with a body to `/api/2.0/mlflow/<endpoint>`.
     pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(
         &self,

@@ -297,6 +297,21 @@ fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<u64,
     }
 }
 
+/// An optional 64-bit integer, as a number or a string.
+pub(crate) fn int64_opt<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(u64),
+        String(String),
+    }
+    match Option::<NumberOrString>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(NumberOrString::Number(n)) => Ok(Some(n)),
+        Some(NumberOrString::String(s)) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
