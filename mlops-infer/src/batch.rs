@@ -27,8 +27,10 @@ pub const DEFAULT_CHUNK_ROWS: usize = 32 * 1024;
 
 /// Scores frames with one model version, in parallel chunks.
 ///
-/// Output = every input column + the model's output columns (`prediction`) +
-/// `model_name` + `model_version` + `scored_at`.
+/// Output = every input column + the model's output columns + `model_name` +
+/// `model_version` + `scored_at`. A model whose outputs have no `prediction` column (an
+/// MLflow model returning `output_label` and `output_probability`, say) also gets
+/// `prediction`, a copy of its first output, which inference tables and monitors read.
 ///
 /// ```
 /// use mlops_core::TabularClassifierParams;
@@ -190,7 +192,7 @@ impl BatchScorer {
     }
 
     fn assemble(&self, input: &DataFrame, outputs: DataFrame) -> Result<DataFrame> {
-        let bookkeeping = [MODEL_NAME, MODEL_VERSION, SCORED_AT];
+        let bookkeeping = [PREDICTION, MODEL_NAME, MODEL_VERSION, SCORED_AT];
         for name in outputs.get_column_names().into_iter().map(PlSmallStr::as_str).chain(bookkeeping) {
             if input.column(name).is_ok() {
                 return Err(Error::InvalidArgument(format!(
@@ -198,15 +200,17 @@ impl BatchScorer {
                 )));
             }
         }
-        if outputs.column(PREDICTION).is_err() {
-            return Err(self.contract(format!("returned no `{PREDICTION}` column")));
+        if outputs.width() == 0 {
+            return Err(self.contract("returned no column".to_owned()));
         }
         with_scoring_columns(input, &outputs, &self.model_name, self.version)
     }
 }
 
 /// `input` beside the model's `outputs`, then `model_name`, `model_version` and
-/// `scored_at` (now): the rows an inference table holds. Scalar columns, no per-row work.
+/// `scored_at` (now): the rows an inference table holds. Outputs without a `prediction`
+/// column get one, a copy of the first output sharing its values. Scalar columns, no
+/// per-row work.
 pub(crate) fn with_scoring_columns(
     input: &DataFrame,
     outputs: &DataFrame,
@@ -217,6 +221,11 @@ pub(crate) fn with_scoring_columns(
     let scored_at = chrono::Utc::now().timestamp_millis();
     let mut columns: Vec<Column> = input.columns().to_vec();
     columns.extend(outputs.columns().iter().cloned());
+    if outputs.column(PREDICTION).is_err()
+        && let Some(first) = outputs.columns().first()
+    {
+        columns.push(first.clone().with_name(PREDICTION.into()));
+    }
     columns.push(Column::new_scalar(MODEL_NAME.into(), Scalar::from(PlSmallStr::from(model_name)), height));
     columns.push(Column::new_scalar(MODEL_VERSION.into(), Scalar::from(version as i64), height));
     let stamp = Column::new_scalar(SCORED_AT.into(), Scalar::from(scored_at), height)

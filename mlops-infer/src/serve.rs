@@ -58,7 +58,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::time::{Duration, Instant};
 
-use mlops_core::frame_to_records_json;
+use mlops_core::{frame_to_columns_json, frame_to_records_json};
 use mlops_registry::LoadedModel;
 use polars::prelude::DataFrame;
 use tokio::sync::Semaphore;
@@ -352,7 +352,12 @@ fn score(
             format!("the model returned {} rows for {} input rows", output.height(), request.input.height()),
         ));
     }
-    let predictions = frame_to_records_json(&output)?;
+    // MLflow answers tensors (a dictionary of arrays from pyfunc) by output, frames by row.
+    let predictions = if signature.inputs.is_tensor_schema() {
+        frame_to_columns_json(&output)?
+    } else {
+        frame_to_records_json(&output)?
+    };
     Ok(Scored {
         route: route.name.clone(),
         loaded,

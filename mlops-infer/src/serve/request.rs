@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use mlops_core::{Schema, columns_json_to_frame, records_json_to_frame, split_json_to_frame};
-use polars::prelude::{CsvReadOptions, DataFrame, DataType, SerReader};
+use mlops_core::{Schema, columns_json_to_frame, records_json_to_frame, split_json_to_frame, tensor_json_to_column};
+use polars::prelude::{Column, CsvReadOptions, DataFrame, DataType, SerReader};
 use serde_json::{Map, Value};
 
 use super::error::ServeError;
@@ -58,10 +58,13 @@ pub(crate) struct ScoringRequest {
 }
 
 pub(crate) fn parse(format: BodyFormat, body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError> {
-    let request = match format {
+    let mut request = match format {
         BodyFormat::Json => parse_json(body, schema)?,
         BodyFormat::Csv => ScoringRequest { input: parse_csv(body, schema)?, params: BTreeMap::new() },
     };
+    if schema.is_tensor_schema() {
+        request.input = columns_for_one_tensor(request.input, schema)?;
+    }
     if request.input.height() == 0 {
         return Err(ServeError::bad_request("the input has no rows"));
     }
@@ -92,6 +95,9 @@ fn parse_json(body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError
         Some(other) => return Err(ServeError::bad_request(format!("`params` must be a JSON object, not {other}"))),
     };
     let data = object.remove(format).unwrap_or(Value::Null);
+    if schema.is_tensor_schema() && matches!(format, "instances" | "inputs") {
+        return Ok(ScoringRequest { input: tensors_to_frame(format, data, schema)?, params });
+    }
     let input = match (format, data) {
         ("dataframe_split", data) => split_json_to_frame(&data, schema)?,
         ("dataframe_records", Value::Array(records)) => records_json_to_frame(&records, schema)?,
@@ -107,6 +113,68 @@ fn parse_json(body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError
         }
     };
     Ok(ScoringRequest { input, params })
+}
+
+/// `instances` / `inputs` for a model taking tensors: the rows of its only tensor, or an
+/// object of tensors by name (as MLflow's scoring server reads them, converting numbers to
+/// each tensor's element type).
+fn tensors_to_frame(format: &str, data: Value, schema: &Schema) -> Result<DataFrame, ServeError> {
+    let tensors = schema.tensors();
+    let columns: Vec<Column> = match data {
+        Value::Object(named) => tensors
+            .iter()
+            .filter_map(|t| named.get(t.column_name()).map(|value| tensor_json_to_column(value, t)))
+            .collect::<mlops_core::Result<_>>()?,
+        rows @ Value::Array(_) => match tensors {
+            [only] => vec![tensor_json_to_column(&rows, only)?],
+            _ => {
+                let names: Vec<&str> = tensors.iter().map(|t| t.column_name()).collect();
+                return Err(ServeError::bad_request(format!(
+                    "the model takes several tensors ({}): send `{format}` as an object of tensors by name",
+                    names.join(", ")
+                )));
+            }
+        },
+        other => {
+            return Err(ServeError::bad_request(format!(
+                "`{format}` must be a list of rows or an object of tensors by name, not {other}"
+            )));
+        }
+    };
+    let height = columns.first().map_or(0, Column::len);
+    if let Some(other) = columns.iter().find(|c| c.len() != height) {
+        return Err(ServeError::bad_request(format!(
+            "tensor `{}` has {} rows where `{}` has {height}",
+            other.name(),
+            other.len(),
+            columns[0].name()
+        )));
+    }
+    DataFrame::new(height, columns).map_err(|e| ServeError::malformed(e.to_string()))
+}
+
+/// A frame's columns for a model whose only input is a tensor it does not name: converted
+/// to the tensor's element type, as MLflow's scoring server converts them, to fill it.
+fn columns_for_one_tensor(frame: DataFrame, schema: &Schema) -> Result<DataFrame, ServeError> {
+    let [only] = schema.tensors() else { return Ok(frame) };
+    if frame.column(only.column_name()).is_ok() {
+        return Ok(frame);
+    }
+    let element = only.dtype().polars_dtype();
+    let columns = frame
+        .columns()
+        .iter()
+        .map(|c| {
+            c.strict_cast(&element).map_err(|_| {
+                ServeError::from(mlops_core::Error::Schema {
+                    column: c.name().to_string(),
+                    expected: format!("{} values for tensor `{}`", only.dtype(), only.column_name()),
+                    found: c.dtype().to_string(),
+                })
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    DataFrame::new(frame.height(), columns).map_err(|e| ServeError::malformed(e.to_string()))
 }
 
 /// `instances` / `inputs` as a list: records (objects), rows (lists in the schema's column

@@ -8,6 +8,8 @@ mod batch;
 mod features;
 #[cfg(feature = "delta")]
 mod inference_table;
+#[cfg(feature = "serve")]
+mod python_models;
 #[cfg(feature = "delta")]
 mod scale_out;
 #[cfg(feature = "serve")]

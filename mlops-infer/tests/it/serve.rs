@@ -549,3 +549,77 @@ async fn online_traffic_is_captured_into_an_inference_table() {
     }
     assert_eq!(rows.column("prediction").unwrap().null_count(), 0);
 }
+
+/// Sums each image's pixels: a model whose input is a tensor, as ONNX networks are.
+struct PixelSum(mlops_core::Signature);
+
+impl PixelSum {
+    fn new(name: Option<&str>, shape: Vec<i64>) -> Self {
+        let spec = mlops_core::TensorSpec::new(name, mlops_core::TensorType::Float32, shape).unwrap();
+        Self(mlops_core::Signature::new(mlops_core::Schema::of_tensors(vec![spec]).unwrap()))
+    }
+}
+
+impl mlops_core::Model for PixelSum {
+    fn signature(&self) -> &mlops_core::Signature {
+        &self.0
+    }
+
+    fn predict(&self, input: &DataFrame) -> mlops_core::Result<DataFrame> {
+        let input = self.0.enforce(input)?;
+        let spec = &self.0.inputs.tensors()[0];
+        let values: Vec<f32> = spec.values(input.column(spec.column_name())?)?.f32()?.into_no_null_iter().collect();
+        let totals: Vec<f32> = values.chunks(spec.row_len()).map(|row| row.iter().sum()).collect();
+        Ok(df!("total" => totals)?)
+    }
+}
+
+fn tensor_server(model: PixelSum) -> ModelServer {
+    let registry_version = mlops_registry::ModelVersion {
+        name: "pixels".parse().unwrap(),
+        version: 1,
+        description: String::new(),
+        tags: Default::default(),
+        source: String::new(),
+        flavor: String::new(),
+        package_digest: String::new(),
+        run: None,
+        lineage: Default::default(),
+        aliases: Vec::new(),
+        created_at: Default::default(),
+        updated_at: Default::default(),
+    };
+    let loaded = LoadedModel { version: registry_version, model: Arc::new(model) };
+    ModelServer::new().endpoint("pixels", Arc::new(ModelSlot::loaded(loaded))).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tensor_models_take_nested_lists_and_answer_by_output_as_mlflow_does() {
+    let base = serve(tensor_server(PixelSum::new(Some("image"), vec![-1, 2, 2]))).await;
+    let url = format!("{base}/invocations");
+    let expected = json!({ "predictions": { "total": [10.0, 1.0] } });
+    for body in [
+        json!({ "inputs": [[[1, 2], [3, 4]], [[0, 0], [0, 1]]] }),
+        json!({ "instances": [[[1, 2], [3, 4]], [[0, 0], [0, 1]]] }),
+        json!({ "inputs": { "image": [[[1, 2], [3, 4]], [[0, 0], [0, 1]]] } }),
+    ] {
+        let (status, _, answer) = post(&url, Some("application/json"), body.to_string()).await;
+        assert_eq!((status, &answer), (200, &expected), "{body}");
+    }
+    let (status, _, answer) =
+        post(&url, Some("application/json"), json!({ "inputs": [[[1, 2, 3], [3, 4, 5]]] }).to_string()).await;
+    assert_eq!(status, 400);
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("`image`") && message.contains("(-1, 2, 2)") && message.contains("[0, 0]"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frame_fills_an_unnamed_tensor_with_its_columns() {
+    let base = serve(tensor_server(PixelSum::new(None, vec![-1, 3]))).await;
+    let url = format!("{base}/invocations");
+    let body = json!({ "dataframe_split": { "columns": ["a", "b", "c"], "data": [[1, 2, 3], [4, 5, 6.5]] } });
+    let (status, _, answer) = post(&url, Some("application/json"), body.to_string()).await;
+    assert_eq!((status, answer), (200, json!({ "predictions": { "total": [6.0, 15.5] } })));
+    let (status, _, answer) = post(&url, Some("text/csv"), "a,b,c\n1,2,3\n").await;
+    assert_eq!((status, answer), (200, json!({ "predictions": { "total": [6.0] } })));
+}
