@@ -13,15 +13,30 @@
 //! versions first if it holds none. `--self-test N` sends N requests to itself, prints the
 //! routes that answered, and stops; otherwise it serves until Ctrl-C, finishing requests in
 //! flight.
+//!
+//! Any registered model, Python-trained ones included, is served with `--registry` (an
+//! MLflow tracking server, an object-store URL or a directory) and one or more `--model`
+//! URIs, each with an optional share of the traffic (`=90`; by default shares are equal):
+//!
+//! ```text
+//! cargo run --release --features serve --example serve -- --registry http://127.0.0.1:5000 \
+//!     --model models:/fraud@champion=90 --model models:/fraud@challenger=10 --port 8080
+//! ```
+//!
+//! Each route follows its URI (polled every `--poll-secs`). The endpoint is named after the
+//! first model; `--self-test N` then sends the first model's input example N times. Exit
+//! codes: 0 after a clean stop, 2 for bad arguments, 3 when a model cannot be loaded, 1
+//! for anything else.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use mlops_core::{FlavorRegistry, ModelName, TabularClassifierParams};
+use mlops_core::{FlavorRegistry, ModelName, ModelUri, TabularClassifierParams};
+use mlops_examples::registries::{key_value, open_registry};
 use mlops_examples::transactions::{self, CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES};
-use mlops_infer::serve::{Endpoint, MemoryRecorder, ModelServer, ROUTE_HEADER};
+use mlops_infer::serve::{Endpoint, MODEL_VERSION_HEADER, MemoryRecorder, ModelServer, ROUTE_HEADER};
 use mlops_registry::{CreateModel, CreateVersion, LiveModel, ObjectStoreRegistry, Registry, SetAlias};
 
 #[derive(Parser, Debug)]
@@ -36,11 +51,157 @@ struct Args {
     /// Send this many requests to the server, print who answered, and stop.
     #[arg(long)]
     self_test: Option<usize>,
+    /// The registry `--model` URIs are resolved in: an MLflow server (`http(s)://`), an
+    /// object-store URL or a directory.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    registry: Option<String>,
+    /// An option of an object-store registry, `key=value` (repeatable).
+    #[arg(long = "registry-option", value_parser = key_value)]
+    registry_options: Vec<(String, String)>,
+    /// A model to serve, `models:/name@alias[=PERCENT]` (repeatable: one route each).
+    #[arg(long = "model", value_parser = route)]
+    models: Vec<(ModelUri, Option<u8>)>,
+    /// Seconds between checks of where each URI points.
+    #[arg(long, default_value_t = 10)]
+    poll_secs: u64,
+}
+
+/// `URI[=PERCENT]`.
+fn route(text: &str) -> Result<(ModelUri, Option<u8>), String> {
+    let (uri, share) = match text.rsplit_once('=') {
+        Some((uri, share)) if !share.is_empty() && share.bytes().all(|b| b.is_ascii_digit()) => {
+            (uri, Some(share.parse::<u8>().map_err(|_| format!("share `{share}` is not a percentage"))?))
+        }
+        _ => (text, None),
+    };
+    Ok((uri.parse().map_err(|e| format!("{e}"))?, share))
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let outcome = if args.models.is_empty() { serve_quickstart(args).await } else { serve_models(args).await };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("serve: {message}");
+            std::process::ExitCode::from(code)
+        }
+    }
+}
+
+/// An exit code and a message.
+type Failure = (u8, String);
+
+/// Serves `app` on `listener` until the returned sender fires or Ctrl-C, letting requests
+/// in flight finish.
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = tokio::signal::ctrl_c() => println!("==> Ctrl-C: finishing requests in flight"),
+                }
+            })
+            .await
+    });
+    (stop, server)
+}
+
+/// Each route's percentage: the ones given, and what they leave split evenly between the
+/// others (the last of them taking the remainder).
+fn shares(models: &[(ModelUri, Option<u8>)]) -> Result<Vec<u8>, Failure> {
+    let given: u32 = models.iter().filter_map(|(_, share)| share.map(u32::from)).sum();
+    let left =
+        100u32.checked_sub(given).ok_or_else(|| (2, format!("the given shares add up to {given}%, more than 100%")))?;
+    let open: Vec<usize> = models.iter().enumerate().filter(|(_, (_, s))| s.is_none()).map(|(i, _)| i).collect();
+    let mut shares: Vec<u8> = models.iter().map(|(_, s)| s.unwrap_or(0)).collect();
+    if let Some((&last, rest)) = open.split_last() {
+        let each = left / open.len() as u32;
+        for &i in rest {
+            shares[i] = each as u8;
+        }
+        shares[last] = (left - each * rest.len() as u32) as u8;
+    }
+    Ok(shares)
+}
+
+/// Serves the `--model` routes from `--registry`.
+async fn serve_models(args: Args) -> Result<(), Failure> {
+    let location =
+        args.registry.clone().ok_or_else(|| (2, "--model needs --registry (or MLFLOW_TRACKING_URI)".to_owned()))?;
+    let registry =
+        open_registry(&location, &args.registry_options).map_err(|e| (3, format!("opening `{location}`: {e}")))?;
+    let shares = shares(&args.models)?;
+    let mut builder = Endpoint::builder();
+    let mut endpoint_name = String::new();
+    let mut example = None;
+    for (index, (uri, _)) in args.models.iter().enumerate() {
+        let live = LiveModel::start(
+            Arc::clone(&registry),
+            uri.clone(),
+            FlavorRegistry::with_builtins(),
+            Duration::from_secs(args.poll_secs.max(1)),
+        )
+        .await
+        .map_err(|e| (3, format!("loading `{uri}` from `{location}`: {e}")))?;
+        let version = live.current().version.clone();
+        println!("==> route {index}: {uri} = version {} of `{}`", version.version, version.name);
+        if index == 0 {
+            endpoint_name = version.name.to_string();
+            let package =
+                registry.download_package(&version.name, version.version).await.map_err(|e| (3, e.to_string()))?;
+            example = package.input_example().map_err(|e| (3, e.to_string()))?;
+        }
+        builder = builder.route(format!("route{index}"), Arc::new(live), u32::from(shares[index]));
+    }
+    let endpoint = builder.build().map_err(|e| (2, e.to_string()))?;
+    let app = ModelServer::new().endpoint(endpoint_name.clone(), endpoint).map_err(|e| (2, e.to_string()))?.router();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await.map_err(|e| (1, e.to_string()))?;
+    let address = listener.local_addr().map_err(|e| (1, e.to_string()))?;
+    println!("==> serving `{endpoint_name}` on http://{address}/invocations");
+    let (stop, server) = spawn_server(listener, app);
+    if let Some(requests) = args.self_test {
+        let example = example.ok_or_else(|| (3, "the first model has no input example to send".to_owned()))?;
+        let body = serde_json::json!({ "dataframe_split": mlops_core::frame_to_split_json(&example).map_err(|e| (1, e.to_string()))? }).to_string();
+        let client = reqwest::Client::new();
+        let mut answered = std::collections::BTreeMap::<String, usize>::new();
+        for _ in 0..requests {
+            let response = client
+                .post(format!("http://{address}/invocations"))
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| (1, e.to_string()))?;
+            let status = response.status();
+            let header =
+                |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let key = format!("{} (version {})", header(ROUTE_HEADER), header(MODEL_VERSION_HEADER));
+            if !status.is_success() {
+                return Err((1, format!("{status}: {}", response.text().await.unwrap_or_default())));
+            }
+            *answered.entry(key).or_default() += 1;
+        }
+        for (route, count) in &answered {
+            println!("    {route}: {count} of {requests} requests");
+        }
+        let _ = stop.send(());
+    }
+    server.await.map_err(|e| (1, e.to_string()))?.map_err(|e| (1, e.to_string()))
+}
+
+/// Serves the quickstart's transactions model: `champion` and `challenger` with a shadow.
+async fn serve_quickstart(args: Args) -> Result<(), Failure> {
+    run_quickstart(args).await.map_err(|e| (1, e.to_string()))
+}
+
+async fn run_quickstart(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let registry: Arc<dyn Registry> = Arc::new(ObjectStoreRegistry::local(args.dir.join("registry"))?);
     let name: ModelName = "transactions".parse()?;
     let versions = ensure_versions(registry.as_ref(), &name).await?;
@@ -72,17 +233,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let address = listener.local_addr()?;
     println!("==> serving on http://{address}/invocations (and /serving-endpoints/transactions/invocations)");
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = tokio::signal::ctrl_c() => println!("==> Ctrl-C: finishing requests in flight"),
-                }
-            })
-            .await
-    });
+    let (stop, server) = spawn_server(listener, app);
 
     if let Some(requests) = args.self_test {
         let sample = transactions::generate(&transactions::Config::new(requests, 99))?;

@@ -2,9 +2,10 @@
 # The whole test suite: format check, clippy with warnings as errors, every crate's tests
 # and doc tests, the benchmarks in test mode, the quickstart (run twice on one directory:
 # the second run must add versions to the first run's registry), 20 seconds of the
-# transactions lifecycle example, the serving example answering requests to itself, the
-# RAG evaluation example graded by the scripted judge server, the forecasting example and
-# the image classifier example.
+# transactions lifecycle example, the serving example answering requests to itself, a
+# model registered from Python scored by the predict example and served by the serving
+# example, the RAG evaluation example graded by the scripted judge server, the
+# forecasting example and the image classifier example.
 #
 # Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
 # so repeated runs reuse them.
@@ -93,6 +94,30 @@ serve="$CARGO_TARGET_DIR/debug/examples/serve"
 "$serve" --dir "$work/serve" --port 0 --self-test 200 | tee "$work/serve.log"
 if ! grep -q "shadow answers recorded: 200" "$work/serve.log"; then
   echo "the serving example should have recorded a shadow answer per request" >&2
+  exit 1
+fi
+
+step "a model registered from Python on the MLflow server: the predict and serve examples"
+"$MLOPS_PYTHON" mlops-infer/tests/it/mlflow_models.py "$MLOPS_MLFLOW_URI" log example_fraud 1 | tail -1 \
+  | "$MLOPS_PYTHON" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["records"]))' >"$work/request.json"
+predict="$CARGO_TARGET_DIR/debug/examples/predict"
+"$predict" --model models:/example_fraud@champion --registry "$MLOPS_MLFLOW_URI" --input "$work/request.json" \
+  --output "$work/predicted.parquet" | tee "$work/predict.log"
+if ! grep -q '^scored 5 rows with example_fraud version 1 into' "$work/predict.log" || [ ! -s "$work/predicted.parquet" ]; then
+  echo "the predict example should have scored the request rows with version 1" >&2
+  exit 1
+fi
+status=0
+"$predict" --model models:/no_such_model@champion --registry "$MLOPS_MLFLOW_URI" --input "$work/request.json" \
+  --output "$work/unused.parquet" 2>"$work/predict-error.log" || status=$?
+if [ "$status" != 3 ] || ! grep -q 'no_such_model' "$work/predict-error.log"; then
+  echo "the predict example should exit with 3 naming a model that does not exist (got $status)" >&2
+  exit 1
+fi
+"$serve" --registry "$MLOPS_MLFLOW_URI" --model models:/example_fraud@champion --port 0 --self-test 20 \
+  | tee "$work/serve-python.log"
+if ! grep -q 'route0 (version 1): 20 of 20 requests' "$work/serve-python.log"; then
+  echo "the serving example should have answered every request with version 1 of the Python model" >&2
   exit 1
 fi
 

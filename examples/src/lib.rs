@@ -2,9 +2,10 @@
 //! "streaming transactions" data set of the reference workflow, the seeded daily sales set
 //! the forecasting example trains on, the seeded coloured-shapes images the image
 //! classifier learns, and the small retrieval-augmented assistant the evaluation example
-//! grades.
+//! grades; and opening a registry named on a command line.
 
 pub mod rag;
+pub mod registries;
 pub mod sales;
 pub mod shapes;
 pub mod transactions;
