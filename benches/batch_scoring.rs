@@ -13,14 +13,11 @@ use mlops_core::{FlavorRegistry, read_parquet};
 use mlops_infer::BatchScorer;
 
 fn rows() -> usize {
-    if let Ok(rows) = std::env::var("MLOPS_BENCH_ROWS") {
-        return rows.parse().expect("MLOPS_BENCH_ROWS is a row count");
-    }
-    if std::env::args().any(|a| a == "--bench") { 1_000_000 } else { 20_000 }
+    mlops_benches::bench_rows(1_000_000, 20_000)
 }
 
 fn data_dir() -> PathBuf {
-    std::env::var_os("MLOPS_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
+    mlops_benches::bench_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 fn batch_scoring(c: &mut Criterion) {

@@ -15,14 +15,11 @@ use mlops_eval::Task;
 use mlops_eval::monitor::{AlertRule, DriftMetric, Monitor};
 
 fn rows() -> usize {
-    if let Ok(rows) = std::env::var("MLOPS_BENCH_ROWS") {
-        return rows.parse().expect("MLOPS_BENCH_ROWS is a row count");
-    }
-    if std::env::args().any(|a| a == "--bench") { 10_000_000 } else { 100_000 }
+    mlops_benches::bench_rows(10_000_000, 100_000)
 }
 
 fn data_dir() -> PathBuf {
-    std::env::var_os("MLOPS_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
+    mlops_benches::bench_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 fn monitoring(c: &mut Criterion) {

@@ -2,8 +2,10 @@
 //!
 //! `benches/compare-serving.sh` runs this with `--bench` (it then serves on
 //! `MLOPS_BENCH_PORT` until killed) and drives it, and `mlflow models serve` with the same
-//! model trained the same way, with `wrk`. In test mode (`cargo test --benches`) it serves
-//! on a free port, sends each payload once and checks the answers.
+//! model trained the same way, with `wrk`. With `MLOPS_SERVE_MODEL` set to a model
+//! directory (the scikit-learn pipeline `benches/peer/onnx_batch.py` exports, say) it
+//! serves that model instead. In test mode (`cargo test --benches`) it serves on a free
+//! port, sends each payload once and checks the answers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use mlops_registry::{CreateModel, CreateVersion, MemoryRegistry, Registry, Regis
 use polars::prelude::DataFrame;
 
 fn data_dir() -> PathBuf {
-    std::env::var_os("MLOPS_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
+    mlops_benches::bench_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 /// `{"dataframe_split": ...}` bodies of 1 and 100 records, written beside the data for the
@@ -44,7 +46,10 @@ fn main() {
         let registry = MemoryRegistry::new();
         let name: ModelName = "transactions".parse().expect("name");
         registry.create_model(CreateModel::new(name.clone())).await.expect("model");
-        let package = mlops_benches::package(&prepared).expect("package");
+        let package = match std::env::var_os("MLOPS_SERVE_MODEL") {
+            Some(dir) => mlops_core::Package::read_dir(std::path::Path::new(&dir)).expect("model directory"),
+            None => mlops_benches::package(&prepared).expect("package"),
+        };
         registry.create_version(CreateVersion::new(name, package)).await.expect("version");
         let loaded = registry
             .load_model(&"models:/transactions/1".parse().expect("uri"), &FlavorRegistry::with_builtins())

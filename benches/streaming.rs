@@ -27,7 +27,7 @@ fn bench_mode() -> bool {
 }
 
 fn data_dir() -> PathBuf {
-    std::env::var_os("MLOPS_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
+    mlops_benches::bench_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 /// Splits the prepared scoring rows into Parquet files of `BATCH_ROWS`, once.

@@ -18,6 +18,24 @@ pub const L2_PENALTY: f64 = 1.0;
 /// Optimizer iterations of the benchmarked model.
 pub const MAX_ITERATIONS: u64 = 50;
 
+/// The rows a benchmark works on: `MLOPS_BENCH_ROWS` when set, else `benchmarking` under
+/// `cargo bench` (which passes `--bench`) and `testing` in test mode.
+///
+/// # Panics
+/// When `MLOPS_BENCH_ROWS` is not a number: the benchmark cannot run as asked.
+pub fn bench_rows(benchmarking: usize, testing: usize) -> usize {
+    if let Ok(rows) = std::env::var("MLOPS_BENCH_ROWS") {
+        return rows.parse().expect("MLOPS_BENCH_ROWS is a row count");
+    }
+    if std::env::args().any(|a| a == "--bench") { benchmarking } else { testing }
+}
+
+/// Where benchmark data lives: `MLOPS_BENCH_DIR` when set, else `default` (a benchmark
+/// passes its `CARGO_TARGET_TMPDIR`).
+pub fn bench_dir(default: &str) -> PathBuf {
+    std::env::var_os("MLOPS_BENCH_DIR").map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
 /// Where the prepared files live.
 #[derive(Debug, Clone)]
 pub struct Prepared {

@@ -2,6 +2,7 @@
 //! run on tract, with the ai.onnx.ml operators of scikit-learn exports computed as
 //! onnxruntime computes them.
 
+mod encode;
 mod feed;
 mod graph;
 mod ops;
@@ -145,7 +146,7 @@ impl OnnxModel {
                     .collect()
             })
             .collect();
-        let feeds = Feed::plan(&graph.inputs, &inner, &signature.inputs)?;
+        let feeds = Feed::plan(&graph.inputs, &inner, &signature.inputs, &graph.encoded)?;
         Ok(Self { signature, graph, feeds })
     }
 

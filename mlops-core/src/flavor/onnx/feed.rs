@@ -2,9 +2,13 @@
 //! column (or tensor) of the same name, or, for a graph with a single input, every
 //! signature column side by side; float64 values become float32 for a float input.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use polars::prelude::{Column, DataFrame, DataType, Series};
 use tract_onnx::prelude::*;
 
+use super::encode::Codes;
 use super::graph::Port;
 use crate::error::{Error, Result};
 use crate::signature::Schema;
@@ -26,6 +30,8 @@ pub(crate) struct Feed {
     /// The dimensions after the batch.
     inner: Vec<usize>,
     source: Source,
+    /// For a string input the graph takes as category codes, each string's code.
+    codes: Option<Arc<Codes>>,
 }
 
 fn mismatch(why: String) -> Error {
@@ -60,7 +66,12 @@ impl Feed {
     /// [`Error::InvalidPackage`] naming the graph input and the signature entry when they
     /// cannot meet: no column of that name (for a graph of several inputs), another number
     /// of values per row, or an element type pyfunc would not convert.
-    pub(crate) fn plan(inputs: &[Port], inner: &[Vec<usize>], schema: &Schema) -> Result<Vec<Self>> {
+    pub(crate) fn plan(
+        inputs: &[Port],
+        inner: &[Vec<usize>],
+        schema: &Schema,
+        encoded: &BTreeMap<String, Codes>,
+    ) -> Result<Vec<Self>> {
         let entries: Vec<(String, DataType, usize)> = if schema.is_tensor_schema() {
             schema.tensors().iter().map(|t| (t.column_name().to_owned(), t.polars_dtype(), t.row_len())).collect()
         } else {
@@ -69,6 +80,7 @@ impl Feed {
         let mut feeds = Vec::with_capacity(inputs.len());
         for (port, inner) in inputs.iter().zip(inner) {
             let dtype = port.dtype.ok_or_else(|| mismatch(format!("input `{}` has no tensor type", port.name)))?;
+            let codes = encoded.get(&port.name).map(|c| Arc::new(c.clone()));
             let per_row: usize = inner.iter().product();
             let named = entries.iter().find(|(name, _, _)| *name == port.name);
             let (source, given, types): (Source, usize, Vec<(&str, &DataType)>) = match named {
@@ -108,7 +120,8 @@ impl Feed {
                     )));
                 }
             }
-            feeds.push(Feed { name: port.name.clone(), dtype, inner: inner.clone(), source });
+            let dtype = if codes.is_some() { DatumType::I64 } else { dtype };
+            feeds.push(Feed { name: port.name.clone(), dtype, inner: inner.clone(), source, codes });
         }
         Ok(feeds)
     }
@@ -128,6 +141,9 @@ impl Feed {
         let mut shape = Vec::with_capacity(self.inner.len() + 1);
         shape.push(rows);
         shape.extend(&self.inner);
+        if let Some(codes) = &self.codes {
+            return self.shaped(&shape, interleave(&leaves, rows, |s| category_codes(s, codes))?);
+        }
         match self.dtype {
             DatumType::F32 => self.shaped(&shape, interleave(&leaves, rows, floats32)?),
             DatumType::F64 => self.shaped(&shape, interleave(&leaves, rows, floats64)?),
@@ -230,4 +246,10 @@ fn booleans(series: &Series) -> Result<Vec<bool>> {
 /// value (`str(np.nan)`), so a null scores as scikit-learn scored `None`.
 fn strings(series: &Series) -> Result<Vec<String>> {
     Ok(series.str()?.iter().map(|v| v.unwrap_or("nan").to_owned()).collect())
+}
+
+/// Each string's category code, `-1` for an unknown one; a missing string is `nan`, as
+/// [`strings`] feeds it.
+fn category_codes(series: &Series, codes: &Codes) -> Result<Vec<i64>> {
+    Ok(series.str()?.iter().map(|v| codes.get(v.unwrap_or("nan")).copied().unwrap_or(-1)).collect())
 }

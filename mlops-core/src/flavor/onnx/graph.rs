@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tract_onnx::pb::{GraphProto, ModelProto, TensorProto, ValueInfoProto, tensor_shape_proto, type_proto};
 use tract_onnx::prelude::*;
 
+use super::encode::{self, Codes};
 use super::ops;
 use crate::error::{Error, Result};
 
@@ -41,6 +42,8 @@ pub(crate) struct Graph {
     /// The number of rows each run takes when the file fixes the batch dimension (a
     /// `torch.onnx.export` without dynamic axes); `None` when any number goes.
     pub(crate) fixed_batch: Option<usize>,
+    /// String inputs fed as category codes (see [`encode`]), by input name.
+    pub(crate) encoded: BTreeMap<String, Codes>,
 }
 
 fn invalid(file: &str, why: impl std::fmt::Display) -> Error {
@@ -213,7 +216,9 @@ pub(crate) fn load(files: &BTreeMap<String, Bytes>, path: &str, fixed: &BTreeMap
         }
     }
     let initializers: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    // Ports as the file declares them: an input fed as codes still takes strings.
     let inputs: Vec<Port> = graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).map(port).collect();
+    let encoded = encode::encode_string_inputs(graph);
     let outputs: Vec<Port> = graph.output.iter().map(port).collect();
     if inputs.is_empty() {
         return Err(invalid(path, "the graph has no input"));
@@ -229,7 +234,11 @@ pub(crate) fn load(files: &BTreeMap<String, Bytes>, path: &str, fixed: &BTreeMap
             .iter()
             .find(|p| p.name == name)
             .ok_or_else(|| invalid(path, format!("input `{name}` is not declared")))?;
-        let dtype = port.dtype.ok_or_else(|| invalid(path, format!("input `{name}` has no tensor type")))?;
+        let dtype = if encoded.contains_key(&name) {
+            DatumType::I64
+        } else {
+            port.dtype.ok_or_else(|| invalid(path, format!("input `{name}` has no tensor type")))?
+        };
         let declared = port.shape.clone().ok_or_else(|| invalid(path, format!("input `{name}` has no shape")))?;
         let mut dims: Vec<TDim> = Vec::with_capacity(declared.len());
         for (axis, size) in declared.iter().enumerate() {
@@ -253,5 +262,5 @@ pub(crate) fn load(files: &BTreeMap<String, Bytes>, path: &str, fixed: &BTreeMap
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(|e| invalid(path, format!("cannot be prepared to run: {e:#}")))?;
-    Ok(Graph { plan, inputs, outputs, zipmaps, fixed_batch })
+    Ok(Graph { plan, inputs, outputs, zipmaps, fixed_batch, encoded })
 }

@@ -1,6 +1,6 @@
 //! `LabelEncoder`: values mapped through a table of keys, a default for the rest.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;

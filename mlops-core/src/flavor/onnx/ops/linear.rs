@@ -5,7 +5,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::math::{PostTransform, compute_logistic, mlas_logistic};
+use super::math::{PostTransform, compute_logistic, fused, mlas_logistic};
 use super::{Kernel, Out, OutShape, OutType, attr_vec, op, rows_and_width};
 
 /// Class labels: integers or strings.
@@ -65,6 +65,8 @@ struct Linear {
     coefficients: Vec<f32>,
     intercepts: Vec<f32>,
     rows: usize,
+    /// Whether every coefficient is finite, which lets zero features be skipped.
+    finite: bool,
 }
 
 impl Linear {
@@ -78,11 +80,14 @@ impl Linear {
             node.name,
             coefficients.len()
         );
-        Ok(Self { coefficients, intercepts, rows })
+        let finite = coefficients.iter().all(|w| w.is_finite());
+        Ok(Self { coefficients, intercepts, rows, finite })
     }
 
     /// `X · Wᵀ + b` as MLAS computes it: for each output, a chain of fused multiply-adds
-    /// over the features starting from zero, then the intercept added.
+    /// over the features starting from zero, then the intercept added. A zero feature
+    /// leaves the chain as it is when the weights are finite (`fma(0, w, acc) == acc`),
+    /// so zeros (most of a one-hot row) are skipped.
     fn scores(&self, x: &[f32], rows: usize, width: usize) -> TractResult<Vec<f32>> {
         ensure!(
             self.coefficients.len() == self.rows * width,
@@ -92,10 +97,14 @@ impl Linear {
         );
         let mut out = vec![0.0f32; rows * self.rows];
         let use_intercepts = self.intercepts.len() == self.rows;
+        // The features a row's chains take, found once per row for every output.
+        let mut taken: Vec<(usize, f32)> = Vec::with_capacity(width);
         for (row, scores) in x.chunks(width.max(1)).zip(out.chunks_mut(self.rows)) {
+            taken.clear();
+            taken.extend(row.iter().copied().enumerate().filter(|(_, a)| !self.finite || *a != 0.0));
             for (k, score) in scores.iter_mut().enumerate() {
                 let weights = &self.coefficients[k * width..(k + 1) * width];
-                let dot = row.iter().zip(weights).fold(0.0f32, |acc, (&a, &w)| a.mul_add(w, acc));
+                let dot = taken.iter().fold(0.0f32, |acc, &(j, a)| fused(a, weights[j], acc));
                 *score = if use_intercepts { dot + self.intercepts[k] } else { dot };
             }
         }

@@ -87,6 +87,16 @@ pub(crate) fn softmax_zero(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v /= sum);
 }
 
+/// `a * w + acc` rounded once to float32, as a fused multiply-add gives it, without the
+/// software `fmaf` a build for baseline x86-64 calls: the product of two float32 values
+/// is exact in float64, so only the final sum is rounded (twice, to float64 and then to
+/// float32, which differs from one rounding in rare halfway cases by one unit in the last
+/// place).
+#[inline]
+pub(crate) fn fused(a: f32, w: f32, acc: f32) -> f32 {
+    (f64::from(a) * f64::from(w) + f64::from(acc)) as f32
+}
+
 /// The logistic function as onnxruntime's MLAS library computes it (and with it the
 /// `Sigmoid` operator and linear classifiers): a rational approximation in f32 with fused
 /// multiply-adds, clamped to [-18, 18].
@@ -109,8 +119,8 @@ pub(crate) fn mlas_logistic(x: f32) -> f32 {
     }
     let x = x.clamp(-18.0, 18.0);
     let x2 = x * x;
-    let p = x2.mul_add(A9, A7).mul_add(x2, A5).mul_add(x2, A3).mul_add(x2, A1) * x;
-    let q = x2.mul_add(B10, B8).mul_add(x2, B6).mul_add(x2, B4).mul_add(x2, B2).mul_add(x2, B0);
+    let p = fused(fused(fused(fused(x2, A9, A7), x2, A5), x2, A3), x2, A1) * x;
+    let q = fused(fused(fused(fused(fused(x2, B10, B8), x2, B6), x2, B4), x2, B2), x2, B0);
     (p / q + 0.5).clamp(0.0, 1.0)
 }
 

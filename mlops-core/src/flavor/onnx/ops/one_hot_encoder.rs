@@ -1,7 +1,7 @@
 //! `OneHotEncoder`: a category (string or integer) as a row of zeros with a one at its
 //! index; an unknown category is all zeros, or an error when `zeros` is 0.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
