@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Serving under load, side by side on one machine: the transactions model behind the
 # mlops-infer router (benches/serving.rs) and behind `mlflow models serve` (the same
-# pipeline as a pyfunc model, trained on the same rows), each driven by wrk on loopback
-# with the same MLflow `dataframe_split` bodies of 1 and 100 records.
+# pipeline as a pyfunc model, trained on the same rows); then one scikit-learn pipeline
+# exported to ONNX by Python (benches/peer/onnx_batch.py) and an XGBoost model of 500
+# trees (benches/peer/boosted_batch.py), each one MLflow model directory behind both. Each
+# is driven by wrk on loopback with the same MLflow `dataframe_split` bodies of 1 and 100
+# records.
 #
 #   benches/compare-serving.sh                 # 8 connections, 20 s per run
 #   CONNECTIONS=32 DURATION=30s benches/compare-serving.sh
@@ -51,6 +54,23 @@ LUA
   wrk -t2 -c"$connections" -d"$duration" -s "$work/post.lua" "$1" | grep '^RESULT' | cut -d' ' -f2-
 }
 
+# Drives both servers with the payloads of 1 and 100 records and prints a table: $1 the
+# title, $2 and $3 the ports of the Rust and the MLflow server, $4 the payload directory.
+table() {
+  declare -A rps
+  printf '\n%-30s %8s %12s %10s %10s %8s\n' "$1" "records" "requests/s" "p50 ms" "p99 ms" "errors"
+  for rows in 1 100; do
+    for server in rust mlflow; do
+      port=$2; [ "$server" = mlflow ] && port=$3
+      read -r r p50 p99 status timeouts < <(load "http://127.0.0.1:$port/invocations" "$4/payload-$rows.json")
+      rps[$server-$rows]=$r
+      name="mlops-infer router"; [ "$server" = mlflow ] && name="mlflow models serve"
+      printf '%-30s %8s %12s %10s %10s %8s\n' "$name" "$rows" "$r" "$p50" "$p99" "$((status + timeouts))"
+    done
+    "$MLOPS_PYTHON" -c "print(f'    ratio at $rows record(s): {${rps[rust-$rows]} / ${rps[mlflow-$rows]}:.0f}x requests/s')"
+  done
+}
+
 echo "== Rust: mlops-infer router (release build)"
 rust_port=$(free_port)
 bench_bin=$(cargo bench -p mlops-benches --features serve --bench serving --no-run --message-format=json 2>/dev/null |
@@ -73,15 +93,44 @@ PATH="$(dirname "$MLOPS_PYTHON"):$PATH" "$(dirname "$MLOPS_PYTHON")/mlflow" mode
 pids+=($!)
 wait_for "http://127.0.0.1:$mlflow_port/ping" || { tail -20 "$work/mlflow-serve.log"; exit 1; }
 
-printf '\n%-30s %8s %12s %10s %10s %8s\n' "server" "records" "requests/s" "p50 ms" "p99 ms" "errors"
-declare -A rps
-for rows in 1 100; do
-  for server in rust mlflow; do
-    port=$rust_port; [ "$server" = mlflow ] && port=$mlflow_port
-    read -r r p50 p99 status timeouts < <(load "http://127.0.0.1:$port/invocations" "$payloads/payload-$rows.json")
-    rps[$server-$rows]=$r
-    name="mlops-infer router"; [ "$server" = mlflow ] && name="mlflow models serve"
-    printf '%-30s %8s %12s %10s %10s %8s\n' "$name" "$rows" "$r" "$p50" "$p99" "$((status + timeouts))"
-  done
-  "$MLOPS_PYTHON" -c "print(f'    ratio at $rows record(s): {${rps[rust-$rows]} / ${rps[mlflow-$rows]}:.0f}x requests/s')"
-done
+table "server" "$rust_port" "$mlflow_port" "$payloads"
+
+# One MLflow model directory behind both servers: $1 a title, $2 the directory, $3 the
+# directory with payload-1.json and payload-100.json.
+compare_model() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  pids=()
+  rust_port=$(free_port)
+  MLOPS_SERVE_MODEL=$2 MLOPS_BENCH_PORT=$rust_port "$bench_bin" --bench &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$rust_port/health"
+  mlflow_port=$(free_port)
+  PATH="$(dirname "$MLOPS_PYTHON"):$PATH" "$(dirname "$MLOPS_PYTHON")/mlflow" models serve -m "$2" \
+    --env-manager local -h 127.0.0.1 -p "$mlflow_port" >"$work/mlflow-serve-model.log" 2>&1 &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$mlflow_port/ping" || { tail -20 "$work/mlflow-serve-model.log"; exit 1; }
+  table "server ($1)" "$rust_port" "$mlflow_port" "$3"
+}
+
+echo
+echo "== the same scikit-learn pipeline exported to ONNX, one MLflow model directory behind both"
+onnx_model="$payloads/onnx-model"
+[ -f "$onnx_model/MLmodel" ] || "$MLOPS_PYTHON" benches/peer/onnx_batch.py prepare "$payloads" "$onnx_model" >/dev/null 2>&1
+compare_model "ONNX model" "$onnx_model" "$payloads"
+
+echo
+echo "== an XGBoost model of 500 trees of depth 8 (benches/peer/boosted_batch.py), one MLflow model directory behind both"
+boosted="$data_dir/boosted-1000000"
+[ -f "$boosted/xgboost-model/MLmodel" ] || "$MLOPS_PYTHON" benches/peer/boosted_batch.py prepare "$boosted" 1000000 >/dev/null 2>&1
+"$MLOPS_PYTHON" - "$boosted" <<'PY'
+import json, sys
+from pathlib import Path
+import pandas as pd
+boosted = Path(sys.argv[1])
+frame = pd.read_parquet(boosted / "score.parquet").head(100).astype("float64")
+for rows in (1, 100):
+    part = frame.head(rows).astype(object).where(frame.head(rows).notna(), None)
+    body = {"dataframe_split": {"columns": list(part.columns), "data": part.values.tolist()}}
+    (boosted / f"payload-{rows}.json").write_text(json.dumps(body))
+PY
+compare_model "XGBoost model" "$boosted/xgboost-model" "$boosted"

@@ -1,10 +1,13 @@
 //! Flavors: how a package of a given kind turns back into a [`Model`].
 
+mod boosted;
 mod forecast;
 mod image;
+mod lightgbm;
 #[cfg(feature = "onnx")]
 mod onnx;
 mod tabular;
+mod xgboost;
 
 pub use forecast::{
     FORECASTER, ForecastFlavor, ForecastModel, ForecastParams, ForecastRequests, ForecastSpec, ValidForecastParams,
@@ -13,6 +16,7 @@ pub use image::{
     BadImages, ColorMode, ConvNet, EpochReport, IMAGE_CLASSIFIER, ImageBatch, ImageClassifier, ImageClassifierFlavor,
     ImageClassifierParams, ImagePreprocessing, ImageSpec, ImageTask, ResizeFilter, ValidImageClassifierParams,
 };
+pub use lightgbm::{LIGHTGBM, LightgbmFlavor, LightgbmModel};
 #[cfg(feature = "onnx")]
 pub use onnx::{ONNX, OnnxFlavor, OnnxModel};
 pub use tabular::{
@@ -20,6 +24,7 @@ pub use tabular::{
     TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidTabularClassifierParams,
     ValidTabularRegressorParams,
 };
+pub use xgboost::{XGBOOST, XgboostFlavor, XgboostModel, XgboostOutput};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,13 +69,16 @@ impl FlavorRegistry {
     }
 
     /// A registry with the built-in flavors: `tabular_classifier`, `tabular_regressor`,
-    /// `forecaster`, `image_classifier`, and with feature `onnx`, `onnx`.
+    /// `forecaster`, `image_classifier`, `xgboost`, `lightgbm`, and with feature `onnx`,
+    /// `onnx`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::empty();
         #[cfg(feature = "onnx")]
         registry.register(Arc::new(OnnxFlavor));
         registry.register(Arc::new(ForecastFlavor));
         registry.register(Arc::new(ImageClassifierFlavor));
+        registry.register(Arc::new(XgboostFlavor));
+        registry.register(Arc::new(LightgbmFlavor));
         registry.register(Arc::new(TabularFlavor::new(TabularTask::Classifier)));
         registry.register(Arc::new(TabularFlavor::new(TabularTask::Regressor)));
         registry

@@ -61,10 +61,11 @@ pub use error::{Error, Result};
 pub use flavor::{
     BadImages, ColorMode, ConvNet, EpochReport, FORECASTER, FeatureColumns, Flavor, FlavorRegistry, ForecastFlavor,
     ForecastModel, ForecastParams, ForecastRequests, ForecastSpec, IMAGE_CLASSIFIER, ImageBatch, ImageClassifier,
-    ImageClassifierFlavor, ImageClassifierParams, ImagePreprocessing, ImageSpec, ImageTask, LinearWeights,
-    RegressionAlgorithm, ResizeFilter, TABULAR_CLASSIFIER, TABULAR_REGRESSOR, TabularClassifierParams, TabularFlavor,
-    TabularModel, TabularRegressorParams, TabularTask, ValidForecastParams, ValidImageClassifierParams,
-    ValidTabularClassifierParams, ValidTabularRegressorParams,
+    ImageClassifierFlavor, ImageClassifierParams, ImagePreprocessing, ImageSpec, ImageTask, LIGHTGBM, LightgbmFlavor,
+    LightgbmModel, LinearWeights, RegressionAlgorithm, ResizeFilter, TABULAR_CLASSIFIER, TABULAR_REGRESSOR,
+    TabularClassifierParams, TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidForecastParams,
+    ValidImageClassifierParams, ValidTabularClassifierParams, ValidTabularRegressorParams, XGBOOST, XgboostFlavor,
+    XgboostModel, XgboostOutput,
 };
 #[cfg(feature = "onnx")]
 pub use flavor::{ONNX, OnnxFlavor, OnnxModel};

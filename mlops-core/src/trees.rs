@@ -6,6 +6,8 @@
 //! block's rows go through it, and every row still sums its trees in order (the order in
 //! which onnxruntime sums them, so float results agree bit for bit).
 
+pub(crate) mod boosted;
+
 use crate::error::{Error, Result};
 
 /// Rows scored together through each tree.

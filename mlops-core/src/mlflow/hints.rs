@@ -11,9 +11,6 @@ fn advice(flavor: &str) -> &'static str {
         }
         "pytorch" => "export the module with `torch.onnx.export` and log the file with `mlflow.onnx.log_model`",
         "tensorflow" | "keras" => "convert the model with tf2onnx and log it with `mlflow.onnx.log_model`",
-        "xgboost" | "lightgbm" => {
-            "convert the model with onnxmltools (`onnxmltools.convert_xgboost` / `convert_lightgbm`) and log it with `mlflow.onnx.log_model`"
-        }
         "catboost" => {
             "save it with `model.save_model(path, format=\"onnx\")` and log that file with `mlflow.onnx.log_model`"
         }

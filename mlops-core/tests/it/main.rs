@@ -3,6 +3,7 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod boosted;
 mod features;
 mod forecast;
 mod image_classifier;

@@ -14,14 +14,7 @@ const ROWS: usize = 10_000;
 /// The models `onnx_models.py` wrote, made once per test run; `None` when Python is missing.
 fn models() -> Option<&'static Path> {
     static MODELS: OnceLock<Option<PathBuf>> = OnceLock::new();
-    MODELS
-        .get_or_init(|| {
-            let python = crate::python::python()?;
-            let dir = tempfile::tempdir().unwrap().keep();
-            crate::python::run(&python, "onnx_models.py", &[dir.to_str().unwrap(), &ROWS.to_string()]);
-            Some(dir)
-        })
-        .as_deref()
+    crate::python::made_once(&MODELS, "onnx_models.py", ROWS)
 }
 
 fn manifest(dir: &Path) -> Vec<(String, String, String)> {

@@ -98,7 +98,18 @@ fn unknown_flavors_are_named() {
     match FlavorRegistry::with_builtins().load(&package) {
         Err(Error::UnknownFlavor { flavor, known }) => {
             assert_eq!(flavor, "sklearn");
-            assert_eq!(known, ["forecaster", "image_classifier", "onnx", "tabular_classifier", "tabular_regressor"]);
+            assert_eq!(
+                known,
+                [
+                    "forecaster",
+                    "image_classifier",
+                    "lightgbm",
+                    "onnx",
+                    "tabular_classifier",
+                    "tabular_regressor",
+                    "xgboost"
+                ]
+            );
         }
         Err(other) => panic!("expected UnknownFlavor, got {other}"),
         Ok(_) => panic!("loaded an unknown flavor"),

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// The interpreter, or `None` after saying why the test is skipped.
 pub fn python() -> Option<String> {
@@ -38,4 +39,16 @@ pub fn run(python: &str, script: &str, args: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The directory `script` (under `tests/it/`) fills when run as `script DIR ROWS`, made
+/// once per test run in `cell`; `None` when Python is missing.
+pub fn made_once(cell: &'static OnceLock<Option<PathBuf>>, script: &str, rows: usize) -> Option<&'static Path> {
+    cell.get_or_init(|| {
+        let python = python()?;
+        let dir = tempfile::tempdir().unwrap().keep();
+        run(&python, script, &[dir.to_str().unwrap(), &rows.to_string()]);
+        Some(dir)
+    })
+    .as_deref()
 }
