@@ -19,6 +19,11 @@
 //!   (linear, elastic net), trained with linfa; [`ForecastModel`], daily forecasts from lag
 //!   and calendar features; [`ImageClassifier`], a candle network with its image
 //!   preprocessing packaged as data.
+//! - Models trained in Python: MLflow model directories ([`MlflowModel`], `MLmodel` and
+//!   its signature) are packages too; with feature `onnx`, `OnnxModel` runs ONNX graphs
+//!   (scikit-learn pipelines through skl2onnx, networks) as onnxruntime does;
+//!   [`XgboostModel`] and [`LightgbmModel`] read XGBoost's and LightGBM's own model files
+//!   and score them as the libraries do.
 //!
 //! ```
 //! use mlops_core::{FlavorRegistry, Model, Package, TabularClassifierParams};
