@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 
 /// Rows walked side by side through one tree.
-const LANES: usize = 8;
+const LANES: usize = 16;
 /// Rows that go through every tree before the next rows start.
 const BLOCK_ROWS: usize = 256;
 /// Rows below which one thread scores everything.
@@ -447,8 +447,8 @@ mod tests {
             TreeNode::Leaf(4.0),
         ];
         let stump = vec![less(1, 0.0, true, 1, 2), TreeNode::Leaf(10.0), TreeNode::Leaf(20.0)];
-        // Four rounds of three trees: more trees than lanes, for the trees-side-by-side path.
-        let trees: Vec<TreeSpec<f32>> = (0..4)
+        // Six rounds of three trees: more trees than lanes, for the trees-side-by-side path.
+        let trees: Vec<TreeSpec<f32>> = (0..6)
             .flat_map(|_| {
                 [
                     TreeSpec { nodes: deep.clone(), group: 0 },
@@ -463,7 +463,7 @@ mod tests {
             (0..2006).map(|i| if i % 13 == 0 { f32::NAN } else { ((i * 7919) % 61) as f32 / 10.0 - 3.0 }).collect();
         let reference = |row: &[f32]| {
             let (mut first, mut second) = (0.0f32, 0.0f32);
-            for _ in 0..4 {
+            for _ in 0..6 {
                 first += walk(&deep, row);
                 second += walk(&stump, row);
                 second += walk(&deep, row);
