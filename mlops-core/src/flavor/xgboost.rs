@@ -94,7 +94,7 @@ impl Flavor for XgboostFlavor {
 /// names, from the signature's columns in order), converted to float32 as XGBoost's
 /// `DMatrix` converts them; a null is a missing value and takes each split's default
 /// side. Margins start from `base_score` and add every tree's leaf in float32, in
-/// XGBoost's order, so margins equal XGBoost's bit for bit; the objective then gives
+/// XGBoost's order, so each sum rounds as XGBoost's does; the objective then gives
 /// probabilities, labels or values. The output is one column, `prediction`: float32
 /// values, int64 labels for a classifier's labels, or one float32 array of per-class
 /// probabilities per row for `multi:softprob`.

@@ -10,7 +10,7 @@
 //! independent walks instead of waiting on one. Rows go
 //! through in blocks, each tree for every row of the block before the next tree, so the
 //! tree's nodes and the block's features stay in cache; each row still adds its trees in
-//! file order, the order the libraries add them, so sums agree bit for bit.
+//! file order, the order the libraries add them, so every sum rounds as theirs does.
 
 use std::ops::AddAssign;
 
