@@ -17,5 +17,10 @@ python_env() {
     "$venv/bin/pip" install --quiet -r "$requirements"
     echo "$want" > "$stamp"
   fi
+  # LightGBM's wheel links the system's OpenMP runtime.
+  if ! ldconfig -p 2>/dev/null | grep -q 'libgomp.so.1'; then
+    echo "== installing libgomp1 (the OpenMP runtime LightGBM links)"
+    apt-get install -y libgomp1 >/dev/null
+  fi
   export MLOPS_PYTHON="$venv/bin/python"
 }

@@ -18,6 +18,10 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
+/// The most outputs (classes) per row an ensemble may have: a file that claims more is
+/// refused before anything is allocated for them.
+pub(crate) const MAX_GROUPS: usize = 1 << 16;
+
 /// Rows walked side by side through one tree.
 const LANES: usize = 16;
 /// Rows that go through every tree before the next rows start.

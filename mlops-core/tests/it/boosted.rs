@@ -206,6 +206,15 @@ fn models_that_cannot_score_correctly_are_refused_naming_why() {
     let mangled = text.replacen("leaf_value=", "leaf_value=oops ", 1);
     assert!(LightgbmModel::from_text(&mangled, None).unwrap_err().to_string().contains("tree 0"));
 
+    // A file that claims absurd sizes is refused before anything is allocated for them.
+    let huge =
+        String::from_utf8(json.clone()).unwrap().replacen("\"num_class\":\"0\"", "\"num_class\":\"999999999999\"", 1);
+    assert_ne!(huge.as_bytes(), &json[..], "the JSON names num_class");
+    let err = XgboostModel::from_file(huge.as_bytes(), "model.json", None, XgboostOutput::Booster).unwrap_err();
+    assert!(err.to_string().contains("num_class"), "{err}");
+    let huge = text.replacen("num_tree_per_iteration=1", "num_tree_per_iteration=99999999999", 1);
+    assert!(LightgbmModel::from_text(&huge, None).is_err());
+
     // Unknown objectives are named.
     let odd = String::from_utf8(json.clone()).unwrap().replace("binary:logistic", "binary:hinge2");
     let err = XgboostModel::from_file(odd.as_bytes(), "model.json", None, XgboostOutput::Booster).unwrap_err();

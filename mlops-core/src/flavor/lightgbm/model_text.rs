@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::trees::boosted::{Ensemble, Test, TreeNode, TreeSpec};
+use crate::trees::boosted::{Ensemble, MAX_GROUPS, Test, TreeNode, TreeSpec};
 
 /// The most features a model may read.
 const MAX_FEATURES: usize = 1 << 24;
@@ -131,7 +131,10 @@ impl Booster {
         if features > MAX_FEATURES {
             return Err(invalid(format!("{features} features are more than this crate scores ({MAX_FEATURES})")));
         }
-        if per_iteration == 0 || (objective == Objective::Softmax && classes != per_iteration) {
+        if per_iteration == 0
+            || per_iteration > MAX_GROUPS
+            || (objective == Objective::Softmax && classes != per_iteration)
+        {
             return Err(invalid(format!("{classes} classes with {per_iteration} trees per iteration")));
         }
         let names: Option<Vec<String>> =

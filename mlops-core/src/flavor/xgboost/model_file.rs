@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::ubjson;
 use crate::error::{Error, Result};
-use crate::trees::boosted::{Ensemble, Test, TreeNode, TreeSpec};
+use crate::trees::boosted::{Ensemble, MAX_GROUPS, Test, TreeNode, TreeSpec};
 
 #[derive(Debug, Deserialize)]
 struct ModelFile {
@@ -222,6 +222,11 @@ impl Booster {
             )));
         }
         let groups = classes.max(1);
+        if groups > MAX_GROUPS {
+            return Err(Error::InvalidPackage(format!(
+                "XGBoost model: num_class {classes} is more than this crate scores ({MAX_GROUPS})"
+            )));
+        }
         if matches!(objective, Objective::Softprob | Objective::Softmax) && classes < 2 {
             return Err(Error::InvalidPackage(format!(
                 "XGBoost model: objective `{objective_name}` with num_class {classes}"
