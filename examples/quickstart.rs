@@ -248,7 +248,7 @@ fn save_scored(frame: &mut DataFrame, path: &Path) -> Result<(), Box<dyn std::er
 /// A fresh package directory per run and candidate.
 fn package_dir(root: &Path, index: usize) -> std::io::Result<PathBuf> {
     let stamp = millis_since_epoch();
-    let dir = root.join("packages").join(format!("{stamp}-candidate-{}", index + 1));
+    let dir = root.join("packages").join(format!("{stamp}-{}-candidate-{}", std::process::id(), index + 1));
     std::fs::create_dir_all(dir.parent().unwrap_or(root))?;
     Ok(dir)
 }

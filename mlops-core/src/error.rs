@@ -105,6 +105,15 @@ pub enum Error {
     /// safetensors file).
     #[error("tensor operation failed: {0}")]
     Tensor(String),
+    /// Code that should have returned an error panicked instead (a model's or a loader's);
+    /// the panic was caught, so the caller goes on.
+    #[error("{what} failed unexpectedly: {message}")]
+    Panicked {
+        /// What was being done.
+        what: String,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 /// `Result` with [`enum@Error`] as the default error type.
@@ -118,6 +127,34 @@ impl Error {
     pub(crate) fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
         Self::Json { what: what.into(), source }
     }
+}
+
+/// Runs `work`, turning a panic into [`Error::Panicked`] naming `what`, so a model, a
+/// loader or a file they read cannot take down a thread that serves other work.
+///
+/// ```
+/// use mlops_core::{Error, catching_panics};
+///
+/// let outcome: mlops_core::Result<()> = catching_panics("scoring batch 3", || panic!("index out of bounds"));
+/// assert!(matches!(outcome, Err(Error::Panicked { .. })));
+/// assert_eq!(catching_panics("adding", || Ok(1 + 1))?, 2);
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Errors
+/// `work`'s own errors, and [`Error::Panicked`].
+pub fn catching_panics<T>(what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|payload| Err(Error::Panicked { what: what.to_owned(), message: panic_message(&*payload) }))
+}
+
+/// The message a panic carried (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 impl From<candle_core::Error> for Error {

@@ -117,7 +117,7 @@ impl FlavorRegistry {
             }
             return Err(Error::UnknownFlavor { flavor: name.clone(), known: known() });
         };
-        let model = flavor.load(package)?;
+        let model = crate::error::catching_panics(&format!("loading a `{name}` model"), || flavor.load(package))?;
         let features = &package.manifest().features;
         if features.is_empty() { Ok(model) } else { Ok(Arc::new(WithFeatures { model, features: features.clone() })) }
     }

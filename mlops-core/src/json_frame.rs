@@ -3,6 +3,8 @@
 //! `instances` and `inputs` as a list, and its prediction output) and columns (`{"column":
 //! [values], ..}`, `instances` and `inputs` as an object).
 
+use std::collections::HashMap;
+
 use polars::prelude::{AnyValue, Column, DataFrame, NamedFrom, Series, TimeUnit};
 use serde_json::{Map, Value, json};
 
@@ -189,29 +191,72 @@ impl TensorSink {
 
 /// Reads a list of records (`[{"column": value, ..}, ..]`) into a frame typed by `schema`.
 /// Columns are those of the first record and any later one; a record without a column
-/// holds null there.
+/// holds null there. Fields the schema does not name are kept (a request id, a sticky or
+/// key column) as long as the frame stays proportional to the records: fields outside
+/// the schema that most records lack would make a frame far larger than its input, and
+/// are refused.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] naming a row that is not an object, [`Error::Schema`] naming
-/// a column whose values do not fit its type.
+/// [`Error::InvalidArgument`] naming a row that is not an object, or for records whose
+/// fields outside the schema are too sparse; [`Error::Schema`] naming a column whose
+/// values do not fit its type.
 pub fn records_json_to_frame(records: &[Value], schema: &Schema) -> Result<DataFrame> {
+    let mut objects = Vec::with_capacity(records.len());
     let mut names: Vec<&str> = Vec::new();
+    // Whether each field seen so far is a schema column.
+    let mut known: HashMap<&str, bool> = HashMap::new();
+    // Values of fields outside the schema that the records carry, and the distinct fields.
+    let mut unknown_values = 0usize;
+    let mut unknown_fields = 0usize;
     for (row, record) in records.iter().enumerate() {
-        let object = record
-            .as_object()
-            .ok_or_else(|| Error::InvalidArgument(format!("record {row} is not a JSON object: {record}")))?;
+        let object = record.as_object().ok_or_else(|| {
+            Error::InvalidArgument(format!("record {row} is not a JSON object: {}", json_excerpt(record)))
+        })?;
         for name in object.keys() {
-            if !names.contains(&name.as_str()) {
+            let known = *known.entry(name.as_str()).or_insert_with(|| {
                 names.push(name);
-            }
+                let known = schema.column(name).is_some();
+                unknown_fields += usize::from(!known);
+                known
+            });
+            unknown_values += usize::from(!known);
         }
+        objects.push(object);
+    }
+    let unknown_cells = unknown_fields.saturating_mul(objects.len());
+    if unknown_cells > unknown_values.saturating_mul(SPARSE_FIELDS_FACTOR).max(SPARSE_FIELDS_ALLOWANCE) {
+        return Err(Error::InvalidArgument(format!(
+            "the {} records carry {unknown_fields} distinct fields outside the model's signature, most of them in \
+             few records; send the signature's columns, and extra fields only where most records have them",
+            objects.len()
+        )));
     }
     let mut columns = Vec::with_capacity(names.len());
     for name in names {
-        let cells: Vec<&Value> = records.iter().map(|r| r.get(name).unwrap_or(&Value::Null)).collect();
+        let cells: Vec<&Value> = objects.iter().map(|r| r.get(name).unwrap_or(&Value::Null)).collect();
         columns.push(typed_column(name, &cells, schema)?);
     }
-    Ok(DataFrame::new(records.len(), columns)?)
+    Ok(DataFrame::new(objects.len(), columns)?)
+}
+
+/// Fields outside the schema may fill this many times more cells than the values the
+/// records carry for them (sparse optional fields), beyond [`SPARSE_FIELDS_ALLOWANCE`].
+const SPARSE_FIELDS_FACTOR: usize = 8;
+/// Cells of fields outside the schema allowed whatever their sparsity.
+const SPARSE_FIELDS_ALLOWANCE: usize = 1 << 16;
+
+/// A JSON value for an error message: scalars as they are (long strings cut), lists and
+/// objects by kind and size, so a message never echoes a whole body.
+pub fn json_excerpt(value: &Value) -> String {
+    const MAX_CHARS: usize = 64;
+    match value {
+        Value::String(s) if s.chars().count() > MAX_CHARS => {
+            format!("{:?}... ({} bytes)", s.chars().take(MAX_CHARS).collect::<String>(), s.len())
+        }
+        Value::Array(items) => format!("a list of {} values", items.len()),
+        Value::Object(fields) => format!("an object of {} fields", fields.len()),
+        scalar => scalar.to_string(),
+    }
 }
 
 /// Reads an object of columns (`{"column": [values], ..}`) into a frame typed by `schema`.
@@ -348,7 +393,7 @@ fn json_column(name: &str, dtype: ColumnType, cells: &[&Value]) -> Result<Column
     let mismatch = |row: usize, value: &Value| Error::Schema {
         column: name.to_owned(),
         expected: dtype.to_string(),
-        found: format!("{value} in row {row}"),
+        found: format!("{} in row {row}", json_excerpt(value)),
     };
     fn collect<T>(
         cells: &[&Value],

@@ -49,6 +49,7 @@
 //! ([`Error::Schema`], [`Error::MissingColumns`]), the package file ([`Error::Checksum`]),
 //! the flavor ([`Error::UnknownFlavor`]), or the position in a URI ([`Error::InvalidUri`]).
 
+mod atomic_write;
 mod error;
 pub mod features;
 mod flavor;
@@ -62,7 +63,7 @@ mod signature;
 mod trees;
 mod uri;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, catching_panics, panic_message};
 pub use flavor::{
     BadImages, ColorMode, ConvNet, EpochReport, FORECASTER, FeatureColumns, Flavor, FlavorRegistry, ForecastFlavor,
     ForecastModel, ForecastParams, ForecastRequests, ForecastSpec, IMAGE_CLASSIFIER, ImageBatch, ImageClassifier,
@@ -75,8 +76,8 @@ pub use flavor::{
 #[cfg(feature = "onnx")]
 pub use flavor::{ONNX, OnnxFlavor, OnnxModel};
 pub use json_frame::{
-    columns_json_to_frame, frame_to_columns_json, frame_to_records_json, frame_to_split_json, records_json_to_frame,
-    split_json_to_frame, tensor_json_to_column,
+    columns_json_to_frame, frame_to_columns_json, frame_to_records_json, frame_to_split_json, json_excerpt,
+    records_json_to_frame, split_json_to_frame, tensor_json_to_column,
 };
 pub use mlflow::{MLMODEL_FILE, MlflowModel};
 pub use model::{Model, ModelWrapper};

@@ -85,6 +85,18 @@ pub struct Manifest {
     pub mlops_version: String,
 }
 
+impl Manifest {
+    /// The sha256 of the manifest as it is stored: the digest of the package it describes
+    /// ([`Package::digest`]), known before any of the package's files is read.
+    ///
+    /// # Errors
+    /// [`Error::Json`] if the manifest cannot be serialized.
+    pub fn digest(&self) -> Result<String> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::json("manifest", e))?;
+        Ok(sha256_hex(&bytes))
+    }
+}
+
 /// A model package held in memory: a manifest and its verified files.
 ///
 /// ```
@@ -181,7 +193,7 @@ impl Package {
     /// # Errors
     /// [`Error::Json`] if the manifest cannot be serialized.
     pub fn digest(&self) -> Result<String> {
-        Ok(sha256_hex(&self.manifest_bytes()?))
+        self.manifest.digest()
     }
 
     /// This package with `features` recorded in its manifest: scoring code looks them up
@@ -301,6 +313,7 @@ impl Package {
             let bytes = files.remove(&entry.path).ok_or_else(|| {
                 Error::InvalidPackage(format!("file `{}` listed in the manifest is missing", entry.path))
             })?;
+            check_size(&entry.path, bytes.len() as u64, entry.size)?;
             let found = sha256_hex(&bytes);
             if found != entry.sha256 {
                 return Err(Error::Checksum { path: entry.path.clone(), expected: entry.sha256.clone(), found });
@@ -322,6 +335,7 @@ impl Package {
         if !manifest_path.exists() && dir.join(MLMODEL_FILE).is_file() {
             return Self::from_mlflow_files(read_tree(dir)?);
         }
+        regular_file_size(dir, MANIFEST_FILE)?;
         let manifest =
             fs::read(&manifest_path).map_err(|e| Error::io("reading package manifest", &manifest_path, e))?;
         let listed: Manifest =
@@ -330,36 +344,74 @@ impl Package {
         for entry in &listed.files {
             check_relative_path(&entry.path)?;
             let path = dir.join(&entry.path);
+            let found = regular_file_size(dir, &entry.path)?;
+            check_size(&entry.path, found, entry.size)?;
             let bytes = fs::read(&path).map_err(|e| Error::io("reading package file", &path, e))?;
             files.insert(entry.path.clone(), Bytes::from(bytes));
         }
         Self::from_parts(&manifest, files)
     }
 
-    /// Writes the package into `dir` (created if absent). Files are written first and the
-    /// manifest last, through a rename, so a crash never leaves a directory that looks like a
-    /// complete package.
+    /// Writes the package into `dir` (created if absent, or taken over if empty): every file
+    /// into a staging directory of its own beside `dir`, flushed to disk, and the whole
+    /// directory renamed into place, so a crash never leaves a directory that looks like a
+    /// package and concurrent savers never mix their files.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `dir` already holds a package, [`Error::Io`] naming the
-    /// path that could not be written.
+    /// [`Error::InvalidArgument`] when `dir` already holds a package (or anything else),
+    /// [`Error::Io`] naming the path that could not be written.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let manifest_path = dir.join(MANIFEST_FILE);
-        if manifest_path.exists() {
-            return Err(Error::InvalidArgument(format!("`{}` already holds a model package", dir.display())));
+        let already = || Error::InvalidArgument(format!("`{}` already holds a model package", dir.display()));
+        if dir.join(MANIFEST_FILE).exists() {
+            return Err(already());
         }
-        for (relative, bytes) in &self.files {
-            let path = dir.join(relative);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(|e| Error::io("creating directory", parent, e))?;
+        let published = crate::atomic_write::publish_dir(dir, |staging| {
+            for (relative, bytes) in &self.files {
+                crate::atomic_write::write_new(&staging.join(relative), bytes)?;
             }
-            fs::write(&path, bytes).map_err(|e| Error::io("writing package file", &path, e))?;
+            crate::atomic_write::write_new(&staging.join(MANIFEST_FILE), &self.manifest_bytes()?)
+        })?;
+        if published {
+            Ok(())
+        } else if dir.join(MANIFEST_FILE).exists() {
+            Err(already())
+        } else {
+            Err(Error::InvalidArgument(format!("`{}` exists and is not empty", dir.display())))
         }
-        fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
-        let staging = dir.join(format!(".{MANIFEST_FILE}.partial"));
-        fs::write(&staging, self.manifest_bytes()?).map_err(|e| Error::io("writing package manifest", &staging, e))?;
-        fs::rename(&staging, &manifest_path).map_err(|e| Error::io("publishing package manifest", &manifest_path, e))
     }
+}
+
+/// A file's size against the size its manifest records, checked before it is hashed.
+fn check_size(path: &str, found: u64, recorded: u64) -> Result<()> {
+    if found == recorded {
+        return Ok(());
+    }
+    Err(Error::InvalidPackage(format!("file `{path}` is {found} bytes; the manifest records {recorded}")))
+}
+
+/// The size of `relative` under `root`, which must be a regular file reached without a
+/// symbolic link: a package never reads outside its directory.
+fn regular_file_size(root: &Path, relative: &str) -> Result<u64> {
+    let mut path = root.to_path_buf();
+    let mut parts = relative.split('/').peekable();
+    while let Some(part) = parts.next() {
+        path.push(part);
+        let meta = fs::symlink_metadata(&path).map_err(|e| Error::io("reading package file", &path, e))?;
+        if meta.file_type().is_symlink() {
+            return Err(Error::InvalidPackage(format!(
+                "`{}` is a symbolic link; a package holds only files and directories",
+                path.display()
+            )));
+        }
+        if parts.peek().is_none() {
+            return if meta.is_file() {
+                Ok(meta.len())
+            } else {
+                Err(Error::InvalidPackage(format!("`{}` is not a regular file", path.display())))
+            };
+        }
+    }
+    Err(Error::InvalidPackage(format!("`{relative}` is not a file path")))
 }
 
 /// `2026-12-01 21:41:03.661732` (MLflow's `utc_time_created`) as a UTC time.

@@ -17,19 +17,15 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     Ok(ParquetReader::new(file).finish()?)
 }
 
-/// Writes `frame` to a Parquet file atomically: into a temporary file beside it, then
-/// renamed, so readers never see half a file.
+/// Writes `frame` to a Parquet file atomically: into a staging file of its own beside it,
+/// flushed to disk, then renamed, so readers never see half a file and concurrent writers
+/// never clobber each other's staging file (the last to finish wins).
 ///
 /// # Errors
 /// [`Error::Io`] naming the file, [`Error::Polars`] when encoding fails.
 pub fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<()> {
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let staging = path.with_file_name(format!(".{file_name}.partial"));
-    let io = |operation, source| Error::Io { operation, path: path.into(), source };
-    let file = File::create(&staging).map_err(|e| io("creating", e))?;
-    if let Err(e) = ParquetWriter::new(file).finish(frame) {
-        let _ = std::fs::remove_file(&staging);
-        return Err(e.into());
-    }
-    std::fs::rename(&staging, path).map_err(|e| io("renaming into place", e))
+    crate::atomic_write::write_file(path, |file| {
+        ParquetWriter::new(file).finish(frame)?;
+        Ok(())
+    })
 }

@@ -480,8 +480,10 @@ impl Signature {
                 let value = given.get(&spec.name).unwrap_or(&spec.default);
                 if !json_matches(spec.dtype, value) {
                     return Err(Error::InvalidArgument(format!(
-                        "parameter `{}` must be {}, got {value}",
-                        spec.name, spec.dtype
+                        "parameter `{}` must be {}, got {}",
+                        spec.name,
+                        spec.dtype,
+                        crate::json_frame::json_excerpt(value)
                     )));
                 }
                 Ok((spec.name.clone(), value.clone()))

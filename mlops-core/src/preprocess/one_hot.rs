@@ -40,9 +40,42 @@ impl Categories {
 /// # Ok::<(), mlops_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "OneHotEncoderFile")]
 pub struct OneHotEncoder {
     column: String,
     categories: Categories,
+}
+
+/// An encoder as a package stores it, checked before it becomes a [`OneHotEncoder`]: the
+/// lookups rely on categories that are sorted and distinct.
+#[derive(Deserialize)]
+struct OneHotEncoderFile {
+    column: String,
+    categories: Categories,
+}
+
+impl TryFrom<OneHotEncoderFile> for OneHotEncoder {
+    type Error = String;
+
+    fn try_from(file: OneHotEncoderFile) -> std::result::Result<Self, String> {
+        fn increasing<T: Ord>(values: &[T]) -> bool {
+            values.windows(2).all(|pair| pair[0] < pair[1])
+        }
+        let (len, sorted) = match &file.categories {
+            Categories::String(values) => (values.len(), increasing(values)),
+            Categories::Integer(values) => (values.len(), increasing(values)),
+        };
+        let problem = if len == 0 {
+            "has no categories"
+        } else if !sorted {
+            "has categories that are not sorted and distinct"
+        } else if len >= UNKNOWN_CATEGORY as usize {
+            "has more categories than a code can hold"
+        } else {
+            return Ok(Self { column: file.column, categories: file.categories });
+        };
+        Err(format!("the one-hot encoder of column `{}` {problem}", file.column))
+    }
 }
 
 /// Integer categories spanning at most this many values get a dense lookup table.
@@ -155,7 +188,8 @@ enum IntegerLookup<'a> {
 impl<'a> IntegerLookup<'a> {
     fn new(categories: &'a [i64]) -> Self {
         match (categories.first(), categories.last()) {
-            (Some(&min), Some(&max)) if max.saturating_sub(min) < DENSE_LOOKUP_SPAN => {
+            // Categories are sorted (checked when loaded), so `max - min` is not negative.
+            (Some(&min), Some(&max)) if (0..DENSE_LOOKUP_SPAN).contains(&max.saturating_sub(min)) => {
                 let mut slots = vec![0u32; (max - min + 1) as usize];
                 for (index, &c) in categories.iter().enumerate() {
                     slots[(c - min) as usize] = index as u32 + 1;

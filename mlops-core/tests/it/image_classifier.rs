@@ -197,6 +197,58 @@ fn bad_images_name_their_row_and_can_be_reported_instead() {
     assert!(model.predict(&numbers).unwrap_err().to_string().contains("image"));
 }
 
+/// A PNG whose header claims `width` x `height` pixels: a real 1x1 image with its size
+/// rewritten (and the header's checksum redone), so nothing large is ever encoded.
+fn png_claiming(width: u32, height: u32) -> String {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    DynamicImage::ImageRgb8(RgbImage::from_pixel(1, 1, Rgb([9, 9, 9]))).write_to(&mut bytes, ImageFormat::Png).unwrap();
+    let mut bytes = bytes.into_inner();
+    // Signature (8), IHDR length (4), "IHDR" (4), then width and height; the CRC covers
+    // "IHDR" and its 13 data bytes.
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in data {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn images_too_large_to_decode_fail_their_row_before_memory_is_taken() {
+    let fits = png_claiming(1, 1);
+    assert!(halves().extract(&column(&[Some(fits)])).unwrap().failures.is_empty(), "the rewritten header is valid");
+    // 16,000 x 16,000 RGB would take 768 MB decoded; 100,000 wide is past any side allowed.
+    let rows = [Some(png_claiming(16_000, 16_000)), Some(png_claiming(100_000, 1)), Some(png(RgbImage::new(2, 2)))];
+    let batch = halves().extract(&column(&rows)).unwrap();
+    let failed: Vec<usize> = batch.failures.iter().map(|(row, _)| *row).collect();
+    assert_eq!(failed, [0, 1], "{:?}", batch.failures);
+    for (_, reason) in &batch.failures {
+        assert!(reason.starts_with("undecodable image") && reason.contains("limit"), "{reason}");
+    }
+
+    // A model input too large for memory is refused before it is allocated.
+    let huge = ImagePreprocessing { height: 4096, width: 4096, ..halves() };
+    let many: Vec<Option<String>> = vec![None; 20_000];
+    let error = huge.extract(&column(&many)).unwrap_err().to_string();
+    assert!(error.contains("20000 images of 4096x4096") && error.contains("at most"), "{error}");
+    let spec = ImageSpec {
+        preprocessing: ImagePreprocessing { height: 100_000, ..halves() },
+        ..known_spec(ImageTask::MultiClass)
+    };
+    let error = ImageClassifier::from_safetensors(spec, known_weights(&[2.0, 0.0], &[0.0, 1.0])).unwrap_err();
+    assert!(error.to_string().contains("100000x2"), "{error}");
+}
+
 /// Reddish or bluish noisy squares, labelled by colour.
 fn colour_frame(images: usize, seed: u64) -> DataFrame {
     use rand::rngs::StdRng;

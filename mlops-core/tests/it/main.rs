@@ -7,6 +7,7 @@ mod boosted;
 mod features;
 mod forecast;
 mod image_classifier;
+mod json_frame;
 mod mlflow;
 mod model;
 mod onnx;

@@ -67,10 +67,15 @@ fn a_tampered_or_incomplete_package_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     package.save(dir.path()).unwrap();
 
-    std::fs::write(dir.path().join("model.json"), b"{ }").unwrap();
+    std::fs::write(dir.path().join("model.json"), b"[]").unwrap();
     match Package::read_dir(dir.path()) {
         Err(Error::Checksum { path, .. }) => assert_eq!(path, "model.json"),
         other => panic!("expected Checksum, got {other:?}"),
+    }
+    std::fs::write(dir.path().join("model.json"), b"{ }").unwrap();
+    match Package::read_dir(dir.path()) {
+        Err(Error::InvalidPackage(m)) => assert!(m.contains("`model.json` is 3 bytes; the manifest records 2"), "{m}"),
+        other => panic!("expected a size error, got {other:?}"),
     }
     std::fs::remove_file(dir.path().join("model.json")).unwrap();
     match Package::read_dir(dir.path()) {
@@ -179,4 +184,67 @@ fn a_packaged_model_loads_into_the_same_predictions() {
     assert!(
         matches!(FlavorRegistry::default().load(&broken), Err(Error::Json { what, .. }) if what.contains("preprocessor.json"))
     );
+}
+
+#[test]
+fn concurrent_savers_and_parquet_writers_never_mix_or_tear_their_files() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("packages").join("candidate");
+    let packages: Vec<Package> = (0..6u8)
+        .map(|i| Package::builder("f", signature()).file("model.json", vec![i; 100_000]).unwrap().build().unwrap())
+        .collect();
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let savers: Vec<_> = packages.iter().map(|p| scope.spawn(|| p.save(&dir).map_err(|e| e.to_string()))).collect();
+        savers.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    let mut refused = outcomes.iter().filter_map(|o| o.as_ref().err());
+    assert!(refused.all(|e| e.contains("already holds") || e.contains("not empty")), "{outcomes:?}");
+    let saved = Package::read_dir(&dir).unwrap();
+    assert!(packages.iter().any(|p| p.digest().unwrap() == saved.digest().unwrap()), "one saver's files, whole");
+
+    let path = root.path().join("scores.parquet");
+    let frames: Vec<DataFrame> = (0..6).map(|i| df!("x" => vec![i as f64; 50_000]).unwrap()).collect();
+    std::thread::scope(|scope| {
+        for frame in &frames {
+            let path = &path;
+            scope.spawn(move || mlops_core::write_parquet(&mut frame.clone(), path).unwrap());
+        }
+    });
+    let written = mlops_core::read_parquet(&path).unwrap();
+    assert!(frames.iter().any(|f| f.equals(&written)), "one writer's frame, whole");
+    let mut names: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["packages", "scores.parquet"], "no staging file is left behind");
+    let leftovers: Vec<_> = std::fs::read_dir(root.path().join("packages")).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no staging directory is left behind");
+}
+
+#[test]
+fn a_package_never_reads_through_a_symbolic_link() {
+    let package = Package::builder("f", signature()).file("weights/w.bin", vec![7u8; 10]).unwrap().build().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let outside = root.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("w.bin"), [7u8; 10]).unwrap();
+
+    // The file itself a link to an identical file outside.
+    let linked_file = root.path().join("linked-file");
+    package.save(&linked_file).unwrap();
+    std::fs::remove_file(linked_file.join("weights/w.bin")).unwrap();
+    std::os::unix::fs::symlink(outside.join("w.bin"), linked_file.join("weights/w.bin")).unwrap();
+    // A directory on the way a link.
+    let linked_dir = root.path().join("linked-dir");
+    package.save(&linked_dir).unwrap();
+    std::fs::remove_dir_all(linked_dir.join("weights")).unwrap();
+    std::os::unix::fs::symlink(&outside, linked_dir.join("weights")).unwrap();
+    for dir in [&linked_file, &linked_dir] {
+        match Package::read_dir(dir) {
+            Err(Error::InvalidPackage(m)) => assert!(m.contains("symbolic link"), "{m}"),
+            other => panic!("{}: expected a symbolic-link error, got {other:?}", dir.display()),
+        }
+    }
 }

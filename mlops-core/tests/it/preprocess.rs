@@ -158,3 +158,29 @@ fn the_compact_encoding_scores_exactly_like_the_dense_matrix() {
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
 }
+
+#[test]
+fn a_stored_encoder_with_unusable_categories_is_refused_when_read() {
+    let stores = Column::new("Store".into(), [30i64, 10, 20]);
+    let fitted = serde_json::to_value(OneHotEncoder::fit(&stores).unwrap()).unwrap();
+    assert_eq!(fitted["categories"]["values"], serde_json::json!([10, 20, 30]));
+    let with = |values: serde_json::Value| {
+        let mut stored = fitted.clone();
+        stored["categories"]["values"] = values;
+        serde_json::from_value::<OneHotEncoder>(stored).map_err(|e| e.to_string())
+    };
+    assert!(with(serde_json::json!([10, 20, 30])).is_ok());
+    // Unsorted integer categories once made the dense lookup table's size overflow.
+    for (values, problem) in [
+        (serde_json::json!([30, 10]), "not sorted and distinct"),
+        (serde_json::json!([9_000_000_000_000_000_000i64, -9_000_000_000_000_000_000i64]), "not sorted"),
+        (serde_json::json!([10, 10]), "not sorted and distinct"),
+        (serde_json::json!([]), "no categories"),
+    ] {
+        let error = with(values.clone()).unwrap_err();
+        assert!(error.contains("column `Store`") && error.contains(problem), "{values}: {error}");
+    }
+    let mut strings = serde_json::to_value(OneHotEncoder::fit(&Column::new("P".into(), ["b", "a"])).unwrap()).unwrap();
+    strings["categories"]["values"] = serde_json::json!(["b", "a"]);
+    assert!(serde_json::from_value::<OneHotEncoder>(strings).is_err());
+}

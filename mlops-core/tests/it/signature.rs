@@ -163,3 +163,67 @@ fn params_get_defaults_and_are_type_checked() {
     let unknown = BTreeMap::from([("temperature".to_owned(), serde_json::json!(1))]);
     assert!(signature.resolve_params(&unknown).unwrap_err().to_string().contains("unknown parameter `temperature`"));
 }
+
+mod every_type_pair {
+    use mlops_core::{ColSpec, ColumnType, Schema, Signature};
+    use polars::prelude::*;
+    use proptest::prelude::*;
+
+    const TYPES: [ColumnType; 8] = [
+        ColumnType::Boolean,
+        ColumnType::Integer,
+        ColumnType::Long,
+        ColumnType::Float,
+        ColumnType::Double,
+        ColumnType::String,
+        ColumnType::Binary,
+        ColumnType::Datetime,
+    ];
+
+    /// A column of any type a frame can bring, with nulls, extremes and non-finite values.
+    fn column() -> impl Strategy<Value = Column> {
+        let len = 0..6usize;
+        prop_oneof![
+            prop::collection::vec(prop::option::of(any::<bool>()), len.clone())
+                .prop_map(|v| Column::new("x".into(), v)),
+            prop::collection::vec(prop::option::of(any::<i8>()), len.clone()).prop_map(|v| Column::new("x".into(), v)),
+            prop::collection::vec(prop::option::of(any::<i32>()), len.clone()).prop_map(|v| Column::new("x".into(), v)),
+            prop::collection::vec(prop::option::of(any::<i64>()), len.clone()).prop_map(|v| Column::new("x".into(), v)),
+            prop::collection::vec(prop::option::of(any::<u64>()), len.clone()).prop_map(|v| Column::new("x".into(), v)),
+            prop::collection::vec(prop::option::of(any::<f32>()), len.clone()).prop_map(|v| Column::new("x".into(), v)),
+            prop::collection::vec(prop::option::of(any::<f64>()), len.clone()).prop_map(|v| Column::new("x".into(), v)),
+            prop::collection::vec(prop::option::of("[a-z0-9.:-]{0,12}"), len.clone())
+                .prop_map(|v| Column::new("x".into(), v)),
+            prop::collection::vec(prop::option::of(any::<i64>()), len.clone()).prop_map(|v| {
+                Column::new("x".into(), v)
+                    .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+                    .expect("an integer column casts to datetime")
+            }),
+            prop::collection::vec(prop::option::of(any::<i64>()), len).prop_map(|v| {
+                Column::new("x".into(), v).cast(&DataType::Date).expect("an integer column casts to date")
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Enforcement of any column against any column type returns a frame of the
+        /// schema's type or an error: never a panic, never a frame of another type.
+        #[test]
+        fn enforcement_never_panics_and_keeps_the_schema_type(
+            column in column(),
+            wanted in prop::sample::select(TYPES.to_vec()),
+            optional in any::<bool>(),
+        ) {
+            let spec = ColSpec::new("x", wanted);
+            let spec = if optional { spec.optional() } else { spec };
+            let signature = Signature::new(Schema::new(vec![spec]).unwrap());
+            let frame = DataFrame::new(column.len(), vec![column]).unwrap();
+            if let Ok(enforced) = signature.enforce(&frame) {
+                prop_assert_eq!(enforced.column("x").unwrap().dtype(), &wanted.polars_dtype());
+                prop_assert_eq!(enforced.height(), frame.height());
+            }
+        }
+    }
+}

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The largest side of the images a model takes (after resizing).
+const MAX_SIDE: u32 = 4096;
+/// The largest side of an image a request may carry, before resizing.
+const MAX_DECODED_SIDE: u32 = 16_384;
+/// The most memory decoding one image may take; images decode in parallel, one per thread.
+const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
+/// The most memory one batch's model input (`f32` pixels of every image) may take.
+const MAX_BATCH_BYTES: usize = 2 << 30;
+
 /// The channels a model takes. An image of another mode is refused, not converted: a
 /// grayscale or transparent image reaching an RGB model is a data problem to see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +114,12 @@ impl ImagePreprocessing {
         if self.height == 0 || self.width == 0 {
             return Err(Error::InvalidArgument(format!("image size {}x{} is empty", self.height, self.width)));
         }
+        if self.height > MAX_SIDE || self.width > MAX_SIDE {
+            return Err(Error::InvalidArgument(format!(
+                "image size {}x{} is over the largest a model takes here, {MAX_SIDE}x{MAX_SIDE}",
+                self.height, self.width
+            )));
+        }
         if self.mean.len() != channels || self.std.len() != channels {
             return Err(Error::InvalidArgument(format!(
                 "{} images need {channels} means and standard deviations, got {} and {}",
@@ -138,7 +153,18 @@ impl ImagePreprocessing {
         }
         let texts: Vec<Option<&str>> = column.str()?.iter().collect();
         let len = self.image_len();
-        let mut pixels = vec![0f32; texts.len() * len];
+        let values =
+            texts.len().checked_mul(len).filter(|v| v.saturating_mul(4) <= MAX_BATCH_BYTES).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{} images of {}x{} take over {} MiB as model input; score at most {} at once",
+                    texts.len(),
+                    self.height,
+                    self.width,
+                    MAX_BATCH_BYTES >> 20,
+                    MAX_BATCH_BYTES / 4 / len.max(1)
+                ))
+            })?;
+        let mut pixels = vec![0f32; values];
         let failures: Vec<(usize, String)> = pixels
             .par_chunks_mut(len.max(1))
             .zip(texts.par_iter())
@@ -157,12 +183,18 @@ impl ImagePreprocessing {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(payload.trim())
             .map_err(|e| format!("not base64 ({e})"))?;
-        match image::guess_format(&bytes) {
-            Ok(ImageFormat::Png | ImageFormat::Jpeg) => {}
+        let format = match image::guess_format(&bytes) {
+            Ok(format @ (ImageFormat::Png | ImageFormat::Jpeg)) => format,
             Ok(other) => return Err(format!("a {other:?} image; the model takes JPEG or PNG")),
             Err(_) => return Err("not a JPEG or PNG image".into()),
-        }
-        let decoded = image::load_from_memory(&bytes).map_err(|e| format!("undecodable image ({e})"))?;
+        };
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_DECODED_SIDE);
+        limits.max_image_height = Some(MAX_DECODED_SIDE);
+        limits.max_alloc = Some(MAX_DECODED_BYTES);
+        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
+        reader.limits(limits);
+        let decoded = reader.decode().map_err(|e| format!("undecodable image ({e})"))?;
         let found = ColorMode::of(decoded.color());
         if found != Some(self.mode) {
             return Err(format!("a {:?} image; the model takes {:?}", decoded.color(), self.mode));
