@@ -152,7 +152,22 @@ impl AuditLog for ObjectStoreAuditLog {
         Ok(())
     }
 
+    /// Every entry that parses; one that does not is left out (see
+    /// [`ObjectStoreAuditLog::unreadable_entries`]) rather than hiding the others.
     async fn entries(&self, model: &ModelName) -> Result<Vec<AuditEntry>> {
-        read_json_objects(self.store.as_ref(), &self.prefix(model)).await
+        let read = read_json_objects(self.store.as_ref(), &self.prefix(model)).await?;
+        Ok(read.documents.into_iter().map(|(_, entry)| entry).collect())
+    }
+}
+
+impl ObjectStoreAuditLog {
+    /// The objects under `model`'s audit prefix that do not parse as entries, with why:
+    /// what [`AuditLog::entries`] leaves out, for an operator to inspect or remove.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the store cannot be listed or read.
+    pub async fn unreadable_entries(&self, model: &ModelName) -> Result<Vec<(String, String)>> {
+        let read = read_json_objects::<AuditEntry>(self.store.as_ref(), &self.prefix(model)).await?;
+        Ok(read.unreadable.into_iter().map(|(path, why)| (path.to_string(), why)).collect())
     }
 }

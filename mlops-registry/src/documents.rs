@@ -49,7 +49,7 @@ impl Documents {
             .try_collect()
             .await
             .map_err(|e| Error::backend(format!("listing `{prefix}`"), e))?;
-        Ok(listing.iter().filter_map(|meta| meta.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok()).max())
+        Ok(listing.iter().filter_map(|meta| revision_number(meta.location.filename()?)).max())
     }
 
     /// The current revision of the document under `prefix`, `None` if it was never created.
@@ -102,9 +102,36 @@ impl Documents {
                 return Err(missing());
             };
             let outcome = change(&mut document)?;
-            if self.create(prefix, number + 1, &document).await? {
+            let next = number.checked_add(1).ok_or_else(|| {
+                Error::InvalidArgument(format!("`{prefix}` is at the last revision number, {number}"))
+            })?;
+            if self.create(prefix, next, &document).await? {
                 return Ok((document, outcome));
             }
+        }
+    }
+}
+
+/// The revision a file name holds: exactly [`REVISION_DIGITS`] digits and `.json`, so a
+/// stray `7.json` (or anything else dropped under the prefix) never shadows the real ones.
+pub(crate) fn revision_number(file_name: &str) -> Option<u64> {
+    let digits = file_name.strip_suffix(".json")?;
+    if digits.len() != REVISION_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::revision_number;
+
+    #[test]
+    fn only_padded_revision_names_count() {
+        assert_eq!(revision_number("00000000000000000007.json"), Some(7));
+        assert_eq!(revision_number("18446744073709551615.json"), Some(u64::MAX));
+        for stray in ["7.json", "+0000000000000000007.json", "99999999999999999999.json", "00000000000000000007.jsn"] {
+            assert_eq!(revision_number(stray), None, "{stray}");
         }
     }
 }

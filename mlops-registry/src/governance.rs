@@ -116,9 +116,11 @@ impl RolePolicy {
         self
     }
 
-    /// Only principals with [`Permission::Manage`] may set or delete `alias`.
+    /// Only principals with [`Permission::Manage`] may set or delete `alias`, in any case
+    /// (`Champion` is `champion`: MLflow on MySQL and Unity Catalog fold the case of
+    /// aliases).
     pub fn protect_alias(mut self, alias: impl Into<String>) -> Self {
-        self.protected_aliases.insert(alias.into());
+        self.protected_aliases.insert(alias.into().to_lowercase());
         self
     }
 
@@ -136,7 +138,7 @@ impl Policy for RolePolicy {
         let needed = match (access.operation, access.alias) {
             (None, _) => Permission::Read,
             (Some(Operation::SetAlias | Operation::DeleteAlias), Some(alias))
-                if self.protected_aliases.contains(alias) =>
+                if self.protected_aliases.contains(&alias.to_lowercase()) =>
             {
                 Permission::Manage
             }
@@ -189,7 +191,18 @@ pub struct GovernedRegistry {
     inner: Arc<dyn Registry>,
     policy: Arc<dyn Policy>,
     audit: Arc<dyn AuditLog>,
+    unaudited: Arc<parking_lot::Mutex<Unaudited>>,
 }
+
+/// Calls whose audit entry could not be written.
+#[derive(Debug, Default)]
+struct Unaudited {
+    count: u64,
+    latest: std::collections::VecDeque<String>,
+}
+
+/// How many of the latest unaudited calls [`GovernedRegistry::unaudited`] keeps.
+pub const UNAUDITED_KEPT: usize = 100;
 
 impl fmt::Debug for GovernedRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -200,7 +213,16 @@ impl fmt::Debug for GovernedRegistry {
 impl GovernedRegistry {
     /// Governs `inner` with `policy`, auditing to `audit`.
     pub fn new(inner: Arc<dyn Registry>, policy: Arc<dyn Policy>, audit: Arc<dyn AuditLog>) -> Self {
-        Self { inner, policy, audit }
+        Self { inner, policy, audit, unaudited: Arc::default() }
+    }
+
+    /// Calls whose audit entry could not be written, and the latest
+    /// [`UNAUDITED_KEPT`] of them (what was done and why the entry failed). Such a call
+    /// still answers with its own outcome: a mutation that succeeded is not reported as
+    /// failed because its audit entry was lost.
+    pub fn unaudited(&self) -> (u64, Vec<String>) {
+        let unaudited = self.unaudited.lock();
+        (unaudited.count, unaudited.latest.iter().cloned().collect())
     }
 
     /// A handle whose every call is made by `principal`.
@@ -288,7 +310,7 @@ impl GovernedHandle {
             alias: subject.alias,
         };
         let Err(reason) = self.governed.policy.authorize(&access) else { return Ok(()) };
-        self.record(subject, None, None, AuditOutcome::Denied(reason.clone())).await?;
+        self.record(subject, None, None, AuditOutcome::Denied(reason.clone())).await;
         Err(Error::PermissionDenied {
             principal: self.principal.to_string(),
             action: describe(subject.operation, subject.alias),
@@ -297,13 +319,9 @@ impl GovernedHandle {
         })
     }
 
-    async fn record(
-        &self,
-        subject: &Subject<'_>,
-        old: Option<Value>,
-        new: Option<Value>,
-        outcome: AuditOutcome,
-    ) -> Result<()> {
+    /// Appends the audit entry; a failure to write it is kept in
+    /// [`GovernedRegistry::unaudited`], apart from the call's own outcome.
+    async fn record(&self, subject: &Subject<'_>, old: Option<Value>, new: Option<Value>, outcome: AuditOutcome) {
         let entry = AuditEntry {
             at: Utc::now(),
             principal: self.principal.to_string(),
@@ -315,7 +333,20 @@ impl GovernedHandle {
             new,
             outcome,
         };
-        self.governed.audit.append(&entry).await
+        if let Err(e) = self.governed.audit.append(&entry).await {
+            let mut unaudited = self.governed.unaudited.lock();
+            unaudited.count += 1;
+            if unaudited.latest.len() == UNAUDITED_KEPT {
+                unaudited.latest.pop_front();
+            }
+            unaudited.latest.push_back(format!(
+                "{} by `{}` on `{}` ({:?}): {e}",
+                describe(subject.operation, subject.alias),
+                self.principal,
+                subject.model,
+                entry.outcome
+            ));
+        }
     }
 
     /// Records how an allowed mutation ended and passes its result on.
@@ -328,9 +359,9 @@ impl GovernedHandle {
         match &result {
             Ok(done) => {
                 let (old, new) = values(done);
-                self.record(subject, old, new, AuditOutcome::Done).await?;
+                self.record(subject, old, new, AuditOutcome::Done).await;
             }
-            Err(e) => self.record(subject, None, None, AuditOutcome::Failed(e.to_string())).await?,
+            Err(e) => self.record(subject, None, None, AuditOutcome::Failed(e.to_string())).await,
         }
         result
     }

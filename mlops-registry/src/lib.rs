@@ -76,8 +76,9 @@ pub use error::{Error, Result};
 pub use events::{ObservedRegistry, RegistryEvent};
 pub use governance::{
     Access, AliasMove, AllowAll, GovernedHandle, GovernedRegistry, Permission, Policy, Principal, RolePolicy,
+    UNAUDITED_KEPT,
 };
-pub use live::{LiveModel, Prediction};
+pub use live::{FollowStatus, LiveModel, Prediction, STALE_AFTER_POLLS};
 pub use memory::MemoryRegistry;
 pub use mlflow::{MlflowRegistry, MlflowRegistryBuilder};
 pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, RegisteredModel};
@@ -85,6 +86,6 @@ pub use registry::{LoadedModel, Registry, RegistryExt};
 pub use store::ObjectStoreRegistry;
 pub use version::{CreateVersion, DatasetRef, Lineage, ModelVersion, RunLink, SearchVersions};
 pub use webhooks::{
-    DELIVERY_ID_HEADER, Delivery, DeliveryReport, RetryPolicy, SIGNATURE_HEADER, TIMESTAMP_HEADER, VerifyError,
-    Webhook, WebhookDispatcher, sign, verify,
+    DELIVERY_ID_HEADER, Delivery, DeliveryReport, MAX_RETRY_AFTER, RetryPolicy, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    VerifyError, Webhook, WebhookDispatcher, sign, verify,
 };

@@ -1,7 +1,7 @@
 //! A model that follows its alias.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use mlops_core::{FlavorRegistry, ModelUri};
@@ -12,6 +12,43 @@ use crate::error::{Error, Result};
 use crate::events::RegistryEvent;
 use crate::registry::{LoadedModel, Registry, RegistryExt};
 use crate::version::ModelVersion;
+
+/// A refresh that has not succeeded for this many poll intervals makes a [`LiveModel`]
+/// stale.
+pub const STALE_AFTER_POLLS: u32 = 3;
+
+/// How a [`LiveModel`] is keeping up with its URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowStatus {
+    /// The version serving.
+    pub version: u64,
+    /// How long ago the URI was last resolved successfully (at start, at the latest).
+    pub since_confirmed: Duration,
+    /// Whether the background poller is still running.
+    pub polling: bool,
+    /// The error of the last refresh, if it failed.
+    pub last_error: Option<String>,
+}
+
+impl FollowStatus {
+    /// What is wrong, if anything: the poller stopped, or the URI has not been confirmed
+    /// for [`STALE_AFTER_POLLS`] poll intervals.
+    pub fn problem(&self, poll_interval: Duration) -> Option<String> {
+        let why = self.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+        if !self.polling {
+            return Some(format!("stopped following its URI at version {}{why}", self.version));
+        }
+        let stale = poll_interval.saturating_mul(STALE_AFTER_POLLS);
+        (self.since_confirmed > stale).then(|| {
+            format!(
+                "serving version {} unconfirmed for {:.1} s (polls every {:.1} s){why}",
+                self.version,
+                self.since_confirmed.as_secs_f64(),
+                poll_interval.as_secs_f64()
+            )
+        })
+    }
+}
 
 /// A prediction and the version that made it.
 #[derive(Debug, Clone)]
@@ -28,7 +65,9 @@ pub struct Prediction {
 /// when it designates another version, that version is downloaded, verified, loaded and
 /// checked on its input example *before* it replaces the current one with one atomic swap.
 /// A version that fails to load never replaces a working one: the old version keeps
-/// serving and the failure is kept in [`last_error`](Self::last_error).
+/// serving and the failure is kept in [`last_error`](Self::last_error). A loader or model
+/// that panics fails that version the same way, and the poller goes on;
+/// [`status`](Self::status) tells whether the URI is still being confirmed.
 ///
 /// The predict path takes no lock and does no I/O: it clones an `Arc` to the current model.
 /// A prediction is made entirely by one version, which it reports.
@@ -73,6 +112,9 @@ struct Shared {
     flavors: FlavorRegistry,
     current: ArcSwap<LoadedModel>,
     last_error: Mutex<Option<String>>,
+    poll_interval: Duration,
+    /// When the URI was last resolved successfully.
+    confirmed_at: Mutex<Instant>,
     /// Serializes refreshes, so a poll and an explicit refresh never load the same version
     /// twice. Held across awaits, hence tokio's mutex; never touched by the predict path.
     refreshing: tokio::sync::Mutex<()>,
@@ -113,6 +155,8 @@ impl LiveModel {
             flavors,
             current: ArcSwap::from_pointee(first),
             last_error: Mutex::new(None),
+            poll_interval,
+            confirmed_at: Mutex::new(Instant::now()),
             refreshing: tokio::sync::Mutex::new(()),
         });
         let poller = tokio::spawn(poll(Arc::downgrade(&shared), poll_interval));
@@ -194,6 +238,21 @@ impl LiveModel {
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error.lock().clone()
     }
+
+    /// The poll interval given at start.
+    pub fn poll_interval(&self) -> Duration {
+        self.shared.poll_interval
+    }
+
+    /// How the model is keeping up with its URI.
+    pub fn status(&self) -> FollowStatus {
+        FollowStatus {
+            version: self.version(),
+            since_confirmed: self.shared.confirmed_at.lock().elapsed(),
+            polling: !self.poller.is_finished(),
+            last_error: self.last_error(),
+        }
+    }
 }
 
 impl Drop for LiveModel {
@@ -213,8 +272,23 @@ impl Shared {
         outcome
     }
 
+    /// A refresh on its own task, so a panic in a registry backend fails that refresh
+    /// (kept in `last_error`) instead of the poller or listener that asked for it.
+    async fn refresh_isolated(self: Arc<Self>) {
+        let shared = Arc::clone(&self);
+        if let Err(failed) = tokio::spawn(async move { shared.refresh().await }).await {
+            let message = if failed.is_panic() {
+                mlops_core::panic_message(&*failed.into_panic())
+            } else {
+                "the refresh was cancelled".to_owned()
+            };
+            *self.last_error.lock() = Some(format!("refreshing `{}` failed unexpectedly: {message}", self.uri));
+        }
+    }
+
     async fn swap_if_moved(&self) -> Result<Option<u64>> {
         let target = self.registry.resolve(&self.uri).await?;
+        *self.confirmed_at.lock() = Instant::now();
         if target.version == self.current.load().version.version {
             return Ok(None);
         }
@@ -230,7 +304,8 @@ async fn load_checked(registry: &dyn Registry, version: ModelVersion, flavors: &
     let package = registry.download_package(&version.name, version.version).await?;
     let model = flavors.load(&package)?;
     if let Some(example) = package.input_example()? {
-        let predicted = model.predict(&example)?;
+        let what = format!("version {} of model `{}` on its input example", version.version, version.name);
+        let predicted = mlops_core::catching_panics(&what, || model.predict(&example))?;
         if predicted.height() != example.height() {
             return Err(Error::InvalidArgument(format!(
                 "version {} of model `{}` returned {} rows for its {}-row input example",
@@ -268,7 +343,7 @@ async fn listen(shared: std::sync::Weak<Shared>, mut events: tokio::sync::broadc
         };
         if relevant {
             let Some(shared) = shared.upgrade() else { return };
-            let _ = shared.refresh().await;
+            shared.refresh_isolated().await;
         }
     }
 }
@@ -281,6 +356,6 @@ async fn poll(shared: std::sync::Weak<Shared>, interval: Duration) {
         ticks.tick().await;
         let Some(shared) = shared.upgrade() else { return };
         // Failures are kept in `last_error`; the serving version stays.
-        let _ = shared.refresh().await;
+        shared.refresh_isolated().await;
     }
 }

@@ -188,8 +188,7 @@ impl ObjectStoreRegistry {
             .filter_map(|meta| {
                 let mut parts = meta.location.prefix_match(&prefix)?;
                 let version = parts.next()?.as_ref().parse().ok()?;
-                let document = parts.next()?;
-                document.as_ref().strip_suffix(".json")?.parse::<u64>().ok()?;
+                crate::documents::revision_number(parts.next()?.as_ref())?;
                 Some(version)
             })
             .collect();
@@ -240,13 +239,21 @@ impl ObjectStoreRegistry {
             .map_err(|e| Error::backend(format!("uploading `{path}`"), e))
     }
 
-    async fn get(&self, path: &Path) -> Result<Bytes> {
+    /// Downloads `path`; with `expected_size`, an object of another size is refused before
+    /// its bytes are read, so a tampered file costs no more than the manifest says.
+    async fn get(&self, path: &Path, expected_size: Option<u64>) -> Result<Bytes> {
         let result = self.store.get(path).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {
                 Error::Core(mlops_core::Error::InvalidPackage(format!("stored package file `{path}` is missing")))
             }
             e => Error::backend(format!("downloading `{path}`"), e),
         })?;
+        if let Some(expected) = expected_size.filter(|expected| *expected != result.meta.size) {
+            return Err(Error::Core(mlops_core::Error::InvalidPackage(format!(
+                "stored package file `{path}` is {} bytes; its manifest records {expected}",
+                result.meta.size
+            ))));
+        }
         result.bytes().await.map_err(|e| Error::backend(format!("downloading `{path}`"), e))
     }
 }
@@ -298,18 +305,22 @@ impl Registry for ObjectStoreRegistry {
 
     async fn create_version(&self, request: CreateVersion) -> Result<ModelVersion> {
         let name = &request.model;
+        request.check()?;
         self.read_model(name).await?;
         let digest = request.package.digest()?;
         let prefix = self.package_prefix(name, &digest);
         self.upload_package(&prefix, &request.package).await?;
         let source = self.location_of(&prefix);
-        let mut number = self.version_numbers(name).await?.last().map_or(1, |v| v + 1);
+        let mut number = self.version_numbers(name).await?.last().map_or(Some(1), |v| v.checked_add(1));
         loop {
-            let version = request.to_version(number, source.clone(), digest.clone())?;
-            if self.documents.create(&self.version_doc(name, number), 1, &version).await? {
+            let Some(next) = number else {
+                return Err(Error::InvalidArgument(format!("model `{name}` has used every version number")));
+            };
+            let version = request.to_version(next, source.clone(), digest.clone())?;
+            if self.documents.create(&self.version_doc(name, next), 1, &version).await? {
                 return Ok(version);
             }
-            number += 1;
+            number = next.checked_add(1);
         }
     }
 
@@ -373,18 +384,11 @@ impl Registry for ObjectStoreRegistry {
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
         let record = self.read_version(name, version).await?;
         let prefix = self.package_prefix(name, &record.package_digest);
-        let manifest = self.get(&prefix.clone().join(MANIFEST_FILE)).await?;
+        let manifest = self.get(&prefix.clone().join(MANIFEST_FILE), None).await?;
         let listed: mlops_core::Manifest = serde_json::from_slice(&manifest)
             .map_err(|e| Error::Core(mlops_core::Error::InvalidPackage(format!("manifest of `{prefix}`: {e}"))))?;
-        let wanted: Vec<(String, Path)> =
-            listed.files.iter().map(|entry| (entry.path.clone(), nested(&prefix, &entry.path))).collect();
-        let files: BTreeMap<String, Bytes> = futures::stream::iter(wanted)
-            .map(|(relative, path)| async move { Ok::<_, Error>((relative, self.get(&path).await?)) })
-            .buffer_unordered(TRANSFER_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let package = Package::from_parts(&manifest, files)?;
-        let digest = package.digest()?;
+        // The manifest is checked against the version's digest before any file is fetched.
+        let digest = listed.digest()?;
         if digest != record.package_digest {
             return Err(Error::Core(mlops_core::Error::Checksum {
                 path: MANIFEST_FILE.to_owned(),
@@ -392,6 +396,13 @@ impl Registry for ObjectStoreRegistry {
                 found: digest,
             }));
         }
-        Ok(package)
+        let wanted: Vec<(String, Path, u64)> =
+            listed.files.iter().map(|entry| (entry.path.clone(), nested(&prefix, &entry.path), entry.size)).collect();
+        let files: BTreeMap<String, Bytes> = futures::stream::iter(wanted)
+            .map(|(relative, path, size)| async move { Ok::<_, Error>((relative, self.get(&path, Some(size)).await?)) })
+            .buffer_unordered(TRANSFER_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(Package::from_parts(&manifest, files)?)
     }
 }

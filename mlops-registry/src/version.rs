@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use mlops_core::{ModelName, Package};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Change, check_description, check_tag};
 
 /// The training run a version came from.
@@ -36,9 +36,17 @@ pub struct Lineage {
     /// Training parameters.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
-    /// Training metrics.
-    #[serde(default)]
+    /// Training metrics, finite numbers (refused otherwise when a version is created). A
+    /// `null` stored by an earlier release reads as NaN, so the version stays readable.
+    #[serde(default, deserialize_with = "metrics_allowing_nulls")]
     pub metrics: BTreeMap<String, f64>,
+}
+
+fn metrics_allowing_nulls<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<BTreeMap<String, f64>, D::Error> {
+    let stored: BTreeMap<String, Option<f64>> = Deserialize::deserialize(deserializer)?;
+    Ok(stored.into_iter().map(|(name, value)| (name, value.unwrap_or(f64::NAN))).collect())
 }
 
 /// A registered version of a model.
@@ -148,11 +156,23 @@ impl CreateVersion {
     }
 
     /// Checks the request and builds the version document for number `version`.
-    pub(crate) fn to_version(&self, version: u64, source: String, package_digest: String) -> Result<ModelVersion> {
+    /// Checks what the request carries (description, tags, lineage metrics) before anything
+    /// is written.
+    pub(crate) fn check(&self) -> Result<()> {
         check_description(&self.description)?;
         for (key, value) in &self.tags {
             check_tag(key, value)?;
         }
+        if let Some((metric, value)) = self.lineage.metrics.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "lineage metric `{metric}` is {value}; metrics must be finite numbers"
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn to_version(&self, version: u64, source: String, package_digest: String) -> Result<ModelVersion> {
+        self.check()?;
         let now = Utc::now();
         Ok(ModelVersion {
             name: self.model.clone(),

@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 use crate::events::RegistryEvent;
 use crate::json_objects::read_json_objects;
 
+/// The longest wait a receiver's `Retry-After` is honoured for; a longer one waits this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Header carrying `v1,<base64 HMAC-SHA256>` of `"{delivery_id}.{timestamp}.{payload}"`.
 pub const SIGNATURE_HEADER: &str = "X-MLflow-Signature";
 /// Header carrying the delivery id (the same on every retry of one delivery).
@@ -95,6 +98,11 @@ pub struct Delivery {
     /// Why the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// For a hook with a secret: the dispatcher's HMAC over id, URL, event and payload,
+    /// made when it built the delivery, so a delivery written by anyone else is never
+    /// signed or sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 /// What one [`WebhookDispatcher::deliver_due`] pass did.
@@ -106,6 +114,12 @@ pub struct DeliveryReport {
     pub retrying: usize,
     /// Failed for the last time, moved to the dead-letter list.
     pub dead: usize,
+    /// Refused without an attempt and moved to the dead-letter list: addressed to no
+    /// configured hook, or not built by a dispatcher holding the hook's secret.
+    pub refused: usize,
+    /// Outbox objects that do not parse as deliveries, moved aside to
+    /// `webhooks/unreadable/` so they never block the others.
+    pub unreadable: usize,
 }
 
 /// The MLflow event name (`entity.action`) and `data` payload of an event.
@@ -202,7 +216,7 @@ pub fn verify(
     let Some(encoded) = signature.strip_prefix("v1,") else { return Err(VerifyError::Malformed) };
     let expected = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| VerifyError::Malformed)?;
     let sent_at: i64 = timestamp.parse().map_err(|_| VerifyError::Malformed)?;
-    let age = (now.timestamp() - sent_at).abs();
+    let age = i64::try_from(now.timestamp().abs_diff(sent_at)).unwrap_or(i64::MAX);
     let max_age_seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
     if age > max_age_seconds {
         return Err(VerifyError::Stale { timestamp: sent_at, age_seconds: age, max_age_seconds });
@@ -213,6 +227,21 @@ pub fn verify(
 }
 
 static DELIVERY_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// The HMAC a delivery is sealed with: over its id, URL, event and payload, with the hook's
+/// secret (and a context, so a seal is never a valid request signature).
+fn seal_mac(secret: &str, delivery: &Delivery) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    for part in ["mlops-webhook-seal", &delivery.id, &delivery.url, &delivery.event, &delivery.payload] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    mac
+}
+
+fn seal(secret: &str, delivery: &Delivery) -> String {
+    base64::engine::general_purpose::STANDARD.encode(seal_mac(secret, delivery).finalize().into_bytes())
+}
 
 /// Sends registry events to webhooks, at least once, surviving restarts.
 ///
@@ -236,13 +265,40 @@ impl WebhookDispatcher {
     /// A dispatcher for `hooks`, keeping its outbox under `root` on `store`.
     ///
     /// # Errors
+    /// [`Error::InvalidArgument`] for a retry policy with a zero request timeout or no attempt;
     /// [`Error::Backend`] when the HTTP client cannot be built.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, hooks: Vec<Webhook>, retry: RetryPolicy) -> Result<Self> {
+        if retry.request_timeout.is_zero() || retry.max_attempts == 0 {
+            return Err(Error::InvalidArgument(
+                "a webhook retry policy needs a request timeout and at least one attempt".into(),
+            ));
+        }
         let client = reqwest::Client::builder()
             .timeout(retry.request_timeout)
+            // A receiver's redirect would send a signed payload to an address nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::backend("building the webhook HTTP client", e))?;
         Ok(Self { store, root, hooks, retry, client })
+    }
+
+    fn hook_of(&self, delivery: &Delivery) -> Option<&Webhook> {
+        self.hooks.iter().find(|h| h.url == delivery.url)
+    }
+
+    /// Whether `delivery` is one this dispatcher may send: to a configured hook and, for a
+    /// hook with a secret, sealed with it.
+    fn check_built_here(&self, delivery: &Delivery) -> std::result::Result<(), String> {
+        let hook = self.hook_of(delivery).ok_or_else(|| {
+            format!("refused: `{}` is not a configured webhook", delivery.url.chars().take(200).collect::<String>())
+        })?;
+        let Some(secret) = hook.secret.as_deref() else { return Ok(()) };
+        let sealed = delivery
+            .seal
+            .as_deref()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .is_some_and(|given| seal_mac(secret, delivery).verify_slice(&given).is_ok());
+        if sealed { Ok(()) } else { Err("refused: its seal does not match the hook's secret".into()) }
     }
 
     fn outbox(&self) -> Path {
@@ -267,7 +323,7 @@ impl WebhookDispatcher {
         for hook in self.hooks.iter().filter(|h| h.events.is_empty() || h.events.contains(&name)) {
             let sequence = DELIVERY_SEQUENCE.fetch_add(1, Ordering::Relaxed);
             let nanos = now.timestamp_nanos_opt().unwrap_or_default();
-            let delivery = Delivery {
+            let mut delivery = Delivery {
                 id: format!("{nanos:020}-{:x}-{sequence}", std::process::id()),
                 url: hook.url.clone(),
                 event: name.clone(),
@@ -275,7 +331,9 @@ impl WebhookDispatcher {
                 attempts: 0,
                 next_attempt_at: now,
                 last_error: None,
+                seal: None,
             };
+            delivery.seal = hook.secret.as_deref().map(|secret| seal(secret, &delivery));
             self.write(&self.outbox(), &delivery).await?;
             queued += 1;
         }
@@ -297,7 +355,8 @@ impl WebhookDispatcher {
     /// # Errors
     /// [`Error::Backend`] when the outbox cannot be read.
     pub async fn pending(&self) -> Result<Vec<Delivery>> {
-        read_json_objects(self.store.as_ref(), &self.outbox()).await
+        let read = read_json_objects(self.store.as_ref(), &self.outbox()).await?;
+        Ok(read.documents.into_iter().map(|(_, delivery)| delivery).collect())
     }
 
     /// Deliveries given up on, with the last error.
@@ -305,7 +364,18 @@ impl WebhookDispatcher {
     /// # Errors
     /// [`Error::Backend`] when the dead-letter list cannot be read.
     pub async fn dead_letters(&self) -> Result<Vec<Delivery>> {
-        read_json_objects(self.store.as_ref(), &self.dead()).await
+        let read = read_json_objects(self.store.as_ref(), &self.dead()).await?;
+        Ok(read.documents.into_iter().map(|(_, delivery)| delivery).collect())
+    }
+
+    fn unreadable(&self) -> Path {
+        self.root.clone().join("webhooks").join("unreadable")
+    }
+
+    /// Moves an object that is not a delivery out of the outbox, bytes as they are.
+    async fn set_aside(&self, path: &Path) -> Result<()> {
+        let target = self.unreadable().join(path.filename().unwrap_or("object.json"));
+        self.store.rename(path, &target).await.map_err(|e| Error::backend(format!("moving `{path}` aside"), e))
     }
 
     /// Attempts every delivery that is due.
@@ -316,9 +386,20 @@ impl WebhookDispatcher {
     pub async fn deliver_due(&self) -> Result<DeliveryReport> {
         let mut report = DeliveryReport::default();
         let now = Utc::now();
-        for mut delivery in self.pending().await?.into_iter().filter(|d| d.next_attempt_at <= now) {
-            let path = self.outbox().join(format!("{}.json", delivery.id));
-            delivery.attempts += 1;
+        let outbox = read_json_objects::<Delivery>(self.store.as_ref(), &self.outbox()).await?;
+        for (path, _) in &outbox.unreadable {
+            self.set_aside(path).await?;
+            report.unreadable += 1;
+        }
+        for (path, mut delivery) in outbox.documents.into_iter().filter(|(_, d)| d.next_attempt_at <= now) {
+            if let Err(why) = self.check_built_here(&delivery) {
+                delivery.last_error = Some(why);
+                self.write(&self.dead(), &delivery).await?;
+                self.store.delete(&path).await.map_err(|e| Error::backend(format!("removing `{path}`"), e))?;
+                report.refused += 1;
+                continue;
+            }
+            delivery.attempts = delivery.attempts.saturating_add(1);
             match self.post(&delivery).await {
                 Ok(()) => report.delivered += 1,
                 Err(failure) => {
@@ -329,8 +410,12 @@ impl WebhookDispatcher {
                             .initial_backoff
                             .saturating_mul(1 << (delivery.attempts - 1).min(16))
                             .min(self.retry.max_backoff)
-                            .max(failure.retry_after.unwrap_or_default());
-                        delivery.next_attempt_at = Utc::now() + backoff;
+                            .max(failure.retry_after.unwrap_or_default().min(MAX_RETRY_AFTER));
+                        let now = Utc::now();
+                        delivery.next_attempt_at = chrono::TimeDelta::from_std(backoff)
+                            .ok()
+                            .and_then(|backoff| now.checked_add_signed(backoff))
+                            .unwrap_or(DateTime::<Utc>::MAX_UTC);
                         self.write(&self.outbox(), &delivery).await?;
                         report.retrying += 1;
                         continue;
@@ -353,7 +438,7 @@ impl WebhookDispatcher {
             .header(DELIVERY_ID_HEADER, &delivery.id)
             .header(TIMESTAMP_HEADER, &timestamp)
             .body(delivery.payload.clone());
-        if let Some(secret) = self.hooks.iter().find(|h| h.url == delivery.url).and_then(|h| h.secret.as_deref()) {
+        if let Some(secret) = self.hook_of(delivery).and_then(|h| h.secret.as_deref()) {
             request = request.header(SIGNATURE_HEADER, sign(secret, &delivery.id, &timestamp, &delivery.payload));
         }
         let response = request.send().await.map_err(|e| Failure {
@@ -383,8 +468,18 @@ impl WebhookDispatcher {
     /// the outbox; what is still queued when the task ends stays in the outbox for the next
     /// dispatcher. Size the channel for bursts: events a lagging subscriber misses are not
     /// enqueued.
-    pub fn spawn(self, mut events: broadcast::Receiver<RegistryEvent>, tick: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a zero `tick`.
+    pub fn spawn(
+        self,
+        mut events: broadcast::Receiver<RegistryEvent>,
+        tick: Duration,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        if tick.is_zero() {
+            return Err(Error::InvalidArgument("the webhook dispatcher's tick must be longer than zero".into()));
+        }
+        Ok(tokio::spawn(async move {
             let enqueue = async {
                 loop {
                     match events.recv().await {
@@ -409,7 +504,7 @@ impl WebhookDispatcher {
                 _ = enqueue => {}
                 _ = deliver => {}
             }
-        })
+        }))
     }
 }
 

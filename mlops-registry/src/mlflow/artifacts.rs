@@ -10,10 +10,11 @@ use mlops_core::{MANIFEST_FILE, MLMODEL_FILE, Manifest, MlflowModel, Package, Pa
 use serde::Deserialize;
 use url::Url;
 
-use super::wire::int64_opt;
+use super::wire::{DIGEST_TAG, int64_opt};
 use super::{BACKEND, CONCURRENCY, MlflowRegistry, api_error};
 use crate::error::{Error, Result};
-use crate::version::ModelVersion;
+use crate::registry::Registry;
+use crate::version::{ModelVersion, SearchVersions};
 
 /// At most this many files are fetched for one model directory.
 const MAX_FILES: usize = 10_000;
@@ -226,6 +227,25 @@ impl MlflowRegistry {
         let manifest = self.fetch_file(location, MANIFEST_FILE, None, version).await?;
         let listed: Manifest =
             serde_json::from_slice(&manifest).map_err(|e| corrupt(format!("manifest at `{location}`: {e}")))?;
+        // The digest is checked before any file is fetched, and never skipped: a package of
+        // this crate is always registered with its digest, and the tag is editable.
+        let digest = listed.digest()?;
+        let expected = match record.package_digest.as_str() {
+            "" => self.digest_registered_here(record).await?.ok_or_else(|| {
+                corrupt(format!(
+                    "{version} holds a package at `{location}` but records no digest (its `{DIGEST_TAG}` tag is \
+                     missing); if that package is the one registered, set the tag to {digest}"
+                ))
+            })?,
+            recorded => recorded.to_owned(),
+        };
+        if digest != expected {
+            return Err(Error::Core(mlops_core::Error::Checksum {
+                path: MANIFEST_FILE.to_owned(),
+                expected,
+                found: digest,
+            }));
+        }
         let entries: Vec<(String, u64)> = listed.files.into_iter().map(|f| (f.path, f.size)).collect();
         let files: BTreeMap<String, Bytes> = futures::stream::iter(entries)
             .map(|(path, size)| async move {
@@ -234,16 +254,24 @@ impl MlflowRegistry {
             .buffer_unordered(CONCURRENCY)
             .try_collect()
             .await?;
-        let package = Package::from_parts(&manifest, files)?;
-        let digest = package.digest()?;
-        if !record.package_digest.is_empty() && digest != record.package_digest {
-            return Err(Error::Core(mlops_core::Error::Checksum {
-                path: MANIFEST_FILE.to_owned(),
-                expected: record.package_digest.clone(),
-                found: digest,
-            }));
-        }
-        Ok(package)
+        Ok(Package::from_parts(&manifest, files)?)
+    }
+
+    /// The digest recorded by the version this crate registered from the same run and
+    /// source, for a version registered elsewhere from its artifacts (Python re-registering
+    /// them): the package is checked against what was registered, never taken on trust.
+    async fn digest_registered_here(&self, record: &ModelVersion) -> Result<Option<String>> {
+        let Some(run) = &record.run else { return Ok(None) };
+        let filter = SearchVersions {
+            model: Some(record.name.clone()),
+            run_id: Some(run.run_id.clone()),
+            ..SearchVersions::default()
+        };
+        let siblings = self.search_versions(filter).await?;
+        Ok(siblings
+            .into_iter()
+            .find(|v| v.source == record.source && !v.package_digest.is_empty())
+            .map(|v| v.package_digest))
     }
 
     /// Uploads the package's files, an `MLmodel` describing it (so Python's

@@ -153,7 +153,25 @@ pub(crate) struct Param {
 #[derive(Debug, Deserialize)]
 pub(crate) struct Metric {
     pub key: String,
+    #[serde(deserialize_with = "proto_double")]
     pub value: f64,
+}
+
+/// A double as protobuf's JSON mapping writes it: a number, or `"NaN"`, `"Infinity"` and
+/// `"-Infinity"` as strings (what MLflow answers for a run that logged them).
+fn proto_double<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Double {
+        Number(f64),
+        Text(String),
+    }
+    match Double::deserialize(deserializer)? {
+        Double::Number(value) => Ok(value),
+        Double::Text(text) => text
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("`{}` is not a metric value", text.escape_debug()))),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -182,6 +182,17 @@ pub async fn versions(registry: &dyn Registry, backend: &Backend) {
         assert_eq!(downloaded.file(path).unwrap(), bytes);
     }
     assert_eq!(v4.package_digest, original.digest().unwrap());
+
+    // A metric that is not a finite number is refused where it enters: nothing registered,
+    // and every listing of the model still reads.
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let lineage = Lineage { metrics: [("log_loss".to_owned(), bad)].into(), ..Lineage::default() };
+        let refused =
+            registry.create_version(CreateVersion::new(tx.clone(), package(2.0)).lineage(lineage)).await.unwrap_err();
+        assert!(matches!(&refused, Error::InvalidArgument(m) if m.contains("`log_loss`")), "{bad}: {refused:?}");
+    }
+    let listed = registry.search_versions(SearchVersions::model(tx.clone())).await.unwrap();
+    assert_eq!(listed.iter().map(|v| v.version).max(), Some(v4.version));
 }
 
 pub async fn aliases(registry: &dyn Registry, backend: &Backend) {

@@ -147,3 +147,44 @@ async fn an_object_store_audit_log_is_shared_by_every_writer() {
         history.iter().map(|m| (m.principal.as_str(), m.from, m.to)).collect();
     assert_eq!(moves, [("ci", None, Some(1)), ("release-manager", Some(1), Some(2))]);
 }
+
+/// An audit log whose storage is down.
+struct BrokenAuditLog;
+
+#[async_trait::async_trait]
+impl AuditLog for BrokenAuditLog {
+    async fn append(&self, _: &mlops_registry::AuditEntry) -> mlops_registry::Result<()> {
+        Err(Error::InvalidArgument("the audit store is down".into()))
+    }
+
+    async fn entries(&self, _: &mlops_core::ModelName) -> mlops_registry::Result<Vec<mlops_registry::AuditEntry>> {
+        Err(Error::InvalidArgument("the audit store is down".into()))
+    }
+}
+
+#[tokio::test]
+async fn protected_aliases_fold_case_and_a_lost_audit_entry_never_fails_a_done_mutation() {
+    let governed = governed();
+    let (scientist, manager) = (
+        governed.as_principal(Principal::new("data-scientist")),
+        governed.as_principal(Principal::new("release-manager")),
+    );
+    let tx = name("main.fraud.transactions");
+    scientist.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    scientist.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap();
+    for alias in ["Champion", "CHAMPION"] {
+        let moved = scientist.set_alias(SetAlias::new(tx.clone(), alias, 1)).await;
+        assert!(matches!(moved, Err(Error::PermissionDenied { .. })), "{alias}: {moved:?}");
+    }
+    manager.set_alias(SetAlias::new(tx.clone(), "Champion", 1)).await.unwrap();
+
+    let inner = Arc::new(MemoryRegistry::new());
+    let governed = GovernedRegistry::new(inner.clone(), Arc::new(AllowAll), Arc::new(BrokenAuditLog));
+    let handle = governed.as_principal(Principal::new("tester"));
+    handle.create_model(CreateModel::new(tx.clone())).await.expect("the model was created");
+    let version = handle.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap();
+    assert_eq!(inner.get_version(&tx, version.version).await.unwrap().version, 1);
+    let (count, latest) = governed.unaudited();
+    assert_eq!(count, 2);
+    assert!(latest[1].contains("`tester`") && latest[1].contains("the audit store is down"), "{latest:?}");
+}

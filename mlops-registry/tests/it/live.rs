@@ -118,7 +118,10 @@ async fn a_version_that_fails_to_load_never_replaces_the_serving_one() {
     let tx = name("transactions");
     let broken = registry.get_version(&tx, 2).await.unwrap();
     let weights = dir.path().join("models/transactions/packages").join(&broken.package_digest).join("model.json");
-    std::fs::write(&weights, b"{}").unwrap();
+    let mut tampered = std::fs::read(&weights).unwrap();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    std::fs::write(&weights, tampered).unwrap();
     registry.set_alias(SetAlias::new(tx.clone(), "champion", 2)).await.unwrap();
     match live.refresh().await {
         Err(Error::Core(mlops_core::Error::Checksum { path, .. })) => assert_eq!(path, "model.json"),
@@ -167,4 +170,72 @@ async fn registry_events_trigger_an_immediate_refresh() {
         assert!(Instant::now() < deadline, "the alias event did not trigger a refresh");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A flavor whose loader panics, as a loader meeting a file it did not expect might.
+struct Explodes;
+
+impl mlops_core::Flavor for Explodes {
+    fn name(&self) -> &str {
+        "explodes"
+    }
+
+    fn load(&self, _: &mlops_core::Package) -> mlops_core::Result<Arc<dyn mlops_core::Model>> {
+        panic!("index out of bounds: the len is 0 but the index is 7")
+    }
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_whose_loader_panics_fails_alone_and_the_poller_goes_on() {
+    let registry = Arc::new(MemoryRegistry::new());
+    setup(registry.as_ref()).await;
+    let mut flavors = FlavorRegistry::with_builtins();
+    flavors.register(Arc::new(Explodes));
+    let live =
+        LiveModel::start(registry.clone(), champion(), flavors.clone(), Duration::from_millis(20)).await.unwrap();
+
+    let tx = name("transactions");
+    let signature = package(1.0).manifest().signature.clone();
+    let explodes = mlops_core::Package::builder("explodes", signature).build().unwrap();
+    let version = registry.create_version(CreateVersion::new(tx.clone(), explodes)).await.unwrap().version;
+    registry.set_alias(SetAlias::new(tx.clone(), "champion", version)).await.unwrap();
+    until("the panic is reported", || live.last_error().is_some_and(|e| e.contains("failed unexpectedly"))).await;
+    let error = live.last_error().unwrap();
+    assert!(error.contains("loading a `explodes` model") && error.contains("the index is 7"), "{error}");
+    assert_eq!(live.version(), 1, "the working version keeps serving");
+    assert!(live.status().polling);
+
+    // The poller is alive: it follows the next move.
+    registry.set_alias(SetAlias::new(tx.clone(), "champion", 3)).await.unwrap();
+    until("the poller follows the alias", || live.version() == 3).await;
+    assert_eq!(live.status().problem(live.poll_interval()), None);
+
+    // Starting on such a version is an error, not a panic.
+    registry.set_alias(SetAlias::new(tx, "champion", version)).await.unwrap();
+    let started = LiveModel::start(registry, champion(), flavors, Duration::from_secs(1)).await;
+    assert!(matches!(started, Err(Error::Core(mlops_core::Error::Panicked { .. }))), "{started:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_confirm_its_alias_reports_itself_stale() {
+    let registry = Arc::new(MemoryRegistry::new());
+    setup(registry.as_ref()).await;
+    let interval = Duration::from_millis(20);
+    let live = LiveModel::start(registry.clone(), champion(), FlavorRegistry::default(), interval).await.unwrap();
+    assert_eq!(live.status().problem(interval), None);
+    registry.delete_alias(&name("transactions"), "champion").await.unwrap();
+    until("the model reports itself stale", || live.status().problem(interval).is_some()).await;
+    let problem = live.status().problem(interval).unwrap();
+    assert!(problem.contains("serving version 1 unconfirmed") && problem.contains("champion"), "{problem}");
+    assert!(live.predict(&training_frame()).is_ok(), "the last good version keeps serving");
+    registry.set_alias(SetAlias::new(name("transactions"), "champion", 1)).await.unwrap();
+    until("the alias is confirmed again", || live.status().problem(interval).is_none()).await;
 }

@@ -35,11 +35,32 @@ async fn a_corrupted_artifact_is_refused_naming_the_file() {
     let expected_source = format!("file://{}", stored.canonicalize().unwrap().display());
     assert_eq!(version.source, expected_source, "a version's source is where its package lives");
 
-    std::fs::write(stored.join("model.json"), b"{\"tampered\": true}").unwrap();
+    // One bit changed: the checksum names the file.
+    let original = std::fs::read(stored.join("model.json")).unwrap();
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 1;
+    std::fs::write(stored.join("model.json"), &flipped).unwrap();
     match registry.download_package(&tx, 1).await {
         Err(Error::Core(mlops_core::Error::Checksum { path, .. })) => assert_eq!(path, "model.json"),
         other => panic!("expected a checksum error, got {other:?}"),
     }
+    // Another size: refused before its bytes are read.
+    std::fs::write(stored.join("model.json"), b"{\"tampered\": true}").unwrap();
+    match registry.download_package(&tx, 1).await {
+        Err(Error::Core(mlops_core::Error::InvalidPackage(message))) => {
+            assert!(message.contains("model.json") && message.contains("manifest records"), "{message}")
+        }
+        other => panic!("expected a size error, got {other:?}"),
+    }
+    // A manifest that does not hash to the version's digest: refused before any file.
+    std::fs::write(stored.join("model.json"), &original).unwrap();
+    let manifest = std::fs::read_to_string(stored.join("manifest.json")).unwrap();
+    std::fs::write(stored.join("manifest.json"), manifest.replace("tabular_classifier", "tabular_regressor")).unwrap();
+    match registry.download_package(&tx, 1).await {
+        Err(Error::Core(mlops_core::Error::Checksum { path, .. })) => assert_eq!(path, "manifest.json"),
+        other => panic!("expected the manifest's checksum error, got {other:?}"),
+    }
+    std::fs::write(stored.join("manifest.json"), manifest).unwrap();
     std::fs::remove_file(stored.join("model.json")).unwrap();
     match registry.download_package(&tx, 1).await {
         Err(Error::Core(mlops_core::Error::InvalidPackage(message))) => {

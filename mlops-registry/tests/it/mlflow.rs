@@ -174,3 +174,32 @@ async fn mlflow_addresses_are_checked() {
         other => panic!("expected a backend error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_package_whose_digest_tag_was_removed_is_refused_not_trusted() {
+    let Some(uri) = server(MLFLOW_URI, "an MLflow tracking server") else { return };
+    let _turn = SERVER.lock().await;
+    wipe(&uri).await;
+    let registry = MlflowRegistry::builder(&uri).experiment("digests").build().unwrap();
+    let tx = name("transactions");
+    registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    let version = registry.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap();
+    registry.download_package(&tx, version.version).await.unwrap();
+
+    // Anyone with write access can delete the tag through MLflow's own API.
+    let body = serde_json::json!({ "name": "transactions", "version": version.version.to_string(), "key": "mlops.package_digest" });
+    let deleted = reqwest::Client::new()
+        .delete(format!("{uri}/api/2.0/mlflow/model-versions/delete-tag"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    match registry.download_package(&tx, version.version).await {
+        Err(Error::Core(mlops_core::Error::InvalidPackage(message))) => {
+            assert!(message.contains("records no digest") && message.contains(&version.package_digest), "{message}")
+        }
+        other => panic!("expected the package to be refused, got {other:?}"),
+    }
+}

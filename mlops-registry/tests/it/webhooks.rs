@@ -8,8 +8,9 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mlops_registry::{
-    CreateModel, CreateVersion, DELIVERY_ID_HEADER, MemoryRegistry, ObservedRegistry, Registry, RegistryEvent,
-    RetryPolicy, SIGNATURE_HEADER, SetAlias, TIMESTAMP_HEADER, VerifyError, Webhook, WebhookDispatcher, verify,
+    CreateModel, CreateVersion, DELIVERY_ID_HEADER, Delivery, MemoryRegistry, ObservedRegistry, Registry,
+    RegistryEvent, RetryPolicy, SIGNATURE_HEADER, SetAlias, TIMESTAMP_HEADER, VerifyError, Webhook, WebhookDispatcher,
+    verify,
 };
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -75,7 +76,7 @@ async fn events_arrive_signed_in_mlflow_format() {
         vec![Webhook::new(&url, Some(SECRET.into())).only(["model_version.created", "model_version_alias.created"])];
     let dispatcher =
         WebhookDispatcher::new(Arc::new(InMemory::new()), Path::from("r"), hooks, fast_retries(3)).unwrap();
-    let task = dispatcher.clone().spawn(registry.subscribe(), Duration::from_millis(20));
+    let task = dispatcher.clone().spawn(registry.subscribe(), Duration::from_millis(20)).unwrap();
 
     let tx = name("transactions");
     registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
@@ -173,4 +174,87 @@ async fn an_unreachable_receiver_is_retried_with_backoff() {
     assert!(pending[0].last_error.as_deref().unwrap().contains("request failed"));
     // Not due yet: an immediate pass does not hammer the receiver.
     assert_eq!(dispatcher.deliver_due().await.unwrap().retrying, 0);
+}
+
+#[tokio::test]
+async fn hostile_receivers_and_timestamps_never_stop_the_dispatcher() {
+    // A receiver asking to be retried in 317,000 years: honoured up to a day.
+    let app = Router::new()
+        .route("/hook", post(|| async { (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "9999999999999")]) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let hooks = vec![Webhook::new(format!("http://{address}/hook"), None)];
+    let dispatcher =
+        WebhookDispatcher::new(Arc::new(InMemory::new()), Path::from("r"), hooks, fast_retries(5)).unwrap();
+    dispatcher.enqueue(&RegistryEvent::ModelTagDeleted { name: name("m"), key: "k".into() }).await.unwrap();
+    assert_eq!(dispatcher.deliver_due().await.unwrap().retrying, 1);
+    let next = dispatcher.pending().await.unwrap()[0].next_attempt_at;
+    let day = chrono::Duration::from_std(mlops_registry::MAX_RETRY_AFTER).unwrap();
+    let now = chrono::Utc::now();
+    assert!(next > now + day - chrono::Duration::minutes(1) && next <= now + day, "next attempt at {next}");
+
+    // Zero durations are refused where they are given.
+    let events = ObservedRegistry::new(Arc::new(MemoryRegistry::new()), 4).subscribe();
+    assert!(matches!(dispatcher.clone().spawn(events, Duration::ZERO), Err(mlops_registry::Error::InvalidArgument(_))));
+    let zero_timeout = RetryPolicy { request_timeout: Duration::ZERO, ..fast_retries(3) };
+    assert!(WebhookDispatcher::new(Arc::new(InMemory::new()), Path::from("r"), vec![], zero_timeout).is_err());
+
+    // Timestamps at the ends of the range are stale, not an overflow.
+    let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    for timestamp in [i64::MIN.to_string(), i64::MAX.to_string(), (i64::MIN + 1).to_string()] {
+        let signature = mlops_registry::sign(SECRET, "id", &timestamp, "{}");
+        let verdict = verify(SECRET, &signature, "id", &timestamp, "{}", now, Duration::from_secs(300));
+        assert!(matches!(verdict, Err(VerifyError::Stale { .. })), "{timestamp}: {verdict:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_sends_only_what_this_dispatcher_built_to_hooks_it_was_given() {
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+    let (url, seen) = receiver(0, StatusCode::OK).await;
+    let (elsewhere, seen_elsewhere) = receiver(0, StatusCode::OK).await;
+    // A hook whose receiver redirects to another address.
+    let target = elsewhere.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let target = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", target)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirecting = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let hooks = vec![Webhook::new(&url, Some(SECRET.into())), Webhook::new(&redirecting, None)];
+    let dispatcher = WebhookDispatcher::new(store.clone(), Path::from("r"), hooks, fast_retries(1)).unwrap();
+    assert_eq!(
+        dispatcher.enqueue(&RegistryEvent::ModelTagDeleted { name: name("m"), key: "k".into() }).await.unwrap(),
+        2
+    );
+    let genuine = dispatcher.pending().await.unwrap().into_iter().find(|d| d.url == url).unwrap();
+
+    // Written by someone who can write the store but holds no secret.
+    let outbox = Path::from("r/webhooks/outbox");
+    let forged_payload = Delivery { id: "forged-1".into(), payload: "{\"attack\": 1}".into(), ..genuine.clone() };
+    let forged_url = Delivery { id: "forged-2".into(), url: elsewhere.clone(), seal: None, ..genuine.clone() };
+    for forged in [&forged_payload, &forged_url] {
+        let bytes = serde_json::to_vec(forged).unwrap();
+        store.put(&outbox.clone().join(format!("{}.json", forged.id)), PutPayload::from(bytes)).await.unwrap();
+    }
+    store.put(&outbox.clone().join("corrupt.json"), PutPayload::from_static(b"{ not json")).await.unwrap();
+
+    let report = dispatcher.deliver_due().await.unwrap();
+    assert_eq!((report.delivered, report.refused, report.unreadable, report.dead), (1, 2, 1, 1), "{report:?}");
+    let bodies: Vec<String> = seen.lock().iter().map(|(_, body)| body.clone()).collect();
+    assert_eq!(bodies, [genuine.payload.as_str()], "only the genuine delivery reached the hook");
+    assert!(seen_elsewhere.lock().is_empty(), "nothing reached an address no hook names, redirects included");
+    let dead = dispatcher.dead_letters().await.unwrap();
+    let reasons: Vec<&str> = dead.iter().filter_map(|d| d.last_error.as_deref()).collect();
+    assert!(reasons.iter().any(|r| r.contains("seal does not match")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("not a configured webhook")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("307")), "{reasons:?}");
+    assert!(dispatcher.pending().await.unwrap().is_empty());
 }
