@@ -67,7 +67,8 @@ fn main() {
             "listening on http://{address}/invocations; payloads in {}",
             payloads[0].1.parent().expect("dir").display()
         );
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let settings = mlops_infer::serve::ServerSettings::new();
+        let server = tokio::spawn(mlops_infer::serve::serve(listener, app, settings, std::future::pending()));
         if bench {
             server.await.expect("server task").expect("server");
             return;

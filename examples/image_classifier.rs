@@ -161,7 +161,8 @@ async fn serve_one(registry: &ObjectStoreRegistry, images: &DataFrame) -> Result
     let app = ModelServer::new().endpoint(MODEL, Endpoint::single(Arc::new(live)))?.router();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let address = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let settings = mlops_infer::serve::ServerSettings::new();
+    let server = tokio::spawn(mlops_infer::serve::serve(listener, app, settings, std::future::pending()));
     let records = mlops_core::frame_to_records_json(&images.head(Some(2)))?;
     let response = reqwest::Client::new()
         .post(format!("http://{address}/invocations"))

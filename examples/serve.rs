@@ -36,7 +36,10 @@ use clap::Parser;
 use mlops_core::{FlavorRegistry, ModelName, ModelUri, TabularClassifierParams};
 use mlops_examples::registries::{key_value, open_registry};
 use mlops_examples::transactions::{self, CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES};
-use mlops_infer::serve::{Endpoint, MODEL_VERSION_HEADER, MemoryRecorder, ModelServer, ROUTE_HEADER};
+use mlops_infer::serve::{
+    DEFAULT_RECORDER_BYTES, Endpoint, MODEL_VERSION_HEADER, MemoryRecorder, ModelServer, ROUTE_HEADER, ServerSettings,
+    serve,
+};
 use mlops_registry::{CreateModel, CreateVersion, LiveModel, ObjectStoreRegistry, Registry, SetAlias};
 
 #[derive(Parser, Debug)]
@@ -93,22 +96,22 @@ async fn main() -> std::process::ExitCode {
 /// An exit code and a message.
 type Failure = (u8, String);
 
-/// Serves `app` on `listener` until the returned sender fires or Ctrl-C, letting requests
-/// in flight finish.
+/// Serves `app` on `listener` with the default server settings (header and idle timeouts,
+/// connection cap) until the returned sender fires or Ctrl-C, letting requests in flight
+/// finish.
 fn spawn_server(
     listener: tokio::net::TcpListener,
     app: axum::Router,
 ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = tokio::signal::ctrl_c() => println!("==> Ctrl-C: finishing requests in flight"),
-                }
-            })
-            .await
+        let shutdown = async move {
+            tokio::select! {
+                _ = stopped => {}
+                _ = tokio::signal::ctrl_c() => println!("==> Ctrl-C: finishing requests in flight"),
+            }
+        };
+        serve(listener, app, ServerSettings::new(), shutdown).await
     });
     (stop, server)
 }
@@ -227,7 +230,7 @@ async fn run_quickstart(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .shadow("latest", Arc::new(shadow))
         .sticky_header("x-customer-id")
         .build()?;
-    let recorder = Arc::new(MemoryRecorder::new(100_000));
+    let recorder = Arc::new(MemoryRecorder::new(100_000).with_byte_limit(DEFAULT_RECORDER_BYTES));
     let app = ModelServer::new().endpoint("transactions", endpoint)?.recorder(recorder.clone()).router();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     let address = listener.local_addr()?;
@@ -269,18 +272,22 @@ async fn run_quickstart(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// The versions of the model, registering three (champion, challenger, and a newer one)
 /// when the registry holds none.
 async fn ensure_versions(registry: &dyn Registry, name: &ModelName) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
-    let existing = registry.search_versions(mlops_registry::SearchVersions::model(name.clone())).await;
-    if let Ok(found) = &existing
-        && found.len() >= 2
-        && registry.get_model(name).await?.aliases.contains_key("challenger")
-    {
-        return Ok(found.iter().map(|v| v.version).collect());
+    // Only a model that is not there is registered anew: any other error stops here, so
+    // an unreadable registry never has its aliases overwritten.
+    match registry.get_model(name).await {
+        Ok(model) => {
+            let found = registry.search_versions(mlops_registry::SearchVersions::model(name.clone())).await?;
+            if found.len() >= 2 && model.aliases.contains_key("challenger") {
+                return Ok(found.iter().map(|v| v.version).collect());
+            }
+        }
+        Err(mlops_registry::Error::NotFound { .. }) => {
+            registry.create_model(CreateModel::new(name.clone())).await?;
+        }
+        Err(other) => return Err(other.into()),
     }
     println!("==> registering three versions in an empty registry");
     let train = transactions::generate(&transactions::Config::new(20_000, 42))?;
-    if registry.get_model(name).await.is_err() {
-        registry.create_model(CreateModel::new(name.clone())).await?;
-    }
     let mut versions = Vec::new();
     for (l2, iterations) in [(50.0, 5), (0.01, 100), (1.0, 50)] {
         let model = TabularClassifierParams::new(LABEL)

@@ -15,19 +15,42 @@
 //!   input (the message names the column), 413 for a body over the limit, 415 for another
 //!   content type, 404 for an unknown endpoint or path, 503 while a model is not loaded.
 //! - A request timeout (504) and a limit on requests scored at once (the others queue).
-//!   Graceful shutdown is axum's: `axum::serve(..).with_graceful_shutdown(signal)` lets
-//!   requests in flight finish.
+//! - Memory bounded by settings, not by callers: a body over the limit is refused (by its
+//!   `Content-Length` before it is read), bodies held at once share a budget
+//!   ([`ModelServer::body_memory_limit`]), shadow predictions run within their own limit
+//!   ([`ModelServer::shadow_limit`]), the default recorder keeps a bounded number of bytes,
+//!   and error messages are cut to [`MAX_MESSAGE_BYTES`]. A model that panics answers 500
+//!   without the panic's message.
+//! - [`serve`] runs the router on a TCP port with [`ServerSettings`]: a deadline for each
+//!   request's headers that also closes idle keep-alive connections, a cap on open
+//!   connections and on header size, and a graceful shutdown that lets requests in flight
+//!   finish within a grace period. (`axum::serve` works too, without those limits.)
 //! - `GET /ping` (the server is up), `GET /health` (200 only when every endpoint has its
-//!   model), `GET /version`.
+//!   model and no model source reports a problem, such as a [`LiveModel`] whose alias has
+//!   not been confirmed for a while), `GET /version`.
+//!
+//! [`LiveModel`]: mlops_registry::LiveModel
+//!
+//! | Setting | Default | Where |
+//! |---|---|---|
+//! | request timeout | 60 s ([`DEFAULT_REQUEST_TIMEOUT`]) | [`ModelServer::request_timeout`] |
+//! | requests scored at once | 64 ([`DEFAULT_CONCURRENCY_LIMIT`]) | [`ModelServer::concurrency_limit`] |
+//! | body size | 16 MiB ([`DEFAULT_BODY_LIMIT`]) | [`ModelServer::body_limit`] |
+//! | bodies in memory | 256 MiB ([`DEFAULT_BODY_MEMORY_LIMIT`]) | [`ModelServer::body_memory_limit`] |
+//! | shadow predictions at once | 8 ([`DEFAULT_SHADOW_LIMIT`]) | [`ModelServer::shadow_limit`] |
+//! | header read and idle timeout | 10 s ([`DEFAULT_HEADER_READ_TIMEOUT`]) | [`ServerSettings::header_read_timeout`] |
+//! | open connections | 1024 ([`DEFAULT_MAX_CONNECTIONS`]) | [`ServerSettings::max_connections`] |
+//! | request head size | 64 KiB ([`DEFAULT_MAX_HEADER_BYTES`]) | [`ServerSettings::max_header_bytes`] |
+//! | shutdown grace | 30 s ([`DEFAULT_SHUTDOWN_GRACE`]) | [`ServerSettings::shutdown_grace`] |
 //!
 //! ```no_run
 //! # async fn run(live: mlops_registry::LiveModel) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use mlops_infer::serve::ModelServer;
+//! use mlops_infer::serve::{ModelServer, ServerSettings, serve};
 //!
 //! let app = ModelServer::new().endpoint("transactions", Arc::new(live))?.router();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
+//! serve(listener, app, ServerSettings::new(), std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -35,6 +58,7 @@
 mod capture;
 mod endpoint;
 mod error;
+mod listen;
 mod record;
 mod request;
 mod source;
@@ -42,7 +66,11 @@ mod source;
 #[cfg(feature = "delta")]
 pub use capture::{CaptureStats, ENDPOINT_COLUMN, InferenceCapture, ROUTE_COLUMN, SHADOW_COLUMN};
 pub use endpoint::{Endpoint, EndpointBuilder, StickyKey};
-pub use error::ServeError;
+pub use error::{MAX_MESSAGE_BYTES, ServeError};
+pub use listen::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_SHUTDOWN_GRACE,
+    ServerSettings, serve,
+};
 pub use record::{Exchange, ExchangeRecorder, MemoryRecorder};
 pub use request::INPUT_FORMATS;
 pub use source::{ModelSlot, ModelSource};
@@ -80,8 +108,19 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONCURRENCY_LIMIT: usize = 64;
 /// How many exchanges the default recorder keeps.
 pub const DEFAULT_RECORDER_CAPACITY: usize = 10_000;
+/// How many bytes of exchanges the default recorder keeps.
+pub const DEFAULT_RECORDER_BYTES: usize = 64 * 1024 * 1024;
 /// Default largest request body: 16 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Default bytes of request bodies held at once, queued and scoring together: 256 MiB.
+pub const DEFAULT_BODY_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+/// Default number of shadow predictions running at once; a copy for a shadow route finding
+/// them all busy is skipped (and recorded as skipped).
+pub const DEFAULT_SHADOW_LIMIT: usize = 8;
+
+/// Body memory is counted in units of this many bytes, so a budget of any size fits the
+/// semaphore's permit counts.
+const BODY_MEMORY_UNIT: usize = 1024;
 
 /// The endpoints of a scoring server and their settings; [`router`](Self::router) builds
 /// the axum router.
@@ -90,9 +129,12 @@ pub struct ModelServer {
     endpoints: BTreeMap<String, Arc<Endpoint>>,
     default_endpoint: Option<String>,
     body_limit: usize,
+    body_memory: Arc<Semaphore>,
+    body_memory_units: usize,
     recorder: Arc<dyn ExchangeRecorder>,
     request_timeout: Duration,
     scoring: Arc<Semaphore>,
+    shadows: Arc<Semaphore>,
     capture_rate: f64,
     answered: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -121,9 +163,12 @@ impl ModelServer {
             endpoints: BTreeMap::new(),
             default_endpoint: None,
             body_limit: DEFAULT_BODY_LIMIT,
-            recorder: Arc::new(MemoryRecorder::new(DEFAULT_RECORDER_CAPACITY)),
+            body_memory: Arc::new(Semaphore::new(DEFAULT_BODY_MEMORY_LIMIT / BODY_MEMORY_UNIT)),
+            body_memory_units: DEFAULT_BODY_MEMORY_LIMIT / BODY_MEMORY_UNIT,
+            recorder: Arc::new(MemoryRecorder::new(DEFAULT_RECORDER_CAPACITY).with_byte_limit(DEFAULT_RECORDER_BYTES)),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             scoring: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY_LIMIT)),
+            shadows: Arc::new(Semaphore::new(DEFAULT_SHADOW_LIMIT)),
             capture_rate: 0.0,
             answered: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
@@ -169,6 +214,38 @@ impl ModelServer {
         Ok(self)
     }
 
+    /// Runs at most `predictions` shadow predictions at once (they take CPU from the
+    /// callers' requests); a shadow copy finding them all busy is not scored, and the
+    /// recorder gets it as skipped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for 0.
+    pub fn shadow_limit(mut self, predictions: usize) -> Result<Self> {
+        if predictions == 0 {
+            return Err(Error::InvalidArgument("the shadow limit must be at least 1".into()));
+        }
+        self.shadows = Arc::new(Semaphore::new(predictions));
+        Ok(self)
+    }
+
+    /// Holds at most `bytes` of request bodies in memory at once, counting requests waiting
+    /// for a scoring slot and requests being scored: a request that would go over waits
+    /// (within the request timeout) before its body is read. A body without a
+    /// `Content-Length` counts as the body limit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a budget under 1 KiB.
+    pub fn body_memory_limit(mut self, bytes: usize) -> Result<Self> {
+        let units = bytes / BODY_MEMORY_UNIT;
+        if units == 0 {
+            return Err(Error::InvalidArgument(format!("a body memory limit of {bytes} bytes is under 1 KiB")));
+        }
+        let units = units.min(Semaphore::MAX_PERMITS);
+        self.body_memory = Arc::new(Semaphore::new(units));
+        self.body_memory_units = units;
+        Ok(self)
+    }
+
     /// Also sends a `rate` share (0 to 1) of the answers served to callers to the recorder,
     /// chosen evenly over requests; with an [`InferenceCapture`] recorder (feature
     /// `delta`) they land in an inference table. Shadow answers are always recorded.
@@ -184,7 +261,7 @@ impl ModelServer {
     }
 
     /// Sends shadow answers to `recorder` (by default a [`MemoryRecorder`] keeping the
-    /// latest [`DEFAULT_RECORDER_CAPACITY`]).
+    /// latest [`DEFAULT_RECORDER_CAPACITY`] exchanges within [`DEFAULT_RECORDER_BYTES`]).
     #[must_use]
     pub fn recorder(mut self, recorder: Arc<dyn ExchangeRecorder>) -> Self {
         self.recorder = recorder;
@@ -232,13 +309,29 @@ impl ModelServer {
         })?;
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let format = BodyFormat::from_content_type(content_type)?;
-        let body = axum::body::to_bytes(body, self.body_limit).await.map_err(|_| {
+        let too_large = || {
             ServeError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "REQUEST_LIMIT_EXCEEDED",
                 format!("the body is larger than the limit of {} bytes", self.body_limit),
             )
-        })?;
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.body_limit as u64) {
+            return Err(too_large());
+        }
+        // The body's share of the memory budget is taken before it is read and kept until
+        // its prediction ends, so queued and scoring requests together stay within it.
+        let expected = declared.map_or(self.body_limit, |length| length as usize);
+        let units = expected.div_ceil(BODY_MEMORY_UNIT).clamp(1, self.body_memory_units);
+        let memory =
+            Arc::clone(&self.body_memory).acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX)).await.map_err(
+                |e| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string()),
+            )?;
+        let body = axum::body::to_bytes(body, self.body_limit).await.map_err(|_| too_large())?;
         // The slot is held until the prediction ends, even if the caller has timed out.
         let slot = Arc::clone(&self.scoring)
             .acquire_owned()
@@ -247,11 +340,11 @@ impl ModelServer {
         let (scoring, sticky_header, endpoint_name) =
             (Arc::clone(endpoint), endpoint.sticky_header(headers), name.to_owned());
         let scored = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+            let _held = (slot, memory);
             score(&endpoint_name, &scoring, sticky_header, format, &body)
         })
         .await
-        .map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string()))??;
+        .map_err(|_| ServeError::internal("the model failed unexpectedly while scoring this request"))??;
         let request = self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.capture_rate > 0.0 && endpoint::draw(request) < self.capture_rate {
             self.recorder.record(Exchange {
@@ -267,12 +360,28 @@ impl ModelServer {
         for shadow in &endpoint.shadows {
             let (recorder, input) = (Arc::clone(&self.recorder), scored.input.clone());
             let (endpoint, route, source) = (name.to_owned(), shadow.name.clone(), Arc::clone(&shadow.source));
+            let Ok(slot) = Arc::clone(&self.shadows).try_acquire_owned() else {
+                recorder.record(Exchange {
+                    endpoint,
+                    route,
+                    shadow: true,
+                    model: None,
+                    input,
+                    outcome: Err("skipped: the shadow limit was reached".into()),
+                    latency: Duration::ZERO,
+                });
+                continue;
+            };
             // Detached: the caller's answer never waits for a shadow.
             tokio::task::spawn_blocking(move || {
+                let _slot = slot;
                 let started = Instant::now();
                 let loaded = source.current();
                 let outcome = match &loaded {
-                    Some(loaded) => loaded.model.predict(&input).map_err(|e| e.to_string()),
+                    Some(loaded) => {
+                        mlops_core::catching_panics(&format!("shadow route `{route}`"), || loaded.model.predict(&input))
+                            .map_err(|e| e.to_string())
+                    }
                     None => Err(format!("route `{route}` has no model loaded")),
                 };
                 recorder.record(Exchange {
@@ -346,11 +455,11 @@ fn score(
     let output = loaded.model.predict(&request.input)?;
     let latency = started.elapsed();
     if output.height() != request.input.height() {
-        return Err(ServeError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            format!("the model returned {} rows for {} input rows", output.height(), request.input.height()),
-        ));
+        return Err(ServeError::internal(format!(
+            "the model returned {} rows for {} input rows",
+            output.height(),
+            request.input.height()
+        )));
     }
     // MLflow answers tensors (a dictionary of arrays from pyfunc) by output, frames by row.
     let predictions = if signature.inputs.is_tensor_schema() {
@@ -389,23 +498,26 @@ async fn ping() -> Response {
 }
 
 async fn health(State(server): State<Arc<ModelServer>>) -> Response {
-    let waiting: Vec<String> = server
-        .endpoints
-        .iter()
-        .flat_map(|(name, endpoint)| {
-            endpoint.routes.iter().filter(|r| r.source.current().is_none()).map(move |r| format!("{name}/{}", r.name))
-        })
-        .collect();
-    if waiting.is_empty() {
-        ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
-    } else {
-        ServeError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TEMPORARILY_UNAVAILABLE",
-            format!("not loaded yet: {}", waiting.join(", ")),
-        )
-        .into_response()
+    let mut waiting = Vec::new();
+    let mut problems = Vec::new();
+    for (name, endpoint) in &server.endpoints {
+        for route in &endpoint.routes {
+            if route.source.current().is_none() {
+                waiting.push(format!("{name}/{}", route.name));
+            } else if let Some(problem) = route.source.problem() {
+                problems.push(format!("{name}/{}: {problem}", route.name));
+            }
+        }
     }
+    if waiting.is_empty() && problems.is_empty() {
+        return ([(header::CONTENT_TYPE, "application/json")], "\n").into_response();
+    }
+    let mut why = Vec::new();
+    if !waiting.is_empty() {
+        why.push(format!("not loaded yet: {}", waiting.join(", ")));
+    }
+    why.extend(problems);
+    ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", why.join("; ")).into_response()
 }
 
 async fn version() -> &'static str {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::record::{Exchange, ExchangeRecorder};
 use crate::batch::{stack, with_scoring_columns};
 use crate::delta::InferenceTable;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Column naming the endpoint of a captured request.
 pub const ENDPOINT_COLUMN: &str = "endpoint";
@@ -60,11 +60,25 @@ impl std::fmt::Debug for InferenceCapture {
 impl InferenceCapture {
     /// Starts capturing into `table` on the current tokio runtime, holding at most
     /// `queue` exchanges in memory.
-    pub fn start(table: Arc<InferenceTable>, batch_rows: usize, flush_every: Duration, queue: usize) -> Arc<Self> {
-        let (sender, receiver) = mpsc::channel(queue.max(1));
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a zero `flush_every`, `batch_rows` or `queue`.
+    pub fn start(
+        table: Arc<InferenceTable>,
+        batch_rows: usize,
+        flush_every: Duration,
+        queue: usize,
+    ) -> Result<Arc<Self>> {
+        if flush_every.is_zero() || batch_rows == 0 || queue == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a capture needs a flush interval, batch size and queue above zero, not {flush_every:?}, {batch_rows} \
+                 and {queue}"
+            )));
+        }
+        let (sender, receiver) = mpsc::channel(queue);
         let stats = Arc::new(Mutex::new(CaptureStats::default()));
-        tokio::spawn(write_loop(table, receiver, batch_rows.max(1), flush_every, Arc::clone(&stats)));
-        Arc::new(Self { sender, dropped: AtomicU64::new(0), stats })
+        tokio::spawn(write_loop(table, receiver, batch_rows, flush_every, Arc::clone(&stats)));
+        Ok(Arc::new(Self { sender, dropped: AtomicU64::new(0), stats }))
     }
 
     /// Writes what is queued now and waits until it is in the table.

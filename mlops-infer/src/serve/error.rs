@@ -3,6 +3,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+/// The longest error message an answer carries; longer ones are cut.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
 /// An error answer of the scoring server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeError {
@@ -15,8 +18,26 @@ pub struct ServeError {
 }
 
 impl ServeError {
+    /// An error whose message is cut to [`MAX_MESSAGE_BYTES`], so an answer never echoes a
+    /// whole request.
     pub(crate) fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, error_code, message: message.into() }
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = message.len() - end;
+            message.truncate(end);
+            message.push_str(&format!("... ({cut} more bytes)"));
+        }
+        Self { status, error_code, message }
+    }
+
+    /// 500 for a model or server fault the caller cannot fix; the details stay on the
+    /// server.
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
     }
 
     /// 400: input that breaks the model's schema, or a model error.

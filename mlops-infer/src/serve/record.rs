@@ -31,42 +31,68 @@ pub trait ExchangeRecorder: Send + Sync + 'static {
     fn record(&self, exchange: Exchange);
 }
 
-/// Keeps the latest exchanges in memory, up to a capacity (the oldest are dropped first,
-/// and counted).
+/// Keeps the latest exchanges in memory, up to a number of exchanges and, optionally, of
+/// bytes (the oldest are dropped first, and counted).
 #[derive(Debug)]
 pub struct MemoryRecorder {
     capacity: usize,
-    state: Mutex<(VecDeque<Exchange>, u64)>,
+    byte_limit: usize,
+    state: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// Each exchange with the bytes it was counted for.
+    exchanges: VecDeque<(Exchange, usize)>,
+    bytes: usize,
+    dropped: u64,
 }
 
 impl MemoryRecorder {
     /// Keeps at most `capacity` exchanges.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, state: Mutex::new((VecDeque::with_capacity(capacity.min(1024)), 0)) }
+        Self { capacity, byte_limit: usize::MAX, state: Mutex::new(Kept::default()) }
+    }
+
+    /// Also keeps at most `bytes` of frames (inputs and predictions, as Polars estimates
+    /// them); an exchange larger than that on its own is dropped at once.
+    #[must_use]
+    pub fn with_byte_limit(mut self, bytes: usize) -> Self {
+        self.byte_limit = bytes;
+        self
     }
 
     /// The exchanges kept, oldest first.
     pub fn exchanges(&self) -> Vec<Exchange> {
-        self.state.lock().0.iter().cloned().collect()
+        self.state.lock().exchanges.iter().map(|(e, _)| e.clone()).collect()
+    }
+
+    /// The bytes of the exchanges kept.
+    pub fn bytes(&self) -> usize {
+        self.state.lock().bytes
     }
 
     /// How many exchanges were dropped to stay within the capacity.
     pub fn dropped(&self) -> u64 {
-        self.state.lock().1
+        self.state.lock().dropped
     }
 }
 
 impl ExchangeRecorder for MemoryRecorder {
     fn record(&self, exchange: Exchange) {
+        let size = exchange.input.estimated_size()
+            + exchange.outcome.as_ref().map_or_else(String::len, DataFrame::estimated_size);
         let mut state = self.state.lock();
-        if state.0.len() == self.capacity {
-            state.0.pop_front();
-            state.1 += 1;
+        if self.capacity == 0 || size > self.byte_limit {
+            state.dropped += 1;
+            return;
         }
-        if self.capacity > 0 {
-            state.0.push_back(exchange);
-        } else {
-            state.1 += 1;
+        while state.exchanges.len() >= self.capacity || state.bytes + size > self.byte_limit {
+            let Some((_, freed)) = state.exchanges.pop_front() else { break };
+            state.bytes -= freed;
+            state.dropped += 1;
         }
+        state.bytes += size;
+        state.exchanges.push_back((exchange, size));
     }
 }

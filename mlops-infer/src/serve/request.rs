@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use mlops_core::{Schema, columns_json_to_frame, records_json_to_frame, split_json_to_frame, tensor_json_to_column};
+use mlops_core::{
+    Schema, columns_json_to_frame, json_excerpt, records_json_to_frame, split_json_to_frame, tensor_json_to_column,
+};
 use polars::prelude::{Column, CsvReadOptions, DataFrame, DataType, SerReader};
 use serde_json::{Map, Value};
 
@@ -92,7 +94,12 @@ fn parse_json(body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError
     let params = match object.remove("params") {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(params)) => params.into_iter().collect(),
-        Some(other) => return Err(ServeError::bad_request(format!("`params` must be a JSON object, not {other}"))),
+        Some(other) => {
+            return Err(ServeError::bad_request(format!(
+                "`params` must be a JSON object, not {}",
+                json_excerpt(&other)
+            )));
+        }
     };
     let data = object.remove(format).unwrap_or(Value::Null);
     if schema.is_tensor_schema() && matches!(format, "instances" | "inputs") {
@@ -102,13 +109,17 @@ fn parse_json(body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError
         ("dataframe_split", data) => split_json_to_frame(&data, schema)?,
         ("dataframe_records", Value::Array(records)) => records_json_to_frame(&records, schema)?,
         ("dataframe_records", other) => {
-            return Err(ServeError::bad_request(format!("`dataframe_records` must be a list of records, not {other}")));
+            return Err(ServeError::bad_request(format!(
+                "`dataframe_records` must be a list of records, not {}",
+                json_excerpt(&other)
+            )));
         }
         (_, Value::Object(columns)) => columns_json_to_frame(&columns, schema)?,
         (_, Value::Array(rows)) => instances_to_frame(format, &rows, schema)?,
         (_, other) => {
             return Err(ServeError::bad_request(format!(
-                "`{format}` must be a list of records or rows, or an object of columns, not {other}"
+                "`{format}` must be a list of records or rows, or an object of columns, not {}",
+                json_excerpt(&other)
             )));
         }
     };
@@ -137,7 +148,8 @@ fn tensors_to_frame(format: &str, data: Value, schema: &Schema) -> Result<DataFr
         },
         other => {
             return Err(ServeError::bad_request(format!(
-                "`{format}` must be a list of rows or an object of tensors by name, not {other}"
+                "`{format}` must be a list of rows or an object of tensors by name, not {}",
+                json_excerpt(&other)
             )));
         }
     };
@@ -191,9 +203,10 @@ fn instances_to_frame(format: &str, rows: &[Value], schema: &Schema) -> Result<D
             scalar if names.len() == 1 => vec![scalar.clone()],
             other => {
                 return Err(ServeError::bad_request(format!(
-                    "`{format}` row {index} must be a record or a list of {} values ({}), not {other}",
+                    "`{format}` row {index} must be a record or a list of {} values ({}), not {}",
                     names.len(),
-                    names.join(", ")
+                    names.join(", "),
+                    json_excerpt(other)
                 )));
             }
         };

@@ -11,6 +11,12 @@ use mlops_registry::{LiveModel, LoadedModel};
 pub trait ModelSource: Send + Sync + 'static {
     /// The model serving now.
     fn current(&self) -> Option<Arc<LoadedModel>>;
+
+    /// What keeps the source from being trusted to serve what it should (a model that
+    /// stopped following its alias, say), reported by `/health`; `None` when all is well.
+    fn problem(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A model that follows its alias: the endpoint serves whatever version it holds, so an
@@ -18,6 +24,12 @@ pub trait ModelSource: Send + Sync + 'static {
 impl ModelSource for LiveModel {
     fn current(&self) -> Option<Arc<LoadedModel>> {
         Some(LiveModel::current(self))
+    }
+
+    /// A stopped poller, or an alias not confirmed for
+    /// [`STALE_AFTER_POLLS`](mlops_registry::STALE_AFTER_POLLS) poll intervals.
+    fn problem(&self) -> Option<String> {
+        self.status().problem(self.poll_interval()).map(|why| format!("`{}` {why}", self.uri()))
     }
 }
 

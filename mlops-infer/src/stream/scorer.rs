@@ -114,10 +114,19 @@ impl StreamingScorer {
     }
 
     /// Sets the trigger.
-    #[must_use]
-    pub fn trigger(mut self, trigger: Trigger) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for [`Trigger::Every`] a zero interval, which would list
+    /// the source without pause.
+    pub fn trigger(mut self, trigger: Trigger) -> Result<Self> {
+        if trigger == Trigger::Every(Duration::ZERO) {
+            return Err(Error::InvalidArgument(format!(
+                "stream `{}`: a trigger interval must be longer than zero",
+                self.stream
+            )));
+        }
         self.trigger = trigger;
-        self
+        Ok(self)
     }
 
     /// Looks up the model's features (the [`FeatureSpec`] its package records) in `store`

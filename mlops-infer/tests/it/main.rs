@@ -14,6 +14,8 @@ mod python_models;
 mod scale_out;
 #[cfg(feature = "serve")]
 mod serve;
+#[cfg(feature = "serve")]
+mod serve_limits;
 #[path = "../../../mlops-registry/tests/it/servers.rs"]
 #[allow(dead_code)]
 mod servers;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mlops_core::{FlavorRegistry, ModelName, TabularClassifierParams};
 use mlops_infer::serve::{
     ENDPOINT_HEADER, Endpoint, Exchange, MODEL_NAME_HEADER, MODEL_VERSION_HEADER, MemoryRecorder, ModelServer,
-    ModelSlot, ROUTE_HEADER,
+    ModelSlot, ROUTE_HEADER, ServerSettings,
 };
 use mlops_registry::{
     CreateModel, CreateVersion, LiveModel, LoadedModel, MemoryRegistry, Registry, RegistryExt, SetAlias,
@@ -16,14 +16,19 @@ use serde_json::{Value, json};
 
 /// Versions 1..=count of a small classifier (each with another L2 penalty), registered and
 /// loaded back as a server loads them.
-async fn versions(count: u64) -> Vec<LoadedModel> {
+pub(crate) async fn versions(count: u64) -> Vec<LoadedModel> {
+    registered(count).await.1
+}
+
+/// The registry holding `transactions` versions 1..=count, and each version loaded.
+pub(crate) async fn registered(count: u64) -> (Arc<MemoryRegistry>, Vec<LoadedModel>) {
     let train = df!(
         "Product" => ["A", "B", "A", "B", "C", "C"],
         "Amount" => [1.0, 30.0, 2.0, 28.0, 3.0, 33.0],
         "Label" => [0, 1, 0, 1, 0, 1],
     )
     .unwrap();
-    let registry = MemoryRegistry::new();
+    let registry = Arc::new(MemoryRegistry::new());
     let name: ModelName = "transactions".parse().unwrap();
     registry.create_model(CreateModel::new(name.clone())).await.unwrap();
     let mut loaded = Vec::new();
@@ -40,17 +45,21 @@ async fn versions(count: u64) -> Vec<LoadedModel> {
         let uri = format!("models:/transactions/{version}").parse().unwrap();
         loaded.push(registry.load_model(&uri, &FlavorRegistry::with_builtins()).await.unwrap());
     }
-    loaded
+    (registry, loaded)
 }
 
-async fn serve(server: ModelServer) -> String {
+pub(crate) async fn serve(server: ModelServer) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, server.router()).await.unwrap() });
+    tokio::spawn(async move {
+        mlops_infer::serve::serve(listener, server.router(), ServerSettings::new(), std::future::pending())
+            .await
+            .unwrap()
+    });
     format!("http://{address}")
 }
 
-async fn post(
+pub(crate) async fn post(
     url: &str,
     content_type: Option<&str>,
     body: impl Into<reqwest::Body>,
@@ -403,11 +412,11 @@ async fn an_endpoint_follows_its_alias_without_a_failed_request() {
 }
 
 /// A model that takes its time and counts how many of its predictions overlap.
-struct Slow {
+pub(crate) struct Slow {
     signature: mlops_core::Signature,
     delay: std::time::Duration,
     running: std::sync::atomic::AtomicUsize,
-    most: std::sync::atomic::AtomicUsize,
+    pub(crate) most: std::sync::atomic::AtomicUsize,
 }
 
 impl mlops_core::Model for Slow {
@@ -425,7 +434,7 @@ impl mlops_core::Model for Slow {
     }
 }
 
-async fn slow(delay_ms: u64) -> (Arc<Slow>, LoadedModel) {
+pub(crate) async fn slow(delay_ms: u64) -> (Arc<Slow>, LoadedModel) {
     let template = versions(1).await.pop().unwrap();
     let slow = Arc::new(Slow {
         signature: template.model.signature().clone(),
@@ -475,11 +484,10 @@ async fn slow_requests_time_out_bursts_queue_and_shutdown_finishes_requests_in_f
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = ModelServer::new().endpoint("slow", Arc::new(ModelSlot::loaded(loaded))).unwrap().router();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        mlops_infer::serve::serve(listener, app, ServerSettings::new(), stopped).await
     });
     let in_flight = tokio::spawn({
         let (url, body) = (url.clone(), body.clone());
@@ -507,7 +515,7 @@ async fn online_traffic_is_captured_into_an_inference_table() {
         )
         .unwrap(),
     );
-    let capture = InferenceCapture::start(table.clone(), 50, std::time::Duration::from_millis(200), 10_000);
+    let capture = InferenceCapture::start(table.clone(), 50, std::time::Duration::from_millis(200), 10_000).unwrap();
     let mut loaded = versions(2).await.into_iter().map(|l| Arc::new(ModelSlot::loaded(l)));
     let (v1, v2) = (loaded.next().unwrap(), loaded.next().unwrap());
     let endpoint = Endpoint::builder().route("champion", v1, 100).shadow("candidate", v2).build().unwrap();

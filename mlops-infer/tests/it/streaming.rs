@@ -166,7 +166,12 @@ async fn a_stream_on_an_interval_picks_up_new_files_until_shut_down() {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            layout.stream(FileFormat::Csv, 5).trigger(Trigger::Every(Duration::from_millis(50))).run(shutdown).await
+            layout
+                .stream(FileFormat::Csv, 5)
+                .trigger(Trigger::Every(Duration::from_millis(50)))
+                .unwrap()
+                .run(shutdown)
+                .await
         })
     };
     for file in 0..3 {
