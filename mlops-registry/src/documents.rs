@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 
 const REVISION_DIGITS: usize = 20;
+/// How many unreadable revisions in a row an update passes over before giving up.
+const MAX_UNREADABLE_REVISIONS: usize = 16;
 
 /// A revision of a document, and the document.
 #[derive(Debug, Clone)]
@@ -41,20 +43,21 @@ impl Documents {
         prefix.clone().join(format!("{number:0REVISION_DIGITS$}.json"))
     }
 
-    /// The highest revision number under `prefix`, if any.
-    async fn latest_number(&self, prefix: &Path) -> Result<Option<u64>> {
+    /// The revision numbers under `prefix`, newest first.
+    async fn numbers(&self, prefix: &Path) -> Result<Vec<u64>> {
         let listing: Vec<_> = self
             .store
             .list(Some(prefix))
             .try_collect()
             .await
             .map_err(|e| Error::backend(format!("listing `{prefix}`"), e))?;
-        Ok(listing.iter().filter_map(|meta| revision_number(meta.location.filename()?)).max())
+        let mut numbers: Vec<u64> =
+            listing.iter().filter_map(|meta| revision_number(meta.location.filename()?)).collect();
+        numbers.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(numbers)
     }
 
-    /// The current revision of the document under `prefix`, `None` if it was never created.
-    pub(crate) async fn latest<T: DeserializeOwned>(&self, prefix: &Path) -> Result<Option<Revision<T>>> {
-        let Some(number) = self.latest_number(prefix).await? else { return Ok(None) };
+    async fn read<T: DeserializeOwned>(&self, prefix: &Path, number: u64) -> Result<std::result::Result<T, String>> {
         let path = Self::revision_path(prefix, number);
         let bytes = self
             .store
@@ -64,8 +67,40 @@ impl Documents {
             .bytes()
             .await
             .map_err(|e| Error::backend(format!("reading `{path}`"), e))?;
-        let document = serde_json::from_slice(&bytes).map_err(|e| Error::backend(format!("parsing `{path}`"), e))?;
+        Ok(serde_json::from_slice(&bytes).map_err(|e| format!("`{path}` does not parse: {e}")))
+    }
+
+    /// The current revision of the document under `prefix`, `None` if it was never created.
+    /// A newest revision that does not parse is an error naming it (reading an older one
+    /// instead would report a state that is no longer current); any update repairs it.
+    pub(crate) async fn latest<T: DeserializeOwned>(&self, prefix: &Path) -> Result<Option<Revision<T>>> {
+        let Some(&number) = self.numbers(prefix).await?.first() else { return Ok(None) };
+        let document = self.read(prefix, number).await?.map_err(|why| {
+            Error::Corrupt(format!(
+                "{why}; the next update of the document writes over it from the newest revision that parses"
+            ))
+        })?;
         Ok(Some(Revision { number, document }))
+    }
+
+    /// The highest revision number under `prefix` and the newest document that parses, for
+    /// writing the next revision: revisions that do not parse (a torn write by another
+    /// tool, a bad edit) are passed over, so they never make a document unwritable.
+    async fn latest_for_update<T: DeserializeOwned>(&self, prefix: &Path) -> Result<Option<Revision<T>>> {
+        let numbers = self.numbers(prefix).await?;
+        let Some(&highest) = numbers.first() else { return Ok(None) };
+        let mut problems = Vec::new();
+        for &number in numbers.iter().take(MAX_UNREADABLE_REVISIONS + 1) {
+            match self.read(prefix, number).await? {
+                Ok(document) => return Ok(Some(Revision { number: highest, document })),
+                Err(why) => problems.push(why),
+            }
+        }
+        Err(Error::Corrupt(format!(
+            "none of the newest {} revisions of `{prefix}` parses: {}",
+            problems.len(),
+            problems.join("; ")
+        )))
     }
 
     /// Writes revision `number`; `Ok(false)` when another writer holds it already.
@@ -98,7 +133,7 @@ impl Documents {
         F: FnMut(&mut T) -> Result<R> + Send,
     {
         loop {
-            let Some(Revision { number, mut document }) = self.latest::<T>(prefix).await? else {
+            let Some(Revision { number, mut document }) = self.latest_for_update::<T>(prefix).await? else {
                 return Err(missing());
             };
             let outcome = change(&mut document)?;

@@ -57,6 +57,9 @@ pub enum Error {
         /// The unsupported operation.
         operation: String,
     },
+    /// A stored registry document does not parse; the message names it and the way back.
+    #[error("corrupt registry document: {0}")]
+    Corrupt(String),
     /// A model package or model-level error (corrupted artifact, unknown flavor, ...).
     #[error(transparent)]
     Core(#[from] mlops_core::Error),
