@@ -188,19 +188,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tally.dead_letters += report.dead_letters;
 
         // Labels: merged as they arrive; early ones wait for their prediction.
-        let mut merged = (0, 0);
+        // Labels that cannot be used (a null label, a null key) are set aside with the reason.
+        let mut merged = (0, 0, 0);
         while let Some(next) = label_source.next_offset().await? {
             let arrived = label_source.read(&next).await?.records;
             let merge = table.merge_labels(&arrived, LABEL).await?;
-            merged = (merged.0 + merge.rows_updated, merge.pending);
+            merged = (merged.0 + merge.rows_updated, merge.pending, merged.2 + merge.rejected.len());
         }
         labelled_since_training += merged.0;
         println!(
-            "    tick {n:>3}: {} records scored by v{version} ({} dead letters), {} labels applied, {} pending, {:.0?}",
+            "    tick {n:>3}: {} records scored by v{version} ({} dead letters), {} labels applied, {} pending, \
+             {} set aside, {:.0?}",
             report.scored,
             report.dead_letters,
             merged.0,
             merged.1,
+            merged.2,
             started.elapsed()
         );
 

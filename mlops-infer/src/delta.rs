@@ -14,7 +14,7 @@ pub use feature_store::{DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMEST
 pub use inference_table::{
     ACTUAL_LABEL, Appended, FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, ROW_ID, TimeWindow,
 };
-pub use labels::{LabelMerge, RECEIVED_AT};
+pub use labels::{LabelMerge, RECEIVED_AT, RejectedLabel};
 pub use location::TableLocation;
 
 use crate::error::{Error, Result};

@@ -47,8 +47,8 @@ pub use batch::{BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PRED
 #[cfg(feature = "delta")]
 pub use delta::{
     ACTUAL_LABEL, Appended, DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY, FeatureStore,
-    FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT, ROW_ID, TableLocation,
-    TimeWindow,
+    FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT, ROW_ID, RejectedLabel,
+    TableLocation, TimeWindow,
 };
 pub use error::{Error, Result};
 pub use shard::shard_of;

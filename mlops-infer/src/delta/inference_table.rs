@@ -66,16 +66,20 @@ impl InferenceTableConfig {
 }
 
 /// What an append wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// Rows written.
     pub rows: usize,
     /// The table version that holds them (`None` when there was nothing to write).
     pub version: Option<u64>,
+    /// Why applying pending labels after the rows were committed failed, if it did: the
+    /// rows are in the table all the same, and the labels stay pending for the next append
+    /// or [`apply_pending_labels`](InferenceTable::apply_pending_labels).
+    pub labels_error: Option<String>,
 }
 
 /// What incremental scoring did with its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncrementalRun {
     /// Input rows.
     pub input_rows: usize,
@@ -96,6 +100,9 @@ pub struct FilesScored {
     pub already_scored: Vec<String>,
     /// Rows appended.
     pub rows: usize,
+    /// The last failure to apply pending labels after an append committed (the rows are
+    /// in the table; the labels stay pending).
+    pub labels_error: Option<String>,
 }
 
 /// A time window `[start, end]` on a datetime column: records outside it are not scored
@@ -219,7 +226,7 @@ impl InferenceTable {
             }
         }
         if scored.height() == 0 {
-            return Ok(Appended { rows: 0, version: None });
+            return Ok(Appended { rows: 0, version: None, labels_error: None });
         }
         let (mut rows, label_type) = (scored.clone(), self.config.label_type.clone());
         let (height, batches) = off_runtime(move || {
@@ -229,9 +236,10 @@ impl InferenceTable {
         })
         .await?;
         let table = write_retrying_creation_races(&self.location, batches, SaveMode::Append, properties, &[]).await?;
-        let appended = Appended { rows: height, version: table.version() };
-        self.apply_pending_labels().await?;
-        Ok(appended)
+        // The rows are committed: a failure from here on is reported with them, never as the
+        // append's failure (a caller retrying it would append them twice).
+        let labels_error = self.apply_pending_labels().await.err().map(|e| e.to_string());
+        Ok(Appended { rows: height, version: table.version(), labels_error })
     }
 
     /// Scores the records of `input` that are inside `window` (if given) and whose keys are
@@ -337,6 +345,7 @@ impl InferenceTable {
             .await?;
             let appended = self.append_in_transaction(&scored, &app_id, 0).await?;
             report.rows += appended.rows;
+            report.labels_error = appended.labels_error.or(report.labels_error);
             report.scored.push(file.to_string());
         }
         Ok(report)

@@ -14,8 +14,17 @@ use crate::error::{Error, Result};
 /// Column of the pending-labels table holding when a label was received.
 pub const RECEIVED_AT: &str = "received_at";
 
+/// A label a merge set aside instead of applying, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedLabel {
+    /// The row of the labels frame.
+    pub row: usize,
+    /// Why it was set aside (a null key, a null label, a value that does not convert).
+    pub reason: String,
+}
+
 /// What a label merge did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LabelMerge {
     /// Labels in the call.
     pub received: usize,
@@ -28,6 +37,8 @@ pub struct LabelMerge {
     pub rows_updated: usize,
     /// Labels still waiting for their prediction.
     pub pending: usize,
+    /// Labels of the call set aside, each with its reason; the others are merged.
+    pub rejected: Vec<RejectedLabel>,
 }
 
 impl InferenceTable {
@@ -40,9 +51,14 @@ impl InferenceTable {
     /// a row whose label already has that value is not rewritten. Within one call, the last
     /// label of a key wins; across calls, the latest received wins.
     ///
+    /// A label with a null key, a null label or a value that does not convert to the table's
+    /// label type is set aside in [`LabelMerge::rejected`] with its row and reason; the
+    /// others are merged.
+    ///
     /// # Errors
-    /// [`Error::InvalidArgument`] naming a missing column, a null label or a label that does
-    /// not convert to the table's label type; [`Error::Delta`] when a table cannot be written.
+    /// [`Error::InvalidArgument`] naming a missing column or a label column whose type can
+    /// never convert to the table's label type; [`Error::Delta`] when a table cannot be
+    /// written.
     pub async fn merge_labels(&self, labels: &DataFrame, label_column: &str) -> Result<LabelMerge> {
         let keys = &self.config().keys;
         for column in keys.iter().map(String::as_str).chain([label_column]) {
@@ -51,20 +67,16 @@ impl InferenceTable {
             }
         }
         let label = labels.column(label_column)?;
-        if label.null_count() > 0 {
-            return Err(Error::InvalidArgument(format!(
-                "label column `{label_column}` has {} null values",
-                label.null_count()
-            )));
-        }
-        let converted = label.strict_cast(&self.config().label_type).map_err(|e| {
+        let label_type = &self.config().label_type;
+        let converted = label.cast(label_type).map_err(|e| {
             Error::InvalidArgument(format!(
-                "label column `{label_column}` ({}) does not convert to {}: {e}",
-                label.dtype(),
-                self.config().label_type
+                "label column `{label_column}` ({}) does not convert to {label_type}: {e}",
+                label.dtype()
             ))
         })?;
-        let (labels, keys_owned) = (labels.select(keys.iter().cloned())?, keys.clone());
+        let (usable, rejected) = set_aside(labels, keys, label, &converted, label_type)?;
+        let converted = converted.filter(&usable)?;
+        let (labels, keys_owned) = (labels.select(keys.iter().cloned())?.filter(&usable)?, keys.clone());
         let (received, latest, batches) = off_runtime(move || {
             let mut normalized = labels;
             normalized.with_column(converted.with_name(ACTUAL_LABEL.into()))?;
@@ -89,7 +101,7 @@ impl InferenceTable {
             .await?;
         }
         let applied = self.apply_pending_labels().await?;
-        Ok(LabelMerge { received, superseded: received - latest, ..applied })
+        Ok(LabelMerge { received: received + rejected.len(), superseded: received - latest, rejected, ..applied })
     }
 
     /// Applies waiting labels whose prediction is now in the table (appends call it), and
@@ -193,4 +205,36 @@ fn latest_per_key(labels: DataFrame, keys: &[String]) -> Result<DataFrame> {
 /// A column name as a SQL identifier, case and all.
 fn quoted(column: &str) -> String {
     format!("\"{}\"", column.replace('"', "\"\""))
+}
+
+/// The rows of `labels` that can be merged, and the others with their reasons: a null key,
+/// a null label, a label that `converted` (cast to `label_type`) lost.
+fn set_aside(
+    labels: &DataFrame,
+    keys: &[String],
+    label: &Column,
+    converted: &Column,
+    label_type: &DataType,
+) -> Result<(BooleanChunked, Vec<RejectedLabel>)> {
+    let null_key: Vec<BooleanChunked> =
+        keys.iter().map(|key| Ok(labels.column(key)?.is_null())).collect::<Result<_>>()?;
+    let (label_null, converted_null) = (label.is_null(), converted.is_null());
+    let mut rejected = Vec::new();
+    let usable: BooleanChunked = (0..labels.height())
+        .map(|row| {
+            let reason = if let Some(key) = keys.iter().zip(&null_key).find(|(_, nulls)| nulls.get(row) == Some(true)) {
+                format!("key `{}` is null", key.0)
+            } else if label_null.get(row) == Some(true) {
+                "the label is null".to_owned()
+            } else if converted_null.get(row) == Some(true) {
+                let value = label.get(row).map(|v| v.to_string()).unwrap_or_default();
+                format!("label {} does not convert to {label_type}", value.chars().take(64).collect::<String>())
+            } else {
+                return true;
+            };
+            rejected.push(RejectedLabel { row, reason });
+            false
+        })
+        .collect();
+    Ok((usable, rejected))
 }

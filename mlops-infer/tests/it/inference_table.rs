@@ -121,12 +121,40 @@ async fn labels_late_early_duplicated_or_corrected_are_applied_once_and_never_lo
     assert_eq!(map[5], ("t5".to_owned(), Some(0.0)));
     assert_eq!(table.apply_pending_labels().await.unwrap().pending, 0);
 
-    // Bad labels are refused with the culprit named, before anything is written.
+    // A missing column is refused with the culprit named, before anything is written.
     let missing = table.merge_labels(&labels(&[("t1", 1.0)]), "label").await;
     assert!(matches!(missing, Err(Error::InvalidArgument(m)) if m.contains("`label`")));
-    let text = df!("id" => ["t1"], "is_fraud" => ["yes"]).unwrap();
-    let unconvertible = table.merge_labels(&text, "is_fraud").await;
-    assert!(matches!(unconvertible, Err(Error::InvalidArgument(m)) if m.contains("is_fraud")));
+    // Labels that cannot be used are set aside with their reasons; the others are merged.
+    let mixed = df!(
+        "id" => [Some("t0"), None, Some("t1"), Some("t2")],
+        "is_fraud" => [Some("1"), Some("0"), None, Some("yes")],
+    )
+    .unwrap();
+    let merged = table.merge_labels(&mixed, "is_fraud").await.unwrap();
+    let reasons: Vec<(usize, &str)> = merged.rejected.iter().map(|r| (r.row, r.reason.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [(1, "key `id` is null"), (2, "the label is null"), (3, "label \"yes\" does not convert to f64")]
+    );
+    assert_eq!((merged.received, merged.rows_updated), (4, 1));
+    assert_eq!(label_map(&table).await[0], ("t0".to_owned(), Some(1.0)), "the usable label was applied");
+    assert_eq!(label_map(&table).await[1], ("t1".to_owned(), Some(1.0)), "the null label changed nothing");
+}
+
+#[tokio::test]
+async fn an_append_that_committed_reports_success_even_when_its_labels_cannot_be_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = table(dir.path());
+    table.merge_labels(&labels(&[("t1", 1.0)]), "is_fraud").await.unwrap();
+    // The pending-labels table becomes unreadable.
+    let log = table.pending_location().url().to_file_path().unwrap().join("_delta_log");
+    for entry in std::fs::read_dir(&log).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"not a commit").unwrap();
+    }
+    let appended = table.append(&scorer().score(&records(0..3)).unwrap()).await.unwrap();
+    assert_eq!(appended.rows, 3);
+    assert!(appended.labels_error.is_some(), "the label failure is reported with the rows");
+    assert_eq!(table.read().await.unwrap().height(), 3, "the rows are in the table");
 }
 
 #[tokio::test]
