@@ -228,3 +228,15 @@ impl SearchVersions {
             && self.tags.iter().all(|(k, v)| version.tags.get(k) == Some(v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Lineage;
+
+    #[test]
+    fn a_null_metric_stored_by_an_earlier_release_reads_as_nan() {
+        let lineage: Lineage = serde_json::from_str(r#"{"metrics": {"auc": 0.9, "loss": null}}"#).unwrap();
+        assert_eq!(lineage.metrics["auc"], 0.9);
+        assert!(lineage.metrics["loss"].is_nan());
+    }
+}

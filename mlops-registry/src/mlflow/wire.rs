@@ -358,4 +358,15 @@ mod tests {
         assert_eq!(version.run.unwrap().artifact_path, "model");
         assert_eq!(version.created_at.timestamp(), 1_700_000_000);
     }
+
+    #[test]
+    fn metrics_read_as_mlflow_writes_non_finite_values() {
+        let value = |json: &str| serde_json::from_str::<Metric>(json).map(|m| m.value);
+        assert_eq!(value(r#"{"key": "loss", "value": 0.25}"#).unwrap(), 0.25);
+        assert_eq!(value(r#"{"key": "loss", "value": "Infinity"}"#).unwrap(), f64::INFINITY);
+        assert_eq!(value(r#"{"key": "loss", "value": "-Infinity"}"#).unwrap(), f64::NEG_INFINITY);
+        assert!(value(r#"{"key": "loss", "value": "NaN"}"#).unwrap().is_nan());
+        let error = value(r#"{"key": "loss", "value": "lots"}"#).unwrap_err().to_string();
+        assert!(error.contains("`lots` is not a metric value"), "{error}");
+    }
 }
