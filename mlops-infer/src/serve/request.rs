@@ -223,9 +223,27 @@ fn instances_to_frame(format: &str, rows: &[Value], schema: &Schema) -> Result<D
     Ok(records_json_to_frame(&records, schema)?)
 }
 
+/// A CSV body may fill this many cells per byte, beyond [`CELL_ALLOWANCE`].
+const MAX_CELLS_PER_BYTE: usize = 8;
+/// Cells a CSV body may fill whatever its size.
+const CELL_ALLOWANCE: usize = 1 << 16;
+
 /// CSV with a header row. Every value is read as text, then each schema column is cast to
 /// its type, so a value that does not fit is reported with its column.
 fn parse_csv(body: &[u8], schema: &Schema) -> Result<DataFrame, ServeError> {
+    // Rows shorter than the header (blank lines included) are filled with nulls, so a wide
+    // header over many short lines would make a frame far larger than the body. Lines and
+    // header fields are over-counted here (quoted newlines and commas), which only errs
+    // towards accepting: a well-formed CSV has a byte per cell.
+    let header = body.split(|b| *b == b'\n').next().unwrap_or_default();
+    let fields = header.iter().filter(|b| **b == b',').count() + 1;
+    let lines = body.iter().filter(|b| **b == b'\n').count() + 1;
+    if lines.saturating_mul(fields) > MAX_CELLS_PER_BYTE * body.len() + CELL_ALLOWANCE {
+        return Err(ServeError::bad_request(format!(
+            "the CSV body has {lines} lines under a header of {fields} columns: rows shorter than the header \
+             (blank lines included) would make a frame far larger than the body"
+        )));
+    }
     let text = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
@@ -265,4 +283,115 @@ fn cast_error(column: &polars::prelude::Column, target: &DataType, dtype: mlops_
         expected: dtype.to_string(),
         found: first_bad.map_or_else(|| "values of another type".to_owned(), |v| format!("`{v}`")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use mlops_core::{ColSpec, ColumnType, Schema};
+    use proptest::prelude::*;
+
+    use super::{BodyFormat, parse};
+
+    fn schema() -> Schema {
+        Schema::new(vec![ColSpec::new("Product", ColumnType::String), ColSpec::new("Amount", ColumnType::Double)])
+            .expect("a valid schema")
+    }
+
+    /// The frame a parsed body may hold: no more cells than a small multiple of its bytes
+    /// (every cell but the schema's needs a byte of its own), so no body buys a frame far
+    /// larger than itself.
+    fn cells_allowed(body: &[u8]) -> usize {
+        super::MAX_CELLS_PER_BYTE * body.len() + super::CELL_ALLOWANCE
+    }
+
+    #[test]
+    fn blank_csv_lines_after_a_wide_header_do_not_make_a_square_frame() {
+        let header: Vec<String> = (0..2_000).map(|i| format!("c{i}")).collect();
+        let body = format!("Product,Amount,{}\n{}", header.join(","), "\n".repeat(200_000));
+        // Read as it comes, this 210 KB body was a 400-million-cell frame.
+        match parse(BodyFormat::Csv, body.as_bytes(), &schema()) {
+            Err(e) => assert!(e.message.contains("blank lines included"), "{e}"),
+            Ok(r) => panic!("{} cells from {} bytes", r.input.height() * r.input.width(), body.len()),
+        }
+        let dense =
+            format!("Product,Amount,{}\n{}", header.join(","), format!("A,1{}\n", ",".repeat(2_000)).repeat(50));
+        assert_eq!(parse(BodyFormat::Csv, dense.as_bytes(), &schema()).unwrap().input.height(), 50);
+    }
+
+    fn csv_body() -> impl Strategy<Value = String> {
+        let cell = prop_oneof![
+            "[A-C]",
+            "-?[0-9]{1,4}(\\.[0-9]{1,3})?",
+            Just(String::new()),
+            "\"[a-z,\n]{0,4}\"",
+            "[^\n]{0,3}"
+        ];
+        let header = prop::collection::vec(
+            prop_oneof![Just("Product".to_owned()), Just("Amount".to_owned()), "[a-z]{1,3}"],
+            0..6,
+        );
+        (header, prop::collection::vec(prop::collection::vec(cell, 0..7), 0..8)).prop_map(|(header, rows)| {
+            let mut body = header.join(",");
+            for row in rows {
+                body.push('\n');
+                body.push_str(&row.join(","));
+            }
+            body
+        })
+    }
+
+    fn json_body() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            Just("null".to_owned()),
+            "-?[0-9]{1,3}(\\.[0-9])?(e[0-9]{1,3})?",
+            "\"[A-Cx]{0,3}\"",
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+            Just("[1, [2]]".to_owned()),
+        ];
+        let field = prop_oneof![Just("Product"), Just("Amount"), Just("x"), Just("y")];
+        let record = prop::collection::vec((field.clone(), value.clone()), 0..4).prop_map(|fields| {
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+            format!("{{{}}}", fields.join(", "))
+        });
+        let records =
+            prop::collection::vec(prop_oneof![record, value.clone()], 0..6).prop_map(|r| format!("[{}]", r.join(", ")));
+        let columns = prop::collection::vec((field, prop::collection::vec(value, 0..4)), 0..3).prop_map(|columns| {
+            let columns: Vec<String> = columns.iter().map(|(k, v)| format!("\"{k}\": [{}]", v.join(", "))).collect();
+            format!("{{{}}}", columns.join(", "))
+        });
+        let key = prop_oneof![
+            Just("dataframe_records"),
+            Just("dataframe_split"),
+            Just("instances"),
+            Just("inputs"),
+            Just("params")
+        ];
+        (key, prop_oneof![records, columns], prop::option::of("[a-z\"{}:, ]{0,8}")).prop_map(|(key, data, extra)| {
+            format!("{{\"{key}\": {data}{}}}", extra.map(|e| format!(", {e}")).unwrap_or_default())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(384))]
+
+        /// Any CSV body is parsed or refused without a panic, into a frame proportional to it.
+        #[test]
+        fn any_csv_body_is_read_or_refused_in_proportion(body in csv_body()) {
+            if let Ok(request) = parse(BodyFormat::Csv, body.as_bytes(), &schema()) {
+                prop_assert!(request.input.height() * request.input.width() <= cells_allowed(body.as_bytes()));
+            }
+        }
+
+        /// Any JSON-shaped body, or any bytes at all, is parsed or refused without a panic.
+        #[test]
+        fn any_json_body_is_read_or_refused_in_proportion(body in json_body(), noise in prop::collection::vec(any::<u8>(), 0..64)) {
+            for body in [body.as_bytes(), &noise] {
+                if let Ok(request) = parse(BodyFormat::Json, body, &schema()) {
+                    prop_assert!(request.input.height() * request.input.width() <= cells_allowed(body));
+                }
+                let _ = parse(BodyFormat::Csv, body, &schema());
+            }
+        }
+    }
 }
