@@ -65,9 +65,11 @@ pub(crate) fn parse(bytes: &[u8], format: FileFormat, schema: &Schema) -> Polars
     let raw = match format {
         _ if empty_text => DataFrame::empty(),
         FileFormat::Parquet => ParquetReader::new(Cursor::new(bytes)).finish()?,
+        // Every column as text, matched to the schema by its header name (a schema given to
+        // the reader would name the file's columns by position).
         FileFormat::Csv => CsvReadOptions::default()
             .with_has_header(true)
-            .with_schema(Some(Arc::new(as_text)))
+            .with_infer_schema_length(Some(0))
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()?,
         FileFormat::JsonLines => JsonReader::new(Cursor::new(bytes))
@@ -84,8 +86,20 @@ pub(crate) fn parse(bytes: &[u8], format: FileFormat, schema: &Schema) -> Polars
             columns.push(Column::full_null(spec.name.as_str().into(), height, &target));
             continue;
         };
-        let parsed = column.cast(&target)?;
-        let failed = column.is_not_null() & parsed.is_null();
+        let mut parsed = column.cast(&target)?;
+        let mut failed = column.is_not_null() & parsed.is_null();
+        // A number that does not fit its column exactly (1247.9 into an integer key, an
+        // integer past 2^53 into a double) is rescued, not rounded.
+        if column.dtype().is_primitive_numeric() && target.is_primitive_numeric() && column.dtype() != &target {
+            let back = parsed.cast(column.dtype())?;
+            let inexact = column.is_not_null()
+                & back.as_materialized_series().not_equal_missing(column.as_materialized_series())?;
+            if inexact.any() {
+                let nulls = Series::full_null(spec.name.as_str().into(), height, &target);
+                parsed = parsed.as_materialized_series().zip_with(&!&inexact, &nulls)?.into_column();
+                failed = failed | inexact;
+            }
+        }
         if failed.any() {
             let text = column.cast(&DataType::String)?;
             let text = text.str()?;
@@ -155,4 +169,51 @@ pub(crate) fn record_json(records: &DataFrame, row: usize) -> String {
         object.insert(column.name().to_string(), value);
     }
     Value::Object(object).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use mlops_core::{ColSpec, ColumnType, Schema};
+    use polars::prelude::*;
+
+    use super::{FileFormat, RESCUED_DATA, parse};
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            ColSpec::new("CustomerID", ColumnType::Long).nullable(),
+            ColSpec::new("Amount", ColumnType::Double).nullable(),
+        ])
+        .expect("a valid schema")
+    }
+
+    fn rescued(frame: &DataFrame) -> Vec<Option<String>> {
+        frame.column(RESCUED_DATA).unwrap().str().unwrap().iter().map(|v| v.map(str::to_owned)).collect()
+    }
+
+    #[test]
+    fn csv_columns_are_matched_by_header_name_not_position() {
+        let parsed = parse(b"Amount,Extra,CustomerID\n12.5,x,1247\n", FileFormat::Csv, &schema()).unwrap();
+        assert_eq!(parsed.column("CustomerID").unwrap().i64().unwrap().get(0), Some(1247));
+        assert_eq!(parsed.column("Amount").unwrap().f64().unwrap().get(0), Some(12.5));
+        assert_eq!(rescued(&parsed), [None]);
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_exactly_are_rescued_not_rounded() {
+        let mut file = df!(
+            "CustomerID" => [1247.9, 1248.0, f64::NAN],
+            "Amount" => [Some(1.5f32), None, Some(f32::NAN)],
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        ParquetWriter::new(&mut bytes).finish(&mut file).unwrap();
+        let parsed = parse(&bytes, FileFormat::Parquet, &schema()).unwrap();
+        let ids: Vec<Option<i64>> = parsed.column("CustomerID").unwrap().i64().unwrap().iter().collect();
+        assert_eq!(ids, [None, Some(1248), None]);
+        assert_eq!(parsed.column("Amount").unwrap().f64().unwrap().get(0), Some(1.5));
+        assert!(parsed.column("Amount").unwrap().f64().unwrap().get(2).is_some_and(f64::is_nan), "NaN stays NaN");
+        let rescued = rescued(&parsed);
+        assert!(rescued[0].as_deref().is_some_and(|r| r.contains("1247.9")), "{rescued:?}");
+        assert_eq!(rescued[1], None);
+    }
 }
