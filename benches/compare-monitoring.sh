@@ -8,11 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/python-env.sh
+source scripts/bench-env.sh
 
-rows="${MLOPS_BENCH_ROWS:-10000000}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mlops-rs/target}"
-data_dir="$CARGO_TARGET_DIR/bench-data"
-export MLOPS_BENCH_DIR="$data_dir" MLOPS_BENCH_ROWS="$rows"
+bench_env 10000000
 
 python_env
 echo "== Rust: cargo bench -p mlops-benches --bench monitoring ($rows rows)"
