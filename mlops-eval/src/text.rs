@@ -3,12 +3,14 @@
 
 mod readability;
 mod rouge;
+mod syllables;
 mod tokens;
 
 use serde::{Deserialize, Serialize};
 
 pub use readability::{automated_readability_index, flesch_kincaid_grade};
 pub use rouge::{rouge_l, rouge1};
+pub use syllables::syllables;
 pub use tokens::token_count;
 
 /// A heuristic metric of an answer, some against the reference answer.
