@@ -132,12 +132,16 @@ pub struct ColSpec {
     /// Whether the column may hold nulls.
     #[serde(default, skip_serializing_if = "is_false")]
     pub nullable: bool,
+    /// Whether a float or double column may hold NaN and ±infinity, which are refused
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_non_finite: bool,
 }
 
 impl ColSpec {
     /// A required, non-nullable column.
     pub fn new(name: impl Into<String>, dtype: ColumnType) -> Self {
-        Self { name: name.into(), dtype, required: true, nullable: false }
+        Self { name: name.into(), dtype, required: true, nullable: false, allow_non_finite: false }
     }
 
     /// Marks the column optional: it may be absent from the input.
@@ -150,6 +154,25 @@ impl ColSpec {
     pub fn nullable(mut self) -> Self {
         self.nullable = true;
         self
+    }
+
+    /// Allows NaN and ±infinity in a float or double column (a model that reads NaN as a
+    /// missing value, as boosted trees do).
+    pub fn allow_non_finite(mut self) -> Self {
+        self.allow_non_finite = true;
+        self
+    }
+
+    /// Whether `column` (already of this spec's type) holds a NaN or an infinity this spec
+    /// refuses: the first such row and how many there are.
+    pub fn refused_non_finite(&self, column: &Column) -> Option<(usize, usize)> {
+        if self.allow_non_finite {
+            return None;
+        }
+        let flags = column.as_materialized_series().is_finite().ok()?;
+        // Nulls are not NaN: they are the nullable rule's business.
+        let refused = flags.len() - flags.sum().unwrap_or(0) as usize - flags.null_count();
+        (refused > 0).then(|| (flags.iter().position(|finite| finite == Some(false)).unwrap_or(0), refused))
     }
 }
 
@@ -235,7 +258,8 @@ impl Schema {
         }
     }
 
-    /// Infers a schema from a frame: every column, required, nullable where it holds nulls.
+    /// Infers a schema from a frame: every column, required, nullable where it holds nulls,
+    /// and allowing NaN and infinities where it holds them.
     ///
     /// # Errors
     /// [`Error::Schema`] for a column whose Polars type has no signature type.
@@ -249,7 +273,10 @@ impl Schema {
                     expected: "a type a signature can describe (boolean, integer, long, float, double, string, binary, datetime)".into(),
                     found: c.dtype().to_string(),
                 })?;
-                Ok(ColSpec { name: c.name().to_string(), dtype, required: true, nullable: c.null_count() > 0 })
+                let mut spec = ColSpec::new(c.name().to_string(), dtype);
+                spec.nullable = c.null_count() > 0;
+                spec.allow_non_finite = spec.refused_non_finite(c).is_some();
+                Ok(spec)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { columns, tensors: Vec::new() })
@@ -260,7 +287,8 @@ impl Schema {
     ///
     /// Rules (MLflow's): all missing required columns are reported together; extra columns are
     /// ignored; column order does not matter; integers widen to wider integers or double, float
-    /// widens to double; anything else is an error, as is a null in a non-nullable column.
+    /// widens to double; anything else is an error, as is a null in a non-nullable column
+    /// and a NaN or an infinity in a float or double column that does not allow them.
     ///
     /// A tensor column must hold the tensor's element type and shape exactly (MLflow casts
     /// no tensor); a list column whose rows have the right length is converted. A frame
@@ -297,6 +325,16 @@ impl Schema {
                     });
                 }
             };
+            if let Some((row, count)) = spec.refused_non_finite(&column) {
+                return Err(Error::Schema {
+                    column: spec.name.clone(),
+                    expected: format!("finite {} values", spec.dtype),
+                    found: format!(
+                        "{count} NaN or infinite value{} (the first in row {row})",
+                        if count == 1 { "" } else { "s" }
+                    ),
+                });
+            }
             if !spec.nullable {
                 let nulls = column.null_count();
                 if nulls > 0 {

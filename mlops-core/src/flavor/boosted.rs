@@ -66,10 +66,11 @@ pub(crate) fn match_features(
     }
 }
 
-/// A signature of one nullable `double` column per feature, for a model file given
-/// without one.
+/// A signature of one nullable `double` column per feature, NaN allowed (the libraries read
+/// it as a missing value), for a model file given without one.
 pub(crate) fn signature_of_features(names: &[String]) -> Result<Signature> {
-    let columns = names.iter().map(|n| ColSpec::new(n.clone(), ColumnType::Double).nullable()).collect();
+    let columns =
+        names.iter().map(|n| ColSpec::new(n.clone(), ColumnType::Double).nullable().allow_non_finite()).collect();
     Ok(Signature::new(Schema::new(columns)?))
 }
 

@@ -201,10 +201,12 @@ fn derived_inputs(inputs: &[Port]) -> Result<Schema> {
             .map(|p| {
                 let dtype = column_type(p).ok_or_else(|| unsupported(p))?;
                 let spec = ColSpec::new(p.name.clone(), dtype);
-                Ok(if matches!(dtype, ColumnType::Float | ColumnType::Double | ColumnType::String) {
-                    spec.nullable()
-                } else {
-                    spec
+                // As onnxruntime, which takes NaN (the missing value of scikit-learn's
+                // imputers) and infinities.
+                Ok(match dtype {
+                    ColumnType::Float | ColumnType::Double => spec.nullable().allow_non_finite(),
+                    ColumnType::String => spec.nullable(),
+                    _ => spec,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

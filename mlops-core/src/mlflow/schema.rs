@@ -88,6 +88,9 @@ fn column_from_mlflow(entry: &Value, name: String) -> Result<ColSpec> {
     let mut spec = ColSpec::new(name, dtype);
     spec.required = required;
     spec.nullable = nullable;
+    // MLflow passes NaN and ±inf in float and double columns, and the models it logs read
+    // NaN as a missing value: such a signature allows them.
+    spec.allow_non_finite = matches!(dtype, ColumnType::Float | ColumnType::Double);
     Ok(spec)
 }
 

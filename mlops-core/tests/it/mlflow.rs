@@ -25,6 +25,9 @@ fn every_mlflow_column_type_maps_and_optional_columns_stay_optional() {
     // MLflow checks no nulls in floats and strings, and refuses them in integers.
     let nullable: Vec<bool> = columns.iter().map(|c| c.nullable).collect();
     assert_eq!(nullable, [true, false, false, true, true, true, true, true]);
+    // MLflow passes NaN and infinities in floats and doubles (its models read NaN as missing).
+    let non_finite: Vec<bool> = columns.iter().map(|c| c.allow_non_finite).collect();
+    assert_eq!(non_finite, [false, false, false, true, true, false, false, false]);
 }
 
 #[test]

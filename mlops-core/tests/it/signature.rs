@@ -108,6 +108,35 @@ fn nulls_need_a_nullable_column_and_optional_columns_may_be_absent() {
 }
 
 #[test]
+fn nan_and_infinities_need_a_column_that_allows_them() {
+    let frame = df!("Amount" => [Some(1.0), None, Some(f64::NAN), Some(f64::INFINITY)]).unwrap();
+    let strict = Signature::new(Schema::new(vec![ColSpec::new("Amount", ColumnType::Double).nullable()]).unwrap());
+    let (column, expected, found) = schema_error(&strict, &frame);
+    assert_eq!(
+        (column.as_str(), expected.as_str(), found.as_str()),
+        ("Amount", "finite double values", "2 NaN or infinite values (the first in row 2)")
+    );
+    let f32s = df!("x" => [1.0f32, f32::NEG_INFINITY]).unwrap();
+    let (column, ..) =
+        schema_error(&Signature::new(Schema::new(vec![ColSpec::new("x", ColumnType::Float)]).unwrap()), &f32s);
+    assert_eq!(column, "x");
+
+    let lenient = Signature::new(
+        Schema::new(vec![ColSpec::new("Amount", ColumnType::Double).nullable().allow_non_finite()]).unwrap(),
+    );
+    let enforced = lenient.enforce(&frame).unwrap();
+    assert!(enforced.column("Amount").unwrap().f64().unwrap().get(2).unwrap().is_nan());
+
+    // Inferred from a frame that holds them, a column allows them; the setting is stored.
+    let inferred = Signature::infer(&frame, None).unwrap();
+    assert!(inferred.inputs.column("Amount").unwrap().allow_non_finite);
+    assert!(!Signature::infer(&df!("Amount" => [1.0]).unwrap(), None).unwrap().inputs.columns()[0].allow_non_finite);
+    let json = serde_json::to_value(&inferred).unwrap();
+    assert_eq!(json["inputs"][0]["allow_non_finite"], true);
+    assert_eq!(serde_json::from_value::<Signature>(json).unwrap(), inferred);
+}
+
+#[test]
 fn inferred_from_a_frame_and_serialized_in_mlflow_column_spec_shape() {
     let frame = df!(
         "CustomerID" => [1234i64, 1235],

@@ -122,11 +122,12 @@ pub(crate) fn parse(bytes: &[u8], format: FileFormat, schema: &Schema) -> Polars
 }
 
 /// Splits parsed records into those the signature accepts and, per rejected row, the reason:
-/// a null (or unparsable) value in a column that may not be null.
+/// a null (or unparsable) value in a column that may not be null, or a NaN or an infinity in
+/// a column that does not allow them.
 pub(crate) fn split_valid(records: &DataFrame, inputs: &Schema) -> Result<(DataFrame, Vec<(usize, String)>)> {
     let height = records.height();
     let mut reasons: Vec<Option<String>> = vec![None; height];
-    for spec in inputs.columns().iter().filter(|c| !c.nullable) {
+    for spec in inputs.columns() {
         let Ok(column) = records.column(&spec.name) else {
             if spec.required {
                 return Err(Error::InvalidArgument(format!(
@@ -136,12 +137,22 @@ pub(crate) fn split_valid(records: &DataFrame, inputs: &Schema) -> Result<(DataF
             }
             continue;
         };
-        if column.null_count() == 0 {
-            continue;
+        if !spec.nullable && column.null_count() > 0 {
+            for (row, missing) in column.is_null().iter().enumerate() {
+                if missing == Some(true) && reasons[row].is_none() {
+                    reasons[row] = Some(format!("column `{}` ({}) has no valid value", spec.name, spec.dtype));
+                }
+            }
         }
-        for (row, missing) in column.is_null().iter().enumerate() {
-            if missing == Some(true) && reasons[row].is_none() {
-                reasons[row] = Some(format!("column `{}` ({}) has no valid value", spec.name, spec.dtype));
+        if spec.refused_non_finite(column).is_some() {
+            let finite = column.as_materialized_series().is_finite()?;
+            for (row, finite) in finite.iter().enumerate() {
+                if finite == Some(false) && reasons[row].is_none() {
+                    reasons[row] = Some(format!(
+                        "column `{}` ({}) holds NaN or an infinity, which the model's signature does not allow",
+                        spec.name, spec.dtype
+                    ));
+                }
             }
         }
     }

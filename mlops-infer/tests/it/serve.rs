@@ -180,6 +180,13 @@ async fn bad_requests_get_the_documented_error_never_a_panic() {
             "column `Amount`: expected double, found `lots`",
         ),
         (
+            Some("text/csv"),
+            "Product,Amount\nA,1.0\nB,NaN\n".into(),
+            400,
+            "BAD_REQUEST",
+            "expected finite double values, found 1 NaN or infinite value (the first in row 1)",
+        ),
+        (
             json,
             format!("{{\"inputs\": {{\"Product\": [{}]}}}}", vec!["\"A\""; 400].join(",")),
             413,
