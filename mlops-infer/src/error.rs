@@ -63,6 +63,20 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the same work may succeed when tried again: a store, a table or a file could
+    /// not be reached, as opposed to input, a model or a file's content that is at fault.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Io { .. } => true,
+            #[cfg(feature = "delta")]
+            Self::Storage { .. } | Self::Delta { .. } => true,
+            Self::Registry(mlops_registry::Error::Backend { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
 #[cfg(feature = "delta")]
 impl Error {
     pub(crate) fn delta(context: impl Into<String>, source: deltalake::DeltaTableError) -> Self {

@@ -1,10 +1,9 @@
-//! The rows that new versions of a Delta table add.
-
-use std::collections::BTreeSet;
+//! The rows that new versions of a Delta table append.
 
 use async_trait::async_trait;
-use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
+use deltalake::kernel::Action;
+use deltalake::logstore::{LogStore, get_actions};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use object_store::path::Path;
 use polars::prelude::DataFrame;
@@ -15,31 +14,46 @@ use super::source::{Offset, Source, SourceBatch};
 use crate::delta::{TableLocation, batches_to_frame, off_runtime};
 use crate::error::{Error, Result};
 
-/// Table versions `first..=last`: the rows of the data files they add.
+/// Table versions `first..=last`: the rows of the data files they append.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct VersionsOffset {
     first: u64,
     last: u64,
 }
 
-/// The rows each new version of an append-only Delta table adds (another stream's
-/// inference table, a landing table other jobs append to), a range of versions per
-/// micro-batch.
+/// What one commit of the table did to its rows.
+struct Commit {
+    /// The data files it adds with new rows.
+    added: Vec<Path>,
+    /// Why it changes rows written before, when it does: its operation, with the file that
+    /// shows it (one it removes, or one it marks rows deleted in).
+    change: Option<String>,
+}
+
+/// The rows each new version of a Delta table appends (another stream's inference table, a
+/// landing table other jobs append to), a range of versions per micro-batch.
 ///
-/// Rows are read from the data files the versions add, so a version that rewrites files
-/// (MERGE, UPDATE, OPTIMIZE) hands on the rewritten rows again: point it at tables that are
-/// only appended to. Files must not be vacuumed before the stream has read them.
+/// Only the files a version adds as new data are read, as Spark's Delta source does:
+/// versions that only reorganise files (OPTIMIZE, which marks its files as no data change)
+/// add nothing. A version that changes rows written before (MERGE, UPDATE, DELETE: it removes
+/// files, or marks rows deleted with a deletion vector) stops the stream with an error
+/// naming it, before it is planned, because its rewritten files would hand on rows already
+/// handed on; [`skip_change_commits`](Self::skip_change_commits) passes over such versions
+/// instead, as Spark's `skipChangeCommits` does. Versions are read from the table's log, so
+/// a stream must read them before the log's retention cleans them up, and their files
+/// before they are vacuumed.
 #[derive(Debug, Clone)]
 pub struct DeltaSource {
     location: TableLocation,
     max_versions_per_batch: u64,
+    skip_change_commits: bool,
     next: u64,
 }
 
 impl DeltaSource {
     /// The table at `location`, from its first version.
     pub fn new(location: TableLocation) -> Self {
-        Self { location, max_versions_per_batch: 10, next: 0 }
+        Self { location, max_versions_per_batch: 10, skip_change_commits: false, next: 0 }
     }
 
     /// At most this many table versions per micro-batch (default 10).
@@ -54,14 +68,49 @@ impl DeltaSource {
         Ok(self)
     }
 
-    async fn files_at(&self, version: u64) -> Result<BTreeSet<Path>> {
-        let mut table = DeltaTable::new(self.location.log_store()?);
-        table
-            .load_version(version)
+    /// Passes over versions that change rows written before (their new rows included)
+    /// instead of stopping at them.
+    #[must_use]
+    pub fn skip_change_commits(mut self) -> Self {
+        self.skip_change_commits = true;
+        self
+    }
+
+    async fn commit(&self, log_store: &dyn LogStore, version: u64) -> Result<Commit> {
+        let url = self.location.url();
+        let bytes = log_store
+            .read_commit_entry(version)
             .await
-            .map_err(|e| Error::delta(format!("loading version {version} of `{}`", self.location.url()), e))?;
-        let state = table.snapshot().map_err(|e| Error::delta(format!("reading `{}`", self.location.url()), e))?;
-        Ok(state.log_data().into_iter().map(|file| file.object_store_path()).collect())
+            .map_err(|e| Error::delta(format!("reading version {version} of `{url}`"), e))?
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "version {version} of `{url}` is no longer in the table's log (its retention cleaned it up before the stream read it)"
+                ))
+            })?;
+        let actions = get_actions(version, &bytes)
+            .map_err(|e| Error::delta(format!("reading version {version} of `{url}`"), e))?;
+        let mut operation = None;
+        let (mut added, mut changed) = (Vec::new(), None);
+        for action in actions {
+            match action {
+                Action::Add(add) if add.data_change => {
+                    let path = Path::from_url_path(&add.path).map_err(|e| {
+                        Error::InvalidArgument(format!("version {version} of `{url}`: file `{}`: {e}", add.path))
+                    })?;
+                    if add.deletion_vector.is_some() {
+                        changed.get_or_insert(format!("marks rows of `{path}` deleted"));
+                    }
+                    added.push(path);
+                }
+                Action::Remove(remove) if remove.data_change => {
+                    changed.get_or_insert(format!("removes `{}`", remove.path));
+                }
+                Action::CommitInfo(info) => operation = info.operation,
+                _ => {}
+            }
+        }
+        let change = changed.map(|what| format!("{} {what}", operation.as_deref().unwrap_or("a commit")));
+        Ok(Commit { added, change })
     }
 }
 
@@ -81,29 +130,48 @@ impl Source for DeltaSource {
         if latest < self.next {
             return Ok(None);
         }
-        let offset = VersionsOffset { first: self.next, last: latest.min(self.next + self.max_versions_per_batch - 1) };
-        self.next = offset.last + 1;
+        let end = latest.min(self.next + self.max_versions_per_batch - 1);
+        let log_store = self.location.log_store()?;
+        let mut last = self.next;
+        for version in self.next..=end {
+            if !self.skip_change_commits
+                && let Some(change) = self.commit(log_store.as_ref(), version).await?.change
+            {
+                if version == self.next {
+                    return Err(Error::InvalidArgument(format!(
+                        "version {version} of `{}` changes rows written before ({change}); a stream reads appended rows only: skip such versions with `DeltaSource::skip_change_commits`",
+                        self.location.url()
+                    )));
+                }
+                break;
+            }
+            last = version;
+        }
+        let offset = VersionsOffset { first: self.next, last };
+        self.next = last + 1;
         serde_json::to_value(offset).map(Some).map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 
     async fn read(&mut self, offset: &Offset) -> Result<SourceBatch> {
         let offset: VersionsOffset = serde_json::from_value(offset.clone())
             .map_err(|e| Error::InvalidArgument(format!("checkpoint offset is not a version range: {e}")))?;
-        let mut added = self.files_at(offset.last).await?;
-        if offset.first > 0 {
-            for file in self.files_at(offset.first - 1).await? {
-                added.remove(&file);
-            }
-        }
-        let store = self.location.log_store()?.object_store(None);
+        let log_store = self.location.log_store()?;
+        let store = log_store.object_store(None);
         let mut batches: Vec<RecordBatch> = Vec::new();
-        for file in added {
-            let bytes = read_object(store.as_ref(), &file).await?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .and_then(|builder| builder.build())
-                .map_err(|e| Error::InvalidArgument(format!("data file `{file}`: {e}")))?;
-            for batch in reader {
-                batches.push(batch.map_err(|e| Error::InvalidArgument(format!("data file `{file}`: {e}")))?);
+        for version in offset.first..=offset.last {
+            // Only a source told to skip them plans change commits.
+            let commit = self.commit(log_store.as_ref(), version).await?;
+            if commit.change.is_some() {
+                continue;
+            }
+            for file in commit.added {
+                let bytes = read_object(store.as_ref(), &file).await?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .and_then(|builder| builder.build())
+                    .map_err(|e| Error::InvalidArgument(format!("data file `{file}`: {e}")))?;
+                for batch in reader {
+                    batches.push(batch.map_err(|e| Error::InvalidArgument(format!("data file `{file}`: {e}")))?);
+                }
             }
         }
         let Some(schema) = batches.first().map(RecordBatch::schema) else {

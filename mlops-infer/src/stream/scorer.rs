@@ -1,9 +1,11 @@
 //! The streaming scorer: micro-batches from a source, scored, into a sink, exactly once.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use polars::prelude::DataFrame;
 
 use super::checkpoint::Checkpoint;
@@ -38,6 +40,9 @@ pub struct BatchReport {
     pub scored: usize,
     /// Files and records set aside as dead letters.
     pub dead_letters: usize,
+    /// Whether the whole batch was set aside as one dead letter, because it could not be
+    /// read, joined with its features or scored.
+    pub poisoned: bool,
 }
 
 /// What a run did.
@@ -53,6 +58,8 @@ pub struct StreamReport {
     pub scored: usize,
     /// Dead letters written.
     pub dead_letters: usize,
+    /// Batches set aside whole (see [`BatchReport::poisoned`]).
+    pub poisoned: u64,
 }
 
 type Progress = Box<dyn Fn(&BatchReport) + Send + Sync>;
@@ -67,7 +74,12 @@ type Progress = Box<dyn Fn(&BatchReport) + Send + Sync>;
 ///
 /// Records the model's signature rejects (a null, or a value that did not parse, in a
 /// column that may not be null) and files that cannot be read go to the checkpoint's dead
-/// letters with the reason; the stream goes on, and the counts are reported.
+/// letters with the reason; the stream goes on, and the counts are reported. A batch that
+/// fails as a whole (records whose types clash with the model's, features that cannot be
+/// joined, a source or a model that panics) is set aside as one dead letter that holds its
+/// offset, and committed, so a restart does not run into it again. Failures that may pass
+/// ([`Error::is_transient`]: a store, the sink or the checkpoint out of reach) stop the run
+/// instead, and the next run tries the batch again.
 pub struct StreamingScorer {
     stream: String,
     source: Box<dyn Source>,
@@ -215,7 +227,61 @@ impl StreamingScorer {
     }
 
     async fn process(&mut self, batch: u64, offset: &Offset, replayed: bool, report: &mut StreamReport) -> Result<()> {
-        let read = self.source.read(offset).await?;
+        let (scored, dead_letters, total, poisoned) = match self.score_batch(batch, offset).await {
+            Ok((scored, dead_letters, total)) => (scored, dead_letters, total, false),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                let letter = DeadLetter {
+                    origin: format!("batch {batch}"),
+                    reason: format!("the batch was set aside whole: {e}"),
+                    record: Some(offset.to_string()),
+                };
+                (DataFrame::empty(), vec![letter], 0, true)
+            }
+        };
+        if !dead_letters.is_empty() {
+            self.checkpoint.write_dead_letters(batch, &dead_letters).await?;
+        }
+        // `run` only processes batches past the last one the sink holds, and the checkpoint's
+        // create-only offsets keep a second stream out, so the sink never holds this batch.
+        if scored.height() > 0 {
+            self.sink.write(&self.stream, batch, &scored).await?;
+        }
+        self.checkpoint.commit(batch).await?;
+
+        let done = BatchReport {
+            batch,
+            replayed,
+            records: total,
+            scored: scored.height(),
+            dead_letters: dead_letters.len(),
+            poisoned,
+        };
+        report.batches += 1;
+        report.replayed += u64::from(replayed);
+        report.records += done.records;
+        report.scored += done.scored;
+        report.dead_letters += done.dead_letters;
+        report.poisoned += u64::from(poisoned);
+        if let Some(progress) = &self.progress {
+            progress(&done);
+        }
+        Ok(())
+    }
+
+    /// Reads, checks, joins and scores the batch: the scored rows, the records set aside and
+    /// the records read.
+    async fn score_batch(&mut self, batch: u64, offset: &Offset) -> Result<(DataFrame, Vec<DeadLetter>, usize)> {
+        let read = match AssertUnwindSafe(self.source.read(offset)).catch_unwind().await {
+            Ok(read) => read?,
+            Err(payload) => {
+                return Err(mlops_core::Error::Panicked {
+                    what: format!("reading batch {batch}"),
+                    message: mlops_core::panic_message(&*payload),
+                }
+                .into());
+            }
+        };
         let lookups = self.feature_tables().await?;
         let (scorer, records) = (self.scorer.clone(), read.records);
         let (scored, rejected, total) = off_runtime(move || {
@@ -245,26 +311,6 @@ impl StreamingScorer {
         .await?;
         let mut dead_letters = read.dead_letters;
         dead_letters.extend(rejected);
-        if !dead_letters.is_empty() {
-            self.checkpoint.write_dead_letters(batch, &dead_letters).await?;
-        }
-        // `run` only processes batches past the last one the sink holds, and the checkpoint's
-        // create-only offsets keep a second stream out, so the sink never holds this batch.
-        if scored.height() > 0 {
-            self.sink.write(&self.stream, batch, &scored).await?;
-        }
-        self.checkpoint.commit(batch).await?;
-
-        let done =
-            BatchReport { batch, replayed, records: total, scored: scored.height(), dead_letters: dead_letters.len() };
-        report.batches += 1;
-        report.replayed += u64::from(replayed);
-        report.records += done.records;
-        report.scored += done.scored;
-        report.dead_letters += done.dead_letters;
-        if let Some(progress) = &self.progress {
-            progress(&done);
-        }
-        Ok(())
+        Ok((scored, dead_letters, total))
     }
 }

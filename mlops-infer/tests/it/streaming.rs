@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlops_core::{ColSpec, ColumnType, Schema};
-use mlops_infer::stream::{ChannelSource, Checkpoint, DeltaSource, FileFormat, FileSource, StreamingScorer, Trigger};
+use mlops_infer::stream::{
+    ChannelSource, Checkpoint, DeltaSource, FileFormat, FileSource, Offset, Source, SourceBatch, StreamingScorer,
+    Trigger,
+};
 use mlops_infer::{InferenceTable, InferenceTableConfig, TableLocation};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -49,8 +52,13 @@ impl Layout {
             )
             .max_files_per_batch(files_per_batch)
             .unwrap();
+        self.stream_from("transactions", source)
+    }
+
+    /// A stream named `name` from `source` into the inference table.
+    fn stream_from(&self, name: &str, source: impl Source + 'static) -> StreamingScorer {
         StreamingScorer::new(
-            "transactions",
+            name,
             source,
             scorer(),
             Arc::new(self.table()),
@@ -91,25 +99,28 @@ async fn a_stream_scores_each_file_once_and_sets_bad_input_aside() {
     let root = tempfile::tempdir().unwrap();
     let layout = Layout::new(root.path());
     layout.drop_csv("a.csv", 0..40);
-    layout.drop_file("b.csv", b"id,Amount\nr40,3.0\nr41,not-a-number\nr42,\nr43,6.0\n");
+    layout.drop_file("b.csv", b"id,Amount\nr40,3.0\nr41,not-a-number\nr42,\nr43,6.0\nr44,NaN\nr45,-inf\n");
     layout.drop_file("c.csv", b"");
     layout.drop_file("notes.txt", b"not a record file");
 
     let first = layout.stream(FileFormat::Csv, 2).run(std::future::pending()).await.unwrap();
     assert_eq!((first.batches, first.replayed), (2, 0));
-    assert_eq!((first.records, first.scored, first.dead_letters), (44, 42, 2));
+    assert_eq!((first.records, first.scored, first.dead_letters), (46, 42, 4));
     let counts = id_counts(&layout.table()).await;
     assert_eq!(counts.len(), 42);
     assert!(counts.values().all(|&n| n == 1));
-    assert!(!counts.contains_key("r41") && !counts.contains_key("r42"));
+    assert!(["r41", "r42", "r44", "r45"].iter().all(|id| !counts.contains_key(*id)));
 
-    // The unparsable value went to the rescued-data column, and both rejects to the dead
-    // letters with the reason and the record.
+    // The unparsable value went to the rescued-data column, and every reject to the dead
+    // letters with the reason and the record: NaN and infinity too, which the model's
+    // signature does not allow.
     let letters = Checkpoint::local(&layout.checkpoint).unwrap().dead_letters().await.unwrap();
-    assert_eq!(letters.len(), 2);
+    assert_eq!(letters.len(), 4);
     assert!(letters.iter().all(|l| l.reason.contains("`Amount`")), "{letters:?}");
     let r41 = letters.iter().find(|l| l.record.as_deref().unwrap_or("").contains("r41")).unwrap();
     assert!(r41.record.as_deref().unwrap().contains("not-a-number"), "{r41:?}");
+    let non_finite = letters.iter().filter(|l| l.reason.contains("NaN or an infinity")).count();
+    assert_eq!(non_finite, 2, "{letters:?}");
 
     // A second run adds only what is new.
     layout.drop_csv("d.csv", 100..110);
@@ -199,16 +210,71 @@ async fn frames_sent_through_a_channel_are_scored_in_batches() {
         let amounts: Vec<f64> = (0..10).map(|i| f64::from(i) * 3.0).collect();
         sender.send(df!("id" => ids, "Amount" => amounts).unwrap()).await.unwrap();
     }
-    let mut stream = StreamingScorer::new(
-        "channel",
-        source,
-        scorer(),
-        Arc::new(layout.table()),
-        Checkpoint::local(&layout.checkpoint).unwrap(),
-    );
+    let mut stream = layout.stream_from("channel", source);
     let report = stream.run(std::future::pending()).await.unwrap();
     assert_eq!((report.batches, report.scored), (2, 40));
     assert_eq!(id_counts(&layout.table()).await.len(), 40);
+}
+
+/// A source whose second batch panics when read.
+struct PanickingSource {
+    planned: u64,
+}
+
+#[async_trait::async_trait]
+impl Source for PanickingSource {
+    async fn resume(&mut self, planned: &[Offset]) -> mlops_infer::Result<()> {
+        self.planned = planned.len() as u64;
+        Ok(())
+    }
+
+    async fn next_offset(&mut self) -> mlops_infer::Result<Option<Offset>> {
+        self.planned += 1;
+        Ok((self.planned <= 3).then(|| serde_json::json!(self.planned)))
+    }
+
+    async fn read(&mut self, offset: &Offset) -> mlops_infer::Result<SourceBatch> {
+        assert_ne!(offset, &serde_json::json!(2), "a reader bug");
+        let ids: Vec<String> = (0..5).map(|i| format!("p{offset}-{i}")).collect();
+        Ok(SourceBatch { records: df!("id" => ids, "Amount" => [1.0; 5]).unwrap(), dead_letters: Vec::new() })
+    }
+}
+
+#[tokio::test]
+async fn a_batch_that_cannot_be_scored_is_set_aside_whole_and_the_stream_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    let (sender, source) = ChannelSource::new(8);
+    let source = source.max_rows_per_batch(10).unwrap();
+    let ids = |from: usize| -> Vec<String> { (from..from + 10).map(|i| format!("c{i}")).collect() };
+    sender.send(df!("id" => ids(0), "Amount" => [2.0; 10]).unwrap()).await.unwrap();
+    // Amounts as text: the model takes doubles, so nothing of this batch can be scored.
+    sender.send(df!("id" => ids(10), "Amount" => ["2.0"; 10]).unwrap()).await.unwrap();
+    sender.send(df!("id" => ids(20), "Amount" => [30.0; 10]).unwrap()).await.unwrap();
+    let report = layout.stream_from("channel", source).run(std::future::pending()).await.unwrap();
+    assert_eq!((report.batches, report.scored, report.poisoned, report.dead_letters), (3, 20, 1, 1));
+    let letters = Checkpoint::local(&layout.checkpoint).unwrap().dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].origin, "batch 1");
+    assert!(letters[0].reason.contains("Amount"), "{}", letters[0].reason);
+    assert_eq!(letters[0].record.as_deref(), Some(r#"{"channel_batch":1,"frames":1}"#));
+
+    // Nothing is replayed: the set-aside batch was committed.
+    let (_sender, source) = ChannelSource::new(1);
+    let again = layout.stream_from("channel", source).run(std::future::pending()).await.unwrap();
+    assert_eq!(again.batches, 0);
+    assert_eq!(id_counts(&layout.table()).await.len(), 20);
+}
+
+#[tokio::test]
+async fn a_source_that_panics_on_a_batch_costs_that_batch_only() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    let mut stream = layout.stream_from("panicking", PanickingSource { planned: 0 });
+    let report = stream.run(std::future::pending()).await.unwrap();
+    assert_eq!((report.batches, report.scored, report.poisoned), (3, 10, 1));
+    let letters = Checkpoint::local(&layout.checkpoint).unwrap().dead_letters().await.unwrap();
+    assert!(letters[0].reason.contains("a reader bug"), "{}", letters[0].reason);
 }
 
 /// Appends records `ids` to a plain Delta table at `dir` (a landing table other jobs write).
@@ -240,13 +306,7 @@ async fn new_versions_of_a_delta_table_are_scored_once() {
     }
     let stream = |layout: &Layout| {
         let source = DeltaSource::new(TableLocation::local(&landing).unwrap()).max_versions_per_batch(2).unwrap();
-        StreamingScorer::new(
-            "landing",
-            source,
-            scorer(),
-            Arc::new(layout.table()),
-            Checkpoint::local(&layout.checkpoint).unwrap(),
-        )
+        layout.stream_from("landing", source)
     };
     let first = stream(&layout).run(std::future::pending()).await.unwrap();
     assert_eq!((first.batches, first.scored), (2, 30));
@@ -256,6 +316,47 @@ async fn new_versions_of_a_delta_table_are_scored_once() {
     let counts = id_counts(&layout.table()).await;
     assert_eq!(counts.len(), 35);
     assert!(counts.values().all(|&n| n == 1));
+}
+
+/// Sets `Amount` to 99 for the record `id` of the Delta table at `dir`: an UPDATE, which
+/// rewrites the file holding it.
+async fn update(dir: &FsPath, id: &str) {
+    let url = url::Url::from_directory_path(dir.canonicalize().unwrap()).unwrap();
+    let table = deltalake::DeltaTable::try_from_url(url).await.unwrap();
+    table.update().with_predicate(format!("id = '{id}'")).with_update("Amount", "99.0").await.unwrap();
+}
+
+/// Compacts the Delta table at `dir` (files rewritten, no data changed).
+async fn compact(dir: &FsPath) {
+    let url = url::Url::from_directory_path(dir.canonicalize().unwrap()).unwrap();
+    let table = deltalake::DeltaTable::try_from_url(url).await.unwrap();
+    table.optimize().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delta_source_stops_at_a_version_that_changes_rows_unless_told_to_skip_it() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    let landing = root.path().join("landing");
+    land(&landing, 0..10).await; // version 0
+    land(&landing, 10..20).await; // 1
+    compact(&landing).await; // 2: the same rows in one file
+    update(&landing, "d3").await; // 3: the file rewritten with one row changed
+    land(&landing, 20..25).await; // 4
+    let source = || DeltaSource::new(TableLocation::local(&landing).unwrap());
+    let err = layout.stream_from("landing", source()).run(std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.contains("version 3") && err.contains("UPDATE") && err.contains("skip_change_commits"), "{err}");
+    // Everything before the change was scored once; the compaction added no rows.
+    let counts = id_counts(&layout.table()).await;
+    assert_eq!(counts.len(), 20);
+    assert!(counts.values().all(|&n| n == 1));
+
+    let report =
+        layout.stream_from("landing", source().skip_change_commits()).run(std::future::pending()).await.unwrap();
+    assert_eq!(report.scored, 5, "only the rows version 4 appends");
+    let counts = id_counts(&layout.table()).await;
+    assert_eq!(counts.len(), 25);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
 }
 
 /// Runs inside the child processes of the kill test; does nothing otherwise.
