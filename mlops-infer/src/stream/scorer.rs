@@ -227,7 +227,9 @@ impl StreamingScorer {
     }
 
     async fn process(&mut self, batch: u64, offset: &Offset, replayed: bool, report: &mut StreamReport) -> Result<()> {
-        let (scored, dead_letters, total, poisoned) = match self.score_batch(batch, offset).await {
+        // Outside the batch: a missing or unreachable feature store fails every batch alike.
+        let lookups = self.feature_tables().await?;
+        let (scored, dead_letters, total, poisoned) = match self.score_batch(batch, offset, lookups).await {
             Ok((scored, dead_letters, total)) => (scored, dead_letters, total, false),
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {
@@ -269,9 +271,14 @@ impl StreamingScorer {
         Ok(())
     }
 
-    /// Reads, checks, joins and scores the batch: the scored rows, the records set aside and
-    /// the records read.
-    async fn score_batch(&mut self, batch: u64, offset: &Offset) -> Result<(DataFrame, Vec<DeadLetter>, usize)> {
+    /// Reads, checks, joins with the features and scores the batch: the scored rows, the
+    /// records set aside and the records read.
+    async fn score_batch(
+        &mut self,
+        batch: u64,
+        offset: &Offset,
+        lookups: Option<(FeatureSpec, FeatureTables, FeatureFunctions)>,
+    ) -> Result<(DataFrame, Vec<DeadLetter>, usize)> {
         let read = match AssertUnwindSafe(self.source.read(offset)).catch_unwind().await {
             Ok(read) => read?,
             Err(payload) => {
@@ -282,7 +289,6 @@ impl StreamingScorer {
                 .into());
             }
         };
-        let lookups = self.feature_tables().await?;
         let (scorer, records) = (self.scorer.clone(), read.records);
         let (scored, rejected, total) = off_runtime(move || {
             if records.width() == 0 {
