@@ -144,8 +144,10 @@ pub(crate) fn split_valid(records: &DataFrame, inputs: &Schema) -> Result<(DataF
                 }
             }
         }
-        if spec.refused_non_finite(column).is_some() {
-            let finite = column.as_materialized_series().is_finite()?;
+        // Only float columns have an answer; others hold no NaN.
+        if !spec.allow_non_finite
+            && let Ok(finite) = column.as_materialized_series().is_finite()
+        {
             for (row, finite) in finite.iter().enumerate() {
                 if finite == Some(false) && reasons[row].is_none() {
                     reasons[row] = Some(format!(
