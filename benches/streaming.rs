@@ -16,6 +16,7 @@ use mlops_core::{FlavorRegistry, read_parquet, write_parquet};
 use mlops_examples::transactions::{KEYS, LABEL};
 use mlops_infer::stream::{Checkpoint, FileFormat, FileSource, StreamingScorer};
 use mlops_infer::{BatchScorer, InferenceTable, InferenceTableConfig, TableLocation};
+use mlops_registry::{LoadedModel, ModelSlot};
 use object_store::local::LocalFileSystem;
 use parking_lot::Mutex;
 use polars::prelude::*;
@@ -63,7 +64,8 @@ fn streaming(c: &mut Criterion) {
     let prepared = mlops_benches::prepare(&data_dir(), rows).expect("benchmark data");
     let model =
         FlavorRegistry::with_builtins().load(&mlops_benches::package(&prepared).expect("package")).expect("model");
-    let scorer = BatchScorer::new("transactions", 1, model);
+    let model =
+        Arc::new(ModelSlot::loaded(LoadedModel::unregistered("transactions".parse().expect("model name"), 1, model)));
     let input = prepared.score.parent().expect("data directory").join("stream-input");
     let files = input_files(&prepared.score, &input);
     println!("streaming {files} files of {BATCH_ROWS} rows from {}", input.display());
@@ -90,7 +92,7 @@ fn streaming(c: &mut Criterion) {
                 let mut stream = StreamingScorer::new(
                     "bench",
                     source,
-                    scorer.clone(),
+                    model.clone(),
                     Arc::new(table(&work.path().join("inference"))),
                     Checkpoint::local(work.path().join("checkpoint")).expect("checkpoint"),
                 )

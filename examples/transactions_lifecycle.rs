@@ -1,8 +1,10 @@
 //! The transactions model in production for a bounded time: records and, later, their
-//! labels land as files; a streaming scorer looks up features as of each transaction's time,
-//! scores with `champion` and writes a Delta inference table; labels are merged as they
-//! arrive; once enough new labels exist a new version is trained with the same feature
-//! lookups, registered, validated, and promoted if it beats the champion.
+//! labels land as files; one streaming scorer, running for the whole time, looks up
+//! features as of each transaction's time, scores with whatever version `champion`
+//! designates (a `LiveModel` follows the alias) and writes a Delta inference table; labels
+//! are merged as they arrive; once enough new labels exist a new version is trained with the
+//! same feature lookups, registered, validated, and promoted if it beats the champion, and
+//! the stream scores with it from its next batch on.
 //!
 //! ```text
 //! cargo run --release --features delta --example transactions_lifecycle -- --duration-secs 60
@@ -12,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -23,7 +26,10 @@ use mlops_examples::transactions::{
 };
 use mlops_infer::stream::{Checkpoint, FileFormat, FileSource, Source, StreamingScorer};
 use mlops_infer::{ACTUAL_LABEL, BatchScorer, DeltaFeatureStore, InferenceTable, InferenceTableConfig, TableLocation};
-use mlops_registry::{AliasMode, CreateModel, CreateVersion, Lineage, ObjectStoreRegistry, Registry, SetAlias};
+use mlops_registry::{
+    AliasMode, CreateModel, CreateVersion, Lineage, LiveModel, ObjectStoreRegistry, ObservedRegistry, Registry,
+    SetAlias,
+};
 use object_store::local::LocalFileSystem;
 use polars::prelude::*;
 
@@ -108,8 +114,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let records = all.select(RECORD_COLUMNS)?;
     let labels = all.select(KEYS.into_iter().chain([LABEL]))?;
 
-    let registry = ObjectStoreRegistry::local(layout.path("registry"))?;
-    let flavors = FlavorRegistry::with_builtins();
+    // Observed, so that the scoring stream's model hears of a promotion at once.
+    let registry = Arc::new(ObservedRegistry::new(Arc::new(ObjectStoreRegistry::local(layout.path("registry"))?), 64));
     let functions = FeatureFunctions::with_builtins();
     let feature_store = Arc::new(DeltaFeatureStore::new(TableLocation::local(layout.path("tables/features"))?));
     let table = Arc::new(InferenceTable::new(
@@ -133,7 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let candidate = train(&history, 50.0, 5)?;
     let first =
-        register(&registry, &name, &candidate, &history, "first champion: strong L2 penalty, 5 iterations").await?;
+        register(&*registry, &name, &candidate, &history, "first champion: strong L2 penalty, 5 iterations").await?;
     registry.set_alias(SetAlias::new(name.clone(), "champion", first).mode(AliasMode::Create)).await?;
     println!("    version {first} trained on {} transactions; champion -> {first}", history.height());
 
@@ -147,6 +153,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         FileFormat::Parquet,
     );
     label_source.resume(&[]).await?;
+    // One stream for the whole run, scoring with whatever version `champion` designates.
+    let champion = LiveModel::start(
+        registry.clone(),
+        format!("models:/{MODEL}@champion").parse::<ModelUri>()?,
+        FlavorRegistry::with_builtins(),
+        Duration::from_secs(5),
+    )
+    .await?
+    .with_events(registry.subscribe());
+    let scored_by = Arc::new(AtomicU64::new(first));
+    let last_version = scored_by.clone();
+    let mut scoring = StreamingScorer::new(
+        "transactions",
+        FileSource::new(records_store.clone(), Default::default(), FileFormat::Parquet),
+        Arc::new(champion),
+        table.clone(),
+        Checkpoint::local(layout.path("checkpoints/scoring"))?,
+    )
+    .features(feature_store.clone(), functions.clone())
+    .on_batch(move |batch| last_version.store(batch.model_version, Ordering::Relaxed));
     let mut tally = Tally::default();
     let mut labelled_since_training = 0;
 
@@ -175,15 +201,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let tables = write_features(&feature_store, &events).await?;
 
         // Scoring: whatever landed, exactly once, with the current champion.
-        let uri: ModelUri = format!("models:/{MODEL}@champion").parse()?;
-        let scorer = BatchScorer::load(&registry, &uri, &flavors).await?;
-        let version = scorer.version();
-        let source = FileSource::new(records_store.clone(), Default::default(), FileFormat::Parquet);
-        let checkpoint = Checkpoint::local(layout.path("checkpoints/scoring"))?;
-        let report = StreamingScorer::new("transactions", source, scorer, table.clone(), checkpoint)
-            .features(feature_store.clone(), functions.clone())
-            .run(std::future::pending())
-            .await?;
+        let report = scoring.run(std::future::pending()).await?;
+        let version = scored_by.load(Ordering::Relaxed);
         tally.scored += report.scored;
         tally.dead_letters += report.dead_letters;
 
@@ -209,7 +228,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         if labelled_since_training >= args.retrain_every {
             labelled_since_training = 0;
-            if let Some(outcome) = retrain(&registry, &name, &table, &spec, &tables, &functions).await? {
+            if let Some(outcome) = retrain(&*registry, &name, &table, &spec, &tables, &functions).await? {
                 tally.promotions.push(outcome);
             }
         }

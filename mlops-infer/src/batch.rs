@@ -137,6 +137,11 @@ impl BatchScorer {
         self.version
     }
 
+    /// The model that scores.
+    pub fn model(&self) -> Arc<dyn Model> {
+        Arc::clone(&self.model)
+    }
+
     /// Scores `frame`, chunk by chunk in parallel.
     ///
     /// # Errors

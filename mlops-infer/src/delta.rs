@@ -10,19 +10,9 @@ mod inference_table;
 mod labels;
 mod location;
 
-pub use feature_store::{DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY, FeatureStore};
+pub use feature_store::{DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY};
 pub use inference_table::{
     ACTUAL_LABEL, Appended, FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, ROW_ID, TimeWindow,
 };
 pub use labels::{LabelMerge, RECEIVED_AT, RejectedLabel};
 pub use location::TableLocation;
-
-use crate::error::{Error, Result};
-
-/// Runs Polars work off the async executor: it is CPU-bound, and Polars' query engine
-/// blocks in place, which a current-thread runtime forbids.
-pub(crate) async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::InvalidArgument(format!("a frame computation panicked or was cancelled: {e}")))?
-}

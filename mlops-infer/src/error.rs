@@ -31,6 +31,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A model source held no model when one was needed (a
+    /// [`ModelSlot`](mlops_registry::ModelSlot) not filled yet).
+    #[error("{0}: the model source holds no model yet")]
+    ModelNotLoaded(String),
     /// Polars failed while reading, combining or writing frames.
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),
@@ -44,7 +48,7 @@ pub enum Error {
         source: deltalake::DeltaTableError,
     },
     /// An object store (input files, checkpoint, Parquet sink) failed.
-    #[cfg(feature = "delta")]
+    #[cfg(feature = "stream")]
     #[error("{context}: {source}")]
     Storage {
         /// What was being done, naming the object.
@@ -68,9 +72,11 @@ impl Error {
     /// not be reached, as opposed to input, a model or a file's content that is at fault.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Io { .. } => true,
+            Self::Io { .. } | Self::ModelNotLoaded(_) => true,
+            #[cfg(feature = "stream")]
+            Self::Storage { .. } => true,
             #[cfg(feature = "delta")]
-            Self::Storage { .. } | Self::Delta { .. } => true,
+            Self::Delta { .. } => true,
             Self::Registry(mlops_registry::Error::Backend { .. }) => true,
             _ => false,
         }
@@ -82,7 +88,10 @@ impl Error {
     pub(crate) fn delta(context: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
         Self::Delta { context: context.into(), source }
     }
+}
 
+#[cfg(feature = "stream")]
+impl Error {
     pub(crate) fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
         Self::Storage { context: context.into(), source }
     }

@@ -34,21 +34,27 @@
 //! (unknown model, version or alias), and I/O errors naming the file.
 
 mod batch;
+#[cfg(feature = "stream")]
+mod blocking;
 #[cfg(feature = "delta")]
 mod delta;
 mod error;
+#[cfg(feature = "stream")]
+mod feature_store;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod shard;
-#[cfg(feature = "delta")]
+#[cfg(feature = "stream")]
 pub mod stream;
 
 pub use batch::{BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT};
 #[cfg(feature = "delta")]
 pub use delta::{
-    ACTUAL_LABEL, Appended, DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY, FeatureStore,
-    FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT, ROW_ID, RejectedLabel,
+    ACTUAL_LABEL, Appended, DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY, FilesScored,
+    IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT, ROW_ID, RejectedLabel,
     TableLocation, TimeWindow,
 };
 pub use error::{Error, Result};
+#[cfg(feature = "stream")]
+pub use feature_store::FeatureStore;
 pub use shard::shard_of;

@@ -61,7 +61,6 @@ mod error;
 mod listen;
 mod record;
 mod request;
-mod source;
 
 #[cfg(feature = "delta")]
 pub use capture::{CaptureStats, ENDPOINT_COLUMN, InferenceCapture, ROUTE_COLUMN, SHADOW_COLUMN};
@@ -71,9 +70,10 @@ pub use listen::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_SHUTDOWN_GRACE,
     ServerSettings, serve,
 };
+/// Re-exported from `mlops_registry`, where streams take them too.
+pub use mlops_registry::{ModelSlot, ModelSource};
 pub use record::{Exchange, ExchangeRecorder, MemoryRecorder};
 pub use request::INPUT_FORMATS;
-pub use source::{ModelSlot, ModelSource};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

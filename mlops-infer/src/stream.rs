@@ -1,10 +1,12 @@
-//! Streaming scoring (feature `delta`): micro-batches from a [`Source`] (new files under an
-//! object-store prefix, new versions of a Delta table, frames from a channel, or your own), scored and written to a [`Sink`] (an
-//! [`InferenceTable`](crate::InferenceTable) or Parquet files) exactly once, with progress in
-//! a [`Checkpoint`] on an object store.
+//! Streaming scoring (feature `stream`): micro-batches from a [`Source`] (new files under an
+//! object-store prefix, frames from a channel, new versions of a Delta table with feature
+//! `delta`, or your own), scored and written to a [`Sink`] (Parquet files, or with feature
+//! `delta` an `InferenceTable`) exactly once, with progress in a [`Checkpoint`] on an
+//! object store.
 
 mod channel_source;
 mod checkpoint;
+#[cfg(feature = "delta")]
 mod delta_source;
 mod file_source;
 mod records;
@@ -12,14 +14,15 @@ mod scorer;
 mod sink;
 mod source;
 
-pub use channel_source::ChannelSource;
+pub use channel_source::{ChannelOffset, ChannelSource};
 pub use checkpoint::Checkpoint;
-pub use delta_source::DeltaSource;
-pub use file_source::FileSource;
+#[cfg(feature = "delta")]
+pub use delta_source::{DeltaSource, VersionsOffset};
+pub use file_source::{FileSource, FilesOffset};
 pub use records::{FileFormat, RESCUED_DATA};
 pub use scorer::{BatchReport, StreamReport, StreamingScorer, Trigger};
 pub use sink::{ParquetSink, Sink};
-pub use source::{DeadLetter, Offset, Source, SourceBatch};
+pub use source::{DeadLetter, Source, SourceBatch};
 
 use futures::TryStreamExt;
 use object_store::path::Path;

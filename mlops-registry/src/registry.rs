@@ -1,5 +1,6 @@
 //! The `Registry` trait and its conveniences.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,7 +9,7 @@ use mlops_core::{FlavorRegistry, Model, ModelName, ModelUri, Package};
 use crate::alias::SetAlias;
 use crate::error::{Error, Result, alias_not_found};
 use crate::model::{Change, CreateModel, RegisteredModel};
-use crate::version::{CreateVersion, ModelVersion, SearchVersions};
+use crate::version::{CreateVersion, Lineage, ModelVersion, SearchVersions};
 
 /// Where model versions live and how aliases move.
 ///
@@ -116,6 +117,41 @@ pub struct LoadedModel {
     pub version: ModelVersion,
     /// The model, ready to predict.
     pub model: Arc<dyn Model>,
+}
+
+impl LoadedModel {
+    /// A model that no registry holds (trained in this process, or read from a file),
+    /// recorded as version `version` of `name`; the other fields of [`ModelVersion`] are
+    /// empty, and `created_at` is now.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use mlops_core::TabularClassifierParams;
+    /// use mlops_registry::{LoadedModel, ModelSlot};
+    ///
+    /// # let train = polars::prelude::df!("Amount" => [1.0, 9.0, 2.0, 8.0], "Label" => [0, 1, 0, 1])?;
+    /// let model = TabularClassifierParams::new("Label").numeric(["Amount"]).check()?.fit(&train)?;
+    /// let slot = ModelSlot::loaded(LoadedModel::unregistered("transactions".parse()?, 1, Arc::new(model)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unregistered(name: ModelName, version: u64, model: Arc<dyn Model>) -> Self {
+        let now = chrono::Utc::now();
+        let version = ModelVersion {
+            name,
+            version,
+            description: String::new(),
+            tags: BTreeMap::new(),
+            source: String::new(),
+            flavor: String::new(),
+            package_digest: String::new(),
+            run: None,
+            lineage: Lineage::default(),
+            aliases: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        Self { version, model }
+    }
 }
 
 impl std::fmt::Debug for LoadedModel {

@@ -1,4 +1,4 @@
-//! Feature tables kept as Delta tables, and the trait scorers read feature tables through.
+//! Feature tables kept as Delta tables.
 
 use std::collections::HashMap;
 
@@ -16,31 +16,14 @@ use parking_lot::Mutex;
 use super::arrow::frame_to_batches;
 use super::inference_table::{scan_frame, write_retrying_creation_races};
 use super::location::TableLocation;
-use super::off_runtime;
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
+use crate::feature_store::FeatureStore;
 
 /// Table property holding a feature table's key columns (a JSON array).
 pub const FEATURE_KEYS_PROPERTY: &str = "mlops.feature.keys";
 /// Table property holding a feature table's timestamp column.
 pub const FEATURE_TIMESTAMP_PROPERTY: &str = "mlops.feature.timestamp";
-
-/// Where scorers get the feature tables a model's lookups read.
-#[async_trait]
-pub trait FeatureStore: Send + Sync {
-    /// The current state of the tables called `names`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] naming a table that does not exist; storage errors.
-    async fn tables(&self, names: &[&str]) -> Result<FeatureTables>;
-}
-
-/// Tables held in memory serve as a store too (tests, or tables computed in process).
-#[async_trait]
-impl FeatureStore for FeatureTables {
-    async fn tables(&self, names: &[&str]) -> Result<FeatureTables> {
-        names.iter().map(|name| Ok(self.get(name)?.clone())).collect()
-    }
-}
 
 /// Feature tables as Delta tables under one root: table `name` lives at `<root>/<name>`,
 /// its keys and timestamp column recorded as table properties, so Spark, Polars or DuckDB

@@ -18,8 +18,8 @@ use polars::prelude::*;
 
 use super::arrow::{batches_to_frame, frame_to_batches};
 use super::location::TableLocation;
-use super::off_runtime;
 use crate::batch::{BatchScorer, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT};
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
 use crate::stream::read_object;
 

@@ -8,7 +8,7 @@ use polars::prelude::*;
 
 use super::arrow::frame_to_batches;
 use super::inference_table::{ACTUAL_LABEL, InferenceTable, scan_frame, write_retrying_creation_races};
-use super::off_runtime;
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
 
 /// Column of the pending-labels table holding when a label was received.

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::{HeaderMap, HeaderName};
 use polars::prelude::{AnyValue, DataFrame};
 
-use super::source::ModelSource;
 use crate::error::{Error, Result};
 use crate::shard::shard_of;
+use mlops_registry::ModelSource;
 
 /// Traffic shares are counted in basis points of this total.
 const BUCKETS: usize = 10_000;

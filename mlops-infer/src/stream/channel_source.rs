@@ -7,15 +7,18 @@ use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::source::{DeadLetter, Offset, Source, SourceBatch};
+use super::source::{DeadLetter, Source, SourceBatch};
 use crate::batch::stack;
-use crate::delta::off_runtime;
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
 
-#[derive(Debug, Serialize, Deserialize)]
-struct ChannelOffset {
-    channel_batch: u64,
-    frames: usize,
+/// The frames one micro-batch of a [`ChannelSource`] took from the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelOffset {
+    /// The source's own count of batches, from 0.
+    pub channel_batch: u64,
+    /// How many frames it took.
+    pub frames: usize,
 }
 
 /// Frames sent through a bounded channel by code in the same process; the channel's bound
@@ -70,16 +73,16 @@ impl ChannelSource {
 
 #[async_trait]
 impl Source for ChannelSource {
-    async fn resume(&mut self, planned: &[Offset]) -> Result<()> {
+    type Offset = ChannelOffset;
+
+    async fn resume(&mut self, planned: &[ChannelOffset]) -> Result<()> {
         for offset in planned {
-            if let Ok(offset) = serde_json::from_value::<ChannelOffset>(offset.clone()) {
-                self.next = self.next.max(offset.channel_batch + 1);
-            }
+            self.next = self.next.max(offset.channel_batch.saturating_add(1));
         }
         Ok(())
     }
 
-    async fn next_offset(&mut self) -> Result<Option<Offset>> {
+    async fn next_offset(&mut self) -> Result<Option<ChannelOffset>> {
         let mut frames = Vec::new();
         let mut rows = 0;
         while rows < self.max_rows_per_batch {
@@ -97,12 +100,10 @@ impl Source for ChannelSource {
         let offset = ChannelOffset { channel_batch: self.next, frames: frames.len() };
         self.received.insert(self.next, frames);
         self.next += 1;
-        serde_json::to_value(offset).map(Some).map_err(|e| Error::InvalidArgument(e.to_string()))
+        Ok(Some(offset))
     }
 
-    async fn read(&mut self, offset: &Offset) -> Result<SourceBatch> {
-        let offset: ChannelOffset = serde_json::from_value(offset.clone())
-            .map_err(|e| Error::InvalidArgument(format!("checkpoint offset is not a channel batch: {e}")))?;
+    async fn read(&mut self, offset: &ChannelOffset) -> Result<SourceBatch> {
         let Some(frames) = self.received.remove(&offset.channel_batch) else {
             return Ok(SourceBatch {
                 records: DataFrame::empty(),

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use super::source::{DeadLetter, Offset};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::source::DeadLetter;
 use super::{list_sorted, read_object};
 use crate::error::{Error, Result};
 
@@ -58,15 +61,18 @@ impl Checkpoint {
     }
 
     /// Every planned batch and its offset, in order.
-    pub(crate) async fn offsets(&self) -> Result<Vec<(u64, Offset)>> {
+    pub(crate) async fn offsets<O: DeserializeOwned>(&self) -> Result<Vec<(u64, O)>> {
         let mut offsets = Vec::new();
         for path in self.numbered("offsets").await? {
             let Some(batch) = path.filename().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()) else {
                 continue;
             };
             let bytes = read_object(self.store.as_ref(), &path).await?;
-            let offset = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::InvalidArgument(format!("checkpoint offset `{path}`: {e}")))?;
+            let offset = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "checkpoint offset `{path}` is not an offset of this stream's source: {e}"
+                ))
+            })?;
             offsets.push((batch, offset));
         }
         Ok(offsets)
@@ -74,7 +80,7 @@ impl Checkpoint {
 
     /// Records what batch `batch` is made of, before it is read. Fails if the batch was
     /// planned already: two streams must not share a checkpoint.
-    pub(crate) async fn plan(&self, batch: u64, offset: &Offset) -> Result<()> {
+    pub(crate) async fn plan(&self, batch: u64, offset: &impl Serialize) -> Result<()> {
         let path = self.prefix.clone().join("offsets").join(format!("{}.json", Self::batch_name(batch)));
         let bytes = serde_json::to_vec(offset).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let create = PutOptions { mode: PutMode::Create, ..PutOptions::default() };

@@ -10,15 +10,19 @@ use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 use super::read_object;
-use super::source::{Offset, Source, SourceBatch};
-use crate::delta::{TableLocation, batches_to_frame, off_runtime};
+use super::source::{Source, SourceBatch};
+use crate::blocking::off_runtime;
+use crate::delta::{TableLocation, batches_to_frame};
 use crate::error::{Error, Result};
 
-/// Table versions `first..=last`: the rows of the data files they append.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct VersionsOffset {
-    first: u64,
-    last: u64,
+/// The table versions `first..=last` one micro-batch of a [`DeltaSource`] reads: the rows
+/// of the data files they append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionsOffset {
+    /// The first version.
+    pub first: u64,
+    /// The last version, included.
+    pub last: u64,
 }
 
 /// What one commit of the table did to its rows.
@@ -116,21 +120,21 @@ impl DeltaSource {
 
 #[async_trait]
 impl Source for DeltaSource {
-    async fn resume(&mut self, planned: &[Offset]) -> Result<()> {
+    type Offset = VersionsOffset;
+
+    async fn resume(&mut self, planned: &[VersionsOffset]) -> Result<()> {
         for offset in planned {
-            let offset: VersionsOffset = serde_json::from_value(offset.clone())
-                .map_err(|e| Error::InvalidArgument(format!("checkpoint offset is not a version range: {e}")))?;
-            self.next = self.next.max(offset.last + 1);
+            self.next = self.next.max(offset.last.saturating_add(1));
         }
         Ok(())
     }
 
-    async fn next_offset(&mut self) -> Result<Option<Offset>> {
+    async fn next_offset(&mut self) -> Result<Option<VersionsOffset>> {
         let Some(latest) = self.location.load().await?.and_then(|t| t.version()) else { return Ok(None) };
         if latest < self.next {
             return Ok(None);
         }
-        let end = latest.min(self.next + self.max_versions_per_batch - 1);
+        let end = latest.min(self.next.saturating_add(self.max_versions_per_batch - 1));
         let log_store = self.location.log_store()?;
         let mut last = self.next;
         for version in self.next..=end {
@@ -149,12 +153,10 @@ impl Source for DeltaSource {
         }
         let offset = VersionsOffset { first: self.next, last };
         self.next = last + 1;
-        serde_json::to_value(offset).map(Some).map_err(|e| Error::InvalidArgument(e.to_string()))
+        Ok(Some(offset))
     }
 
-    async fn read(&mut self, offset: &Offset) -> Result<SourceBatch> {
-        let offset: VersionsOffset = serde_json::from_value(offset.clone())
-            .map_err(|e| Error::InvalidArgument(format!("checkpoint offset is not a version range: {e}")))?;
+    async fn read(&mut self, offset: &VersionsOffset) -> Result<SourceBatch> {
         let log_store = self.location.log_store()?;
         let store = log_store.object_store(None);
         let mut batches: Vec<RecordBatch> = Vec::new();

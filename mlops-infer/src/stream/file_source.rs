@@ -10,17 +10,19 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::records::{FileFormat, parse, parse_raw};
-use super::source::{DeadLetter, Offset, Source, SourceBatch};
+use super::source::{DeadLetter, Source, SourceBatch};
 use super::{list_sorted, read_object};
 use crate::batch::stack;
-use crate::delta::off_runtime;
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
 
-/// Files one micro-batch holds, and the schema they are read with.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct FilesOffset {
-    files: Vec<String>,
-    schema: Schema,
+/// The files one micro-batch of a [`FileSource`] holds, and the schema they are read with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilesOffset {
+    /// The files, by their path in the store.
+    pub files: Vec<String>,
+    /// The schema every file is read with.
+    pub schema: Schema,
 }
 
 /// Record files appearing under a prefix of an object store (a directory, an S3 prefix):
@@ -95,17 +97,17 @@ impl FileSource {
 
 #[async_trait]
 impl Source for FileSource {
-    async fn resume(&mut self, planned: &[Offset]) -> Result<()> {
+    type Offset = FilesOffset;
+
+    async fn resume(&mut self, planned: &[FilesOffset]) -> Result<()> {
         for offset in planned {
-            let offset: FilesOffset = serde_json::from_value(offset.clone())
-                .map_err(|e| Error::InvalidArgument(format!("checkpoint offset is not a file list: {e}")))?;
             self.seen.extend(offset.files.iter().map(|f| Path::from(f.as_str())));
-            self.schema.get_or_insert(offset.schema);
+            self.schema.get_or_insert_with(|| offset.schema.clone());
         }
         Ok(())
     }
 
-    async fn next_offset(&mut self) -> Result<Option<Offset>> {
+    async fn next_offset(&mut self) -> Result<Option<FilesOffset>> {
         let listed = list_sorted(self.store.as_ref(), &self.prefix).await?;
         let mut fresh: Vec<Path> = listed
             .into_iter()
@@ -126,13 +128,10 @@ impl Source for FileSource {
             self.schema = Some(schema.clone());
         }
         self.seen.extend(fresh.iter().cloned());
-        let offset = FilesOffset { files: fresh.iter().map(ToString::to_string).collect(), schema };
-        serde_json::to_value(offset).map(Some).map_err(|e| Error::InvalidArgument(e.to_string()))
+        Ok(Some(FilesOffset { files: fresh.iter().map(ToString::to_string).collect(), schema }))
     }
 
-    async fn read(&mut self, offset: &Offset) -> Result<SourceBatch> {
-        let offset: FilesOffset = serde_json::from_value(offset.clone())
-            .map_err(|e| Error::InvalidArgument(format!("checkpoint offset is not a file list: {e}")))?;
+    async fn read(&mut self, offset: &FilesOffset) -> Result<SourceBatch> {
         let mut frames = Vec::new();
         let mut dead_letters = Vec::new();
         for file in &offset.files {

@@ -6,16 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use mlops_registry::{LoadedModel, ModelSource};
 use polars::prelude::DataFrame;
 
 use super::checkpoint::Checkpoint;
 use super::records::{record_json, split_valid};
 use super::sink::Sink;
-use super::source::{DeadLetter, Offset, Source};
-use crate::batch::BatchScorer;
-use crate::delta::FeatureStore;
-use crate::delta::off_runtime;
+use super::source::{DeadLetter, Source};
+use crate::batch::{BatchScorer, DEFAULT_CHUNK_ROWS};
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
+use crate::feature_store::FeatureStore;
 use mlops_core::features::{FeatureFunctions, FeatureSpec, FeatureTables};
 
 /// When a stream looks for new records.
@@ -43,6 +44,8 @@ pub struct BatchReport {
     /// Whether the whole batch was set aside as one dead letter, because it could not be
     /// read, joined with its features or scored.
     pub poisoned: bool,
+    /// The model version the batch was scored with (also in every row's `model_version`).
+    pub model_version: u64,
 }
 
 /// What a run did.
@@ -64,7 +67,16 @@ pub struct StreamReport {
 
 type Progress = Box<dyn Fn(&BatchReport) + Send + Sync>;
 
-/// Scores a [`Source`] into a [`Sink`] in micro-batches, exactly once.
+/// Scores a [`Source`] into a [`Sink`] in micro-batches, exactly once, with the model a
+/// [`ModelSource`] holds.
+///
+/// The model is taken from the source at the start of each micro-batch and kept for the
+/// whole batch, so a stream given a [`LiveModel`](mlops_registry::LiveModel) follows its
+/// alias without a restart: batches planned after the alias moved are scored by the new
+/// version, and each row's `model_version` says which version scored it. A
+/// [`ModelSlot`](mlops_registry::ModelSlot) holds one version until the application swaps
+/// it. While the source holds no model yet, a stream triggered [`Trigger::Every`] waits;
+/// one triggered [`Trigger::AvailableNow`] stops with [`Error::ModelNotLoaded`].
 ///
 /// Each batch is planned (its offset written to the [`Checkpoint`]) before it is read, and
 /// its output is written by a sink that records the batch number in the same atomic write.
@@ -80,48 +92,85 @@ type Progress = Box<dyn Fn(&BatchReport) + Send + Sync>;
 /// offset, and committed, so a restart does not run into it again. Failures that may pass
 /// ([`Error::is_transient`]: a store, the sink or the checkpoint out of reach) stop the run
 /// instead, and the next run tries the batch again.
-pub struct StreamingScorer {
+///
+/// ```
+/// use std::sync::Arc;
+/// use mlops_core::TabularClassifierParams;
+/// use mlops_infer::stream::{ChannelSource, Checkpoint, ParquetSink, StreamingScorer};
+/// use mlops_registry::{LoadedModel, ModelSlot};
+/// use object_store::local::LocalFileSystem;
+/// use polars::prelude::*;
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let train = df!("Amount" => [1.0, 9.0, 2.0, 8.0], "Label" => [0, 1, 0, 1])?;
+/// let model = TabularClassifierParams::new("Label").numeric(["Amount"]).check()?.fit(&train)?;
+/// // Or a `LiveModel` following `models:/transactions@champion`.
+/// let model = Arc::new(ModelSlot::loaded(LoadedModel::unregistered("transactions".parse()?, 1, Arc::new(model))));
+///
+/// let dir = tempfile::tempdir()?;
+/// let files = Arc::new(LocalFileSystem::new_with_prefix(dir.path())?);
+/// let (sender, source) = ChannelSource::new(16);
+/// let sink = Arc::new(ParquetSink::new(files, "scored".into()));
+/// let checkpoint = Checkpoint::local(dir.path().join("checkpoint"))?;
+/// let mut stream = StreamingScorer::new("transactions", source, model, sink, checkpoint);
+///
+/// sender.send(df!("id" => ["t1", "t2"], "Amount" => [1.5, 8.5])?).await?;
+/// let report = stream.run(std::future::pending()).await?;
+/// assert_eq!((report.batches, report.scored), (1, 2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct StreamingScorer<S: Source> {
     stream: String,
-    source: Box<dyn Source>,
-    scorer: BatchScorer,
+    source: S,
+    model: Arc<dyn ModelSource>,
+    chunk_rows: usize,
     sink: Arc<dyn Sink>,
     checkpoint: Checkpoint,
     trigger: Trigger,
     progress: Option<Progress>,
     features: Option<(Arc<dyn FeatureStore>, FeatureFunctions)>,
+    /// The next batch number, once a run has recovered from the checkpoint and ended well.
+    next_batch: Option<u64>,
+    /// A batch the source handed on that could not be planned.
+    unplanned: Option<S::Offset>,
 }
 
-impl std::fmt::Debug for StreamingScorer {
+impl<S: Source> std::fmt::Debug for StreamingScorer<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamingScorer")
             .field("stream", &self.stream)
-            .field("scorer", &self.scorer)
+            .field("model_version", &self.model.current().map(|m| m.version.version))
             .field("checkpoint", &self.checkpoint)
             .field("trigger", &self.trigger)
             .finish_non_exhaustive()
     }
 }
 
-impl StreamingScorer {
-    /// A stream named `stream` (its id in the sink's transaction markers) from `source`
-    /// through `scorer` into `sink`, keeping its progress in `checkpoint`. Triggered
-    /// [`Trigger::AvailableNow`] until told otherwise.
+impl<S: Source> StreamingScorer<S> {
+    /// A stream named `stream` (its id in the sink's transaction markers) from `source`,
+    /// scored by the model `model` holds at each micro-batch, into `sink`, keeping its
+    /// progress in `checkpoint`. Triggered [`Trigger::AvailableNow`] until told otherwise.
     pub fn new(
         stream: impl Into<String>,
-        source: impl Source + 'static,
-        scorer: BatchScorer,
+        source: S,
+        model: Arc<dyn ModelSource>,
         sink: Arc<dyn Sink>,
         checkpoint: Checkpoint,
     ) -> Self {
         Self {
             stream: stream.into(),
-            source: Box::new(source),
-            scorer,
+            source,
+            model,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
             sink,
             checkpoint,
             trigger: Trigger::AvailableNow,
             progress: None,
             features: None,
+            next_batch: None,
+            unplanned: None,
         }
     }
 
@@ -138,6 +187,19 @@ impl StreamingScorer {
             )));
         }
         self.trigger = trigger;
+        Ok(self)
+    }
+
+    /// Scores each batch in chunks of this many rows (default
+    /// [`DEFAULT_CHUNK_ROWS`](crate::DEFAULT_CHUNK_ROWS)), as [`BatchScorer::chunk_rows`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for 0.
+    pub fn chunk_rows(mut self, rows: usize) -> Result<Self> {
+        if rows == 0 {
+            return Err(Error::InvalidArgument(format!("stream `{}`: chunk_rows must be at least 1", self.stream)));
+        }
+        self.chunk_rows = rows;
         Ok(self)
     }
 
@@ -160,43 +222,62 @@ impl StreamingScorer {
     /// Runs until the trigger says stop or `shutdown` completes; a batch in progress is
     /// finished first.
     ///
+    /// A stream can run again and again (a [`Trigger::AvailableNow`] stream run on a
+    /// schedule takes what arrived since): the first run recovers from the checkpoint, and
+    /// the next ones go on where the last one ended.
+    ///
     /// # Errors
-    /// Source, scoring, sink and checkpoint errors. Whatever was committed stays committed;
-    /// running again continues from there.
+    /// Source, scoring, sink and checkpoint errors, and [`Error::ModelNotLoaded`]. Whatever
+    /// was committed stays committed; running again (this stream, or a new one on the same
+    /// checkpoint) recovers from there.
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<StreamReport> {
-        let mut report = StreamReport::default();
-        let planned = self.checkpoint.offsets().await?;
-        let offsets: Vec<Offset> = planned.iter().map(|(_, o)| o.clone()).collect();
-        self.source.resume(&offsets).await?;
-        let committed = match (self.checkpoint.last_commit().await?, self.sink.last_batch(&self.stream).await?) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let mut next = planned.last().map_or(0, |(batch, _)| batch + 1);
-        for (batch, offset) in planned {
-            if committed.is_none_or(|done| batch > done) {
-                self.process(batch, &offset, true, &mut report).await?;
-            }
-        }
-
         tokio::pin!(shutdown);
+        let mut report = StreamReport::default();
+        // A run that ended well left every planned batch committed: the next one goes on
+        // from there without reading the checkpoint again.
+        let mut next = match self.next_batch.take() {
+            Some(next) => next,
+            None => match self.recover(&mut shutdown, &mut report).await? {
+                Some(next) => next,
+                None => return Ok(report),
+            },
+        };
         loop {
-            let stop = futures::FutureExt::now_or_never(&mut shutdown).is_some();
-            if stop {
+            if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
+                self.next_batch = Some(next);
                 return Ok(report);
             }
-            match self.source.next_offset().await? {
+            // Taken before planning, so no batch is planned that cannot be scored now.
+            let Some(model) = self.model_when_loaded(&mut shutdown).await? else {
+                self.next_batch = Some(next);
+                return Ok(report);
+            };
+            let offset = match self.unplanned.take() {
+                Some(offset) => Some(offset),
+                None => self.source.next_offset().await?,
+            };
+            match offset {
                 Some(offset) => {
-                    self.checkpoint.plan(next, &offset).await?;
-                    self.process(next, &offset, false, &mut report).await?;
+                    if let Err(e) = self.checkpoint.plan(next, &offset).await {
+                        // The source has handed this batch on: keep it for the next run.
+                        self.unplanned = Some(offset);
+                        return Err(e);
+                    }
+                    self.process(&model, next, &offset, false, &mut report).await?;
                     next += 1;
                 }
                 None => match self.trigger {
-                    Trigger::AvailableNow => return Ok(report),
+                    Trigger::AvailableNow => {
+                        self.next_batch = Some(next);
+                        return Ok(report);
+                    }
                     Trigger::Every(interval) => {
                         tokio::select! {
                             () = tokio::time::sleep(interval) => {}
-                            () = &mut shutdown => return Ok(report),
+                            () = &mut shutdown => {
+                                self.next_batch = Some(next);
+                                return Ok(report);
+                            }
                         }
                     }
                 },
@@ -204,15 +285,65 @@ impl StreamingScorer {
         }
     }
 
+    /// Resumes the source after the batches the checkpoint holds and replays those the sink
+    /// does not hold: the number of the next batch, or `None` when `shutdown` came first.
+    async fn recover(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        report: &mut StreamReport,
+    ) -> Result<Option<u64>> {
+        let planned = self.checkpoint.offsets::<S::Offset>().await?;
+        let offsets: Vec<S::Offset> = planned.iter().map(|(_, o)| o.clone()).collect();
+        self.source.resume(&offsets).await?;
+        let committed = match (self.checkpoint.last_commit().await?, self.sink.last_batch(&self.stream).await?) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let next = planned.last().map_or(0, |(batch, _)| batch + 1);
+        for (batch, offset) in planned {
+            if committed.is_none_or(|done| batch > done) {
+                let Some(model) = self.model_when_loaded(shutdown).await? else { return Ok(None) };
+                self.process(&model, batch, &offset, true, report).await?;
+            }
+        }
+        Ok(Some(next))
+    }
+
+    /// The model the source holds, waiting for one while the trigger allows it; `None` when
+    /// `shutdown` completes first.
+    async fn model_when_loaded(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Option<BatchScorer>> {
+        loop {
+            if let Some(loaded) = self.model.current() {
+                return self.scorer_for(&loaded).map(Some);
+            }
+            let Trigger::Every(interval) = self.trigger else {
+                return Err(Error::ModelNotLoaded(format!("stream `{}`", self.stream)));
+            };
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown.as_mut() => return Ok(None),
+            }
+        }
+    }
+
+    fn scorer_for(&self, loaded: &LoadedModel) -> Result<BatchScorer> {
+        BatchScorer::new(loaded.version.name.as_str(), loaded.version.version, Arc::clone(&loaded.model))
+            .chunk_rows(self.chunk_rows)
+    }
+
     /// The feature spec of the model, the tables it reads and the functions it computes
     /// with; `None` for a model without features.
     fn feature_tables(
         &self,
-    ) -> impl Future<Output = Result<Option<(FeatureSpec, FeatureTables, FeatureFunctions)>>> + Send + use<> {
-        // Owned values only: the future must not borrow the scorer (whose source is not `Sync`).
-        let spec = self.scorer.features().cloned();
+        scorer: &BatchScorer,
+    ) -> impl Future<Output = Result<Option<(FeatureSpec, FeatureTables, FeatureFunctions)>>> + Send + use<S> {
+        // Owned values only: the future must not borrow the stream (whose source is not `Sync`).
+        let spec = scorer.features().cloned();
         let features = self.features.clone();
-        let (name, version) = (self.scorer.model_name().to_owned(), self.scorer.version());
+        let (name, version) = (scorer.model_name().to_owned(), scorer.version());
         async move {
             let Some(spec) = spec else { return Ok(None) };
             let Some((store, functions)) = features else {
@@ -226,17 +357,24 @@ impl StreamingScorer {
         }
     }
 
-    async fn process(&mut self, batch: u64, offset: &Offset, replayed: bool, report: &mut StreamReport) -> Result<()> {
+    async fn process(
+        &mut self,
+        scorer: &BatchScorer,
+        batch: u64,
+        offset: &S::Offset,
+        replayed: bool,
+        report: &mut StreamReport,
+    ) -> Result<()> {
         // Outside the batch: a missing or unreachable feature store fails every batch alike.
-        let lookups = self.feature_tables().await?;
-        let (scored, dead_letters, total, poisoned) = match self.score_batch(batch, offset, lookups).await {
+        let lookups = self.feature_tables(scorer).await?;
+        let (scored, dead_letters, total, poisoned) = match self.score_batch(scorer, batch, offset, lookups).await {
             Ok((scored, dead_letters, total)) => (scored, dead_letters, total, false),
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {
                 let letter = DeadLetter {
                     origin: format!("batch {batch}"),
                     reason: format!("the batch was set aside whole: {e}"),
-                    record: Some(offset.to_string()),
+                    record: serde_json::to_string(offset).ok(),
                 };
                 (DataFrame::empty(), vec![letter], 0, true)
             }
@@ -258,6 +396,7 @@ impl StreamingScorer {
             scored: scored.height(),
             dead_letters: dead_letters.len(),
             poisoned,
+            model_version: scorer.version(),
         };
         report.batches += 1;
         report.replayed += u64::from(replayed);
@@ -275,8 +414,9 @@ impl StreamingScorer {
     /// records set aside and the records read.
     async fn score_batch(
         &mut self,
+        scorer: &BatchScorer,
         batch: u64,
-        offset: &Offset,
+        offset: &S::Offset,
         lookups: Option<(FeatureSpec, FeatureTables, FeatureFunctions)>,
     ) -> Result<(DataFrame, Vec<DeadLetter>, usize)> {
         let read = match AssertUnwindSafe(self.source.read(offset)).catch_unwind().await {
@@ -289,7 +429,7 @@ impl StreamingScorer {
                 .into());
             }
         };
-        let (scorer, records) = (self.scorer.clone(), read.records);
+        let (scorer, records) = (scorer.clone(), read.records);
         let (scored, rejected, total) = off_runtime(move || {
             if records.width() == 0 {
                 return Ok((DataFrame::empty(), Vec::new(), 0));

@@ -8,7 +8,9 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use polars::prelude::*;
 
 use super::list_sorted;
-use crate::delta::{InferenceTable, off_runtime};
+use crate::blocking::off_runtime;
+#[cfg(feature = "delta")]
+use crate::delta::InferenceTable;
 use crate::error::{Error, Result};
 
 /// A destination that writes a micro-batch and the fact that it wrote it in one atomic step,
@@ -22,12 +24,14 @@ pub trait Sink: Send + Sync {
     async fn write(&self, stream: &str, batch: u64, scored: &DataFrame) -> Result<()>;
 }
 
+#[cfg(feature = "delta")]
 fn app_id(stream: &str) -> String {
     format!("mlops.stream:{stream}")
 }
 
 /// A Delta inference table: each batch is one commit that also carries the stream's
 /// transaction marker (`txn`, the stream's id and the batch number).
+#[cfg(feature = "delta")]
 #[async_trait]
 impl Sink for InferenceTable {
     async fn last_batch(&self, stream: &str) -> Result<Option<u64>> {

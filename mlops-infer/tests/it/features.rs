@@ -8,6 +8,7 @@ use mlops_core::features::{
 use mlops_core::{ColSpec, ColumnType, FlavorRegistry, Schema, TabularClassifierParams};
 use mlops_infer::stream::{Checkpoint, FileFormat, FileSource, StreamingScorer};
 use mlops_infer::{BatchScorer, DeltaFeatureStore, FeatureStore, InferenceTable, InferenceTableConfig, TableLocation};
+use mlops_registry::{LoadedModel, ModelSlot};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use polars::prelude::*;
@@ -102,6 +103,10 @@ async fn a_stream_looks_features_up_point_in_time_and_sets_aside_records_without
     features.write(&windows([50.0, 20.0, 80.0])).await.unwrap();
     let tables = features.tables(&["products"]).await.unwrap();
     let scorer = featured_scorer(&tables);
+    let model = || -> Arc<ModelSlot> {
+        let loaded = LoadedModel::unregistered("transactions".parse().unwrap(), 1, scorer.model());
+        Arc::new(ModelSlot::loaded(loaded))
+    };
 
     let input = dir.path().join("input");
     std::fs::create_dir_all(&input).unwrap();
@@ -139,12 +144,12 @@ async fn a_stream_looks_features_up_point_in_time_and_sets_aside_records_without
     let checkpoint = || Checkpoint::local(dir.path().join("checkpoint")).unwrap();
 
     // Without a feature store the stream refuses to start guessing.
-    let mut blind = StreamingScorer::new("s", source(), scorer.clone(), table.clone(), checkpoint());
+    let mut blind = StreamingScorer::new("s", source(), model(), table.clone(), checkpoint());
     let err = blind.run(std::future::pending()).await.unwrap_err().to_string();
     assert!(err.contains("looks up features in products; give the streaming scorer a feature store"), "{err}");
 
     let store: Arc<dyn FeatureStore> = Arc::new(features);
-    let mut stream = StreamingScorer::new("s", source(), scorer.clone(), table.clone(), checkpoint())
+    let mut stream = StreamingScorer::new("s", source(), model(), table.clone(), checkpoint())
         .features(store, FeatureFunctions::with_builtins());
     let report = stream.run(std::future::pending()).await.unwrap();
     assert_eq!((report.records, report.scored, report.dead_letters), (6, 3, 3));

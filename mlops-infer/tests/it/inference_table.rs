@@ -11,6 +11,7 @@ use mlops_core::{TabularClassifierParams, TabularModel};
 use mlops_infer::{
     ACTUAL_LABEL, BatchScorer, Error, InferenceTable, InferenceTableConfig, ROW_ID, TableLocation, TimeWindow,
 };
+use mlops_registry::{LoadedModel, ModelSlot};
 use polars::prelude::*;
 
 use crate::servers::{PYTHON, server};
@@ -25,11 +26,21 @@ pub fn records(ids: std::ops::Range<usize>) -> DataFrame {
     frame
 }
 
+/// A classifier of `Amount`, fitted so that a larger `shift` moves its threshold up.
+pub fn classifier(shift: f64) -> TabularModel {
+    let amounts = [1.0, 30.0, 2.0, 28.0, 3.0, 33.0].map(|a| a + shift);
+    let train = df!("Amount" => amounts, "Label" => [0, 1, 0, 1, 0, 1]).unwrap();
+    TabularClassifierParams::new("Label").numeric(["Amount"]).check().unwrap().fit(&train).unwrap()
+}
+
 pub fn scorer() -> BatchScorer {
-    let train = df!("Amount" => [1.0, 30.0, 2.0, 28.0, 3.0, 33.0], "Label" => [0, 1, 0, 1, 0, 1]).unwrap();
-    let model: TabularModel =
-        TabularClassifierParams::new("Label").numeric(["Amount"]).check().unwrap().fit(&train).unwrap();
-    BatchScorer::new("transactions", 3, Arc::new(model))
+    BatchScorer::new("transactions", 3, Arc::new(classifier(0.0)))
+}
+
+/// [`scorer`]'s model, as a stream or a server takes it.
+pub fn model_slot() -> Arc<ModelSlot> {
+    let name = "transactions".parse().unwrap();
+    Arc::new(ModelSlot::loaded(LoadedModel::unregistered(name, 3, Arc::new(classifier(0.0)))))
 }
 
 fn table(dir: &Path) -> InferenceTable {

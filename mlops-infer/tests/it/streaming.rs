@@ -7,18 +7,20 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlops_core::{ColSpec, ColumnType, Schema};
+use mlops_core::{ColSpec, ColumnType, FlavorRegistry, Schema};
 use mlops_infer::stream::{
-    ChannelSource, Checkpoint, DeltaSource, FileFormat, FileSource, Offset, Source, SourceBatch, StreamingScorer,
-    Trigger,
+    ChannelSource, Checkpoint, DeltaSource, FileFormat, FileSource, Source, SourceBatch, StreamingScorer, Trigger,
 };
 use mlops_infer::{InferenceTable, InferenceTableConfig, TableLocation};
+use mlops_registry::{
+    CreateModel, CreateVersion, LiveModel, LoadedModel, MemoryRegistry, ModelSlot, ModelSource, Registry, SetAlias,
+};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use polars::prelude::*;
 use rand::{RngExt, SeedableRng};
 
-use crate::inference_table::scorer;
+use crate::inference_table::{classifier, model_slot};
 
 const DIR: &str = "MLOPS_TEST_STREAM_DIR";
 
@@ -40,9 +42,17 @@ impl Layout {
         InferenceTable::new(TableLocation::local(&self.table).unwrap(), InferenceTableConfig::new(["id"])).unwrap()
     }
 
-    fn stream(&self, format: FileFormat, files_per_batch: usize) -> StreamingScorer {
+    fn stream(&self, format: FileFormat, files_per_batch: usize) -> StreamingScorer<FileSource> {
+        self.stream_from("transactions", self.source(format, files_per_batch))
+    }
+
+    fn csv_source(&self, files_per_batch: usize) -> FileSource {
+        self.source(FileFormat::Csv, files_per_batch)
+    }
+
+    fn source(&self, format: FileFormat, files_per_batch: usize) -> FileSource {
         let store = Arc::new(LocalFileSystem::new_with_prefix(&self.input).unwrap());
-        let source = FileSource::new(store, Path::default(), format)
+        FileSource::new(store, Path::default(), format)
             .schema(
                 Schema::new(vec![
                     ColSpec::new("id", ColumnType::String),
@@ -51,19 +61,22 @@ impl Layout {
                 .unwrap(),
             )
             .max_files_per_batch(files_per_batch)
-            .unwrap();
-        self.stream_from("transactions", source)
+            .unwrap()
     }
 
     /// A stream named `name` from `source` into the inference table.
-    fn stream_from(&self, name: &str, source: impl Source + 'static) -> StreamingScorer {
-        StreamingScorer::new(
-            name,
-            source,
-            scorer(),
-            Arc::new(self.table()),
-            Checkpoint::local(&self.checkpoint).unwrap(),
-        )
+    fn stream_from<S: Source + 'static>(&self, name: &str, source: S) -> StreamingScorer<S> {
+        self.stream_with(name, source, model_slot())
+    }
+
+    /// A stream named `name` from `source`, scored by what `model` holds.
+    fn stream_with<S: Source + 'static>(
+        &self,
+        name: &str,
+        source: S,
+        model: Arc<dyn ModelSource>,
+    ) -> StreamingScorer<S> {
+        StreamingScorer::new(name, source, model, Arc::new(self.table()), Checkpoint::local(&self.checkpoint).unwrap())
     }
 
     /// Writes a file so that it appears whole: written beside, then renamed in.
@@ -199,6 +212,107 @@ async fn a_stream_on_an_interval_picks_up_new_files_until_shut_down() {
     assert_eq!(report.scored, 30);
 }
 
+/// id -> the `model_version` that scored it.
+async fn versions_by_id(table: &InferenceTable) -> BTreeMap<String, i64> {
+    let rows = table.read().await.unwrap();
+    let ids = rows.column("id").unwrap().str().unwrap().clone();
+    let versions = rows.column("model_version").unwrap().i64().unwrap().clone();
+    ids.iter().zip(versions.iter()).map(|(id, v)| (id.unwrap().to_owned(), v.unwrap())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_given_a_live_model_follows_its_alias_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    let registry = Arc::new(MemoryRegistry::new());
+    let name: mlops_core::ModelName = "transactions".parse().unwrap();
+    registry.create_model(CreateModel::new(name.clone())).await.unwrap();
+    for shift in [0.0, 100.0] {
+        let package = classifier(shift).package(None).unwrap();
+        registry.create_version(CreateVersion::new(name.clone(), package)).await.unwrap();
+    }
+    registry.set_alias(SetAlias::new(name.clone(), "champion", 1)).await.unwrap();
+    let champion = Arc::new(
+        LiveModel::start(
+            registry.clone(),
+            "models:/transactions@champion".parse().unwrap(),
+            FlavorRegistry::with_builtins(),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap(),
+    );
+    let versions = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&versions);
+    let mut stream = layout
+        .stream_with("live", layout.csv_source(1), champion.clone())
+        .on_batch(move |batch| seen.lock().push(batch.model_version));
+
+    layout.drop_csv("a.csv", 0..10);
+    assert_eq!(stream.run(std::future::pending()).await.unwrap().scored, 10);
+    registry.set_alias(SetAlias::new(name, "champion", 2)).await.unwrap();
+    assert_eq!(champion.refresh().await.unwrap(), Some(2));
+    layout.drop_csv("b.csv", 10..20);
+    layout.drop_csv("c.csv", 20..30);
+    // The same stream, run again: it goes on after the first run's batch.
+    let second = stream.run(std::future::pending()).await.unwrap();
+    assert_eq!((second.batches, second.replayed, second.scored), (2, 0, 20));
+
+    assert_eq!(*versions.lock(), [1, 2, 2]);
+    let scored_by = versions_by_id(&layout.table()).await;
+    assert_eq!(scored_by.len(), 30);
+    for (id, version) in &scored_by {
+        let n: usize = id[1..].parse().unwrap();
+        assert_eq!(*version, if n < 10 { 1 } else { 2 }, "{id}");
+    }
+    // Version 2 is the model that scored: its predictions, not version 1's.
+    let rows = layout.table().read().await.unwrap();
+    let late = rows.filter(&rows.column("model_version").unwrap().i64().unwrap().equal(2)).unwrap();
+    let expected = mlops_infer::BatchScorer::new("transactions", 2, Arc::new(classifier(100.0)))
+        .score(&late.select(["id", "Amount"]).unwrap())
+        .unwrap();
+    assert_eq!(late.column("prediction").unwrap(), expected.column("prediction").unwrap());
+    let first = mlops_infer::BatchScorer::new("transactions", 1, Arc::new(classifier(0.0)))
+        .score(&late.select(["id", "Amount"]).unwrap())
+        .unwrap();
+    assert_ne!(first.column("prediction").unwrap(), expected.column("prediction").unwrap(), "the versions must differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_waits_for_a_model_and_plans_nothing_before_it_is_there() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    layout.drop_csv("a.csv", 0..10);
+    let slot = Arc::new(ModelSlot::empty());
+
+    // Run once, nothing to wait for: an error saying so, and no batch planned.
+    let error = layout.stream_with("waiting", layout.csv_source(1), slot.clone()).run(std::future::pending()).await;
+    let error = error.unwrap_err();
+    assert!(matches!(error, mlops_infer::Error::ModelNotLoaded(_)), "{error}");
+    assert!(error.to_string().contains("stream `waiting`"), "{error}");
+    assert!(!layout.checkpoint.join("offsets").exists());
+
+    // On an interval, the stream waits until the model is there.
+    let mut stream = layout
+        .stream_with("waiting", layout.csv_source(1), slot.clone())
+        .trigger(Trigger::Every(Duration::from_millis(20)))
+        .unwrap();
+    let table = layout.table();
+    let fill_then_stop = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let name = "transactions".parse().unwrap();
+        slot.set(LoadedModel::unregistered(name, 7, Arc::new(classifier(0.0))));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while id_counts(&table).await.len() < 10 {
+            assert!(std::time::Instant::now() < deadline, "the stream did not score once the model was there");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let report = stream.run(fill_then_stop).await.unwrap();
+    assert_eq!((report.batches, report.scored), (1, 10));
+    assert!(versions_by_id(&layout.table()).await.values().all(|&v| v == 7));
+}
+
 #[tokio::test]
 async fn frames_sent_through_a_channel_are_scored_in_batches() {
     let root = tempfile::tempdir().unwrap();
@@ -223,18 +337,20 @@ struct PanickingSource {
 
 #[async_trait::async_trait]
 impl Source for PanickingSource {
-    async fn resume(&mut self, planned: &[Offset]) -> mlops_infer::Result<()> {
+    type Offset = u64;
+
+    async fn resume(&mut self, planned: &[u64]) -> mlops_infer::Result<()> {
         self.planned = planned.len() as u64;
         Ok(())
     }
 
-    async fn next_offset(&mut self) -> mlops_infer::Result<Option<Offset>> {
+    async fn next_offset(&mut self) -> mlops_infer::Result<Option<u64>> {
         self.planned += 1;
-        Ok((self.planned <= 3).then(|| serde_json::json!(self.planned)))
+        Ok((self.planned <= 3).then_some(self.planned))
     }
 
-    async fn read(&mut self, offset: &Offset) -> mlops_infer::Result<SourceBatch> {
-        assert_ne!(offset, &serde_json::json!(2), "a reader bug");
+    async fn read(&mut self, offset: &u64) -> mlops_infer::Result<SourceBatch> {
+        assert_ne!(*offset, 2, "a reader bug");
         let ids: Vec<String> = (0..5).map(|i| format!("p{offset}-{i}")).collect();
         Ok(SourceBatch { records: df!("id" => ids, "Amount" => [1.0; 5]).unwrap(), dead_letters: Vec::new() })
     }
@@ -264,6 +380,13 @@ async fn a_batch_that_cannot_be_scored_is_set_aside_whole_and_the_stream_goes_on
     let again = layout.stream_from("channel", source).run(std::future::pending()).await.unwrap();
     assert_eq!(again.batches, 0);
     assert_eq!(id_counts(&layout.table()).await.len(), 20);
+
+    // Another kind of source cannot take over the checkpoint: its offsets are not file lists.
+    let error = layout.stream(FileFormat::Csv, 1).run(std::future::pending()).await.unwrap_err().to_string();
+    assert!(
+        error.contains("00000000000000000000.json") && error.contains("not an offset of this stream's source"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
