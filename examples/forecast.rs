@@ -4,7 +4,7 @@
 //! promote the better one: the same scoring code then runs the new version.
 //!
 //! ```text
-//! cargo run --release --example forecast -- --dir ./mlops-forecast
+//! cargo run --release --features forecast --example forecast -- --dir ./mlops-forecast
 //! ```
 
 use std::path::PathBuf;

@@ -4,8 +4,8 @@
 //! happens to a corrupt image, and (feature `serve`) answer an HTTP scoring request.
 //!
 //! ```text
-//! cargo run --release --example image_classifier -- --dir ./mlops-images
-//! cargo run --release --features serve --example image_classifier
+//! cargo run --release --features image --example image_classifier -- --dir ./mlops-images
+//! cargo run --release --features image,serve --example image_classifier
 //! ```
 
 use std::path::PathBuf;

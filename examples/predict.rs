@@ -2,9 +2,9 @@
 //! as `mlflow models predict` does: try your own Python-trained models before writing Rust.
 //!
 //! ```text
-//! cargo run --release --example predict -- --model models:/fraud@champion --registry http://127.0.0.1:5000 \
+//! cargo run --release --features python-flavors --example predict -- --model models:/fraud@champion --registry http://127.0.0.1:5000 \
 //!     --input transactions.parquet --output scored.parquet
-//! cargo run --release --example predict -- --model ./mlruns/1/models/m-0492.../artifacts \
+//! cargo run --release --features python-flavors --example predict -- --model ./mlruns/1/models/m-0492.../artifacts \
 //!     --input transactions.csv --output scored.parquet
 //! ```
 //!

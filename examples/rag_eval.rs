@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --features judge-server --example judge_server -- --port 8765 &
-//! cargo run --release --example rag_eval -- --judge-url http://127.0.0.1:8765/v1
+//! cargo run --release --features genai --example rag_eval -- --judge-url http://127.0.0.1:8765/v1
 //! ```
 //!
 //! Any OpenAI-compatible server can judge (`--judge-url`, or `MLOPS_JUDGE_URL`; the bearer

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: format check, clippy with warnings as errors, every crate's tests
-# and doc tests, the benchmarks in test mode, the quickstart (run twice on one directory:
-# the second run must add versions to the first run's registry), 20 seconds of the
+# The whole test suite: format check, clippy with warnings as errors, each feature built
+# alone, every crate's tests and doc tests, the benchmarks in test mode, the quickstart
+# (run twice on one directory: the second run must add versions to the first run's
+# registry), 20 seconds of the
 # transactions lifecycle example, the serving example answering requests to itself, a
 # model registered from Python scored by the predict example and served by the serving
 # example, the RAG evaluation example graded by the scripted judge server, the
@@ -49,6 +50,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "each feature of the library crates builds alone"
+scripts/check-features.sh
 
 step "test servers"
 if ! wait "$python_env_pid"; then

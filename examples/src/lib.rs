@@ -4,8 +4,10 @@
 //! classifier learns, and the small retrieval-augmented assistant the evaluation example
 //! grades; and opening a registry named on a command line.
 
+#[cfg(feature = "genai")]
 pub mod rag;
 pub mod registries;
 pub mod sales;
+#[cfg(feature = "image")]
 pub mod shapes;
 pub mod transactions;

@@ -54,6 +54,14 @@ pub enum Error {
         /// The flavors the registry can load.
         known: Vec<String>,
     },
+    /// A package of a built-in flavor that this build leaves out.
+    #[error("model flavor `{flavor}` is not in this build: turn on feature `{feature}` of mlops-core")]
+    FlavorNotBuilt {
+        /// The flavor named by the package.
+        flavor: String,
+        /// The feature of `mlops-core` that builds it in.
+        feature: &'static str,
+    },
     /// An MLflow model whose flavor no registered loader runs.
     #[error(
         "MLflow model of flavor `{flavor}` cannot run here: {advice} (the model's flavors: {}; loaders here: {})",
@@ -157,6 +165,7 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+#[cfg(feature = "image")]
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
         Self::Tensor(e.to_string())

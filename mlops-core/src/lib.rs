@@ -15,15 +15,18 @@
 //!   file's sha256, loaded back into `Arc<dyn Model>`.
 //! - [`features`]: feature lookups packaged with a model, joined point-in-time at
 //!   scoring and at training, and on-demand features computed by named functions.
-//! - Built-in flavors: [`TabularModel`] classifiers (logistic regression) and regressors
-//!   (linear, elastic net), trained with linfa; [`ForecastModel`], daily forecasts from lag
-//!   and calendar features; [`ImageClassifier`], a candle network with its image
-//!   preprocessing packaged as data.
+//! - Built-in flavors, each behind a feature of its own (all on by default, so a service
+//!   that runs one kind of model builds only that one): [`TabularModel`] classifiers
+//!   (logistic regression) and regressors (linear, elastic net), trained with linfa
+//!   (`tabular`); [`ForecastModel`], daily forecasts from lag and calendar features
+//!   (`forecast`); [`ImageClassifier`], a candle network with its image preprocessing
+//!   packaged as data (`image`). A package of a flavor the build leaves out is refused with
+//!   [`Error::FlavorNotBuilt`], naming the feature.
 //! - Models trained in Python: MLflow model directories ([`MlflowModel`], `MLmodel` and
-//!   its signature) are packages too; with feature `onnx`, `OnnxModel` runs ONNX graphs
-//!   (scikit-learn pipelines through skl2onnx, networks) as onnxruntime does;
-//!   [`XgboostModel`] and [`LightgbmModel`] read XGBoost's and LightGBM's own model files
-//!   and score them as the libraries do.
+//!   its signature) are packages too; `OnnxModel` runs ONNX graphs (scikit-learn pipelines
+//!   through skl2onnx, networks) as onnxruntime does (`onnx`); [`XgboostModel`] and
+//!   [`LightgbmModel`] read XGBoost's and LightGBM's own model files and score them as the
+//!   libraries do (`xgboost`, `lightgbm`).
 //!
 //! ```
 //! use mlops_core::{FlavorRegistry, Model, Package, TabularClassifierParams};
@@ -60,21 +63,33 @@ mod package;
 mod parquet;
 pub mod preprocess;
 mod signature;
+#[cfg(any(feature = "onnx", feature = "xgboost", feature = "lightgbm"))]
 mod trees;
 mod uri;
 
 pub use error::{Error, Result, catching_panics, panic_message};
+pub use flavor::{BUILTIN_FLAVORS, Flavor, FlavorRegistry};
+#[cfg(feature = "image")]
 pub use flavor::{
-    BadImages, ColorMode, ConvNet, EpochReport, FORECASTER, FeatureColumns, Flavor, FlavorRegistry, ForecastFlavor,
-    ForecastModel, ForecastParams, ForecastRequests, ForecastSpec, IMAGE_CLASSIFIER, ImageBatch, ImageClassifier,
-    ImageClassifierFlavor, ImageClassifierParams, ImagePreprocessing, ImageSpec, ImageTask, LIGHTGBM, LightgbmFlavor,
-    LightgbmModel, LinearWeights, RegressionAlgorithm, ResizeFilter, TABULAR_CLASSIFIER, TABULAR_REGRESSOR,
-    TabularClassifierParams, TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidForecastParams,
-    ValidImageClassifierParams, ValidTabularClassifierParams, ValidTabularRegressorParams, XGBOOST, XgboostFlavor,
-    XgboostModel, XgboostOutput,
+    BadImages, ColorMode, ConvNet, EpochReport, IMAGE_CLASSIFIER, ImageBatch, ImageClassifier, ImageClassifierFlavor,
+    ImageClassifierParams, ImagePreprocessing, ImageSpec, ImageTask, ResizeFilter, ValidImageClassifierParams,
 };
+#[cfg(feature = "forecast")]
+pub use flavor::{
+    FORECASTER, ForecastFlavor, ForecastModel, ForecastParams, ForecastRequests, ForecastSpec, ValidForecastParams,
+};
+#[cfg(feature = "tabular")]
+pub use flavor::{
+    FeatureColumns, LinearWeights, RegressionAlgorithm, TABULAR_CLASSIFIER, TABULAR_REGRESSOR, TabularClassifierParams,
+    TabularFlavor, TabularModel, TabularRegressorParams, TabularTask, ValidTabularClassifierParams,
+    ValidTabularRegressorParams,
+};
+#[cfg(feature = "lightgbm")]
+pub use flavor::{LIGHTGBM, LightgbmFlavor, LightgbmModel};
 #[cfg(feature = "onnx")]
 pub use flavor::{ONNX, OnnxFlavor, OnnxModel};
+#[cfg(feature = "xgboost")]
+pub use flavor::{XGBOOST, XgboostFlavor, XgboostModel, XgboostOutput};
 pub use json_frame::{
     columns_json_to_frame, frame_to_columns_json, frame_to_records_json, frame_to_split_json, json_excerpt,
     records_json_to_frame, split_json_to_frame, tensor_json_to_column,

@@ -22,6 +22,7 @@ pub enum Error {
         tag: String,
     },
     /// A chat model (judge or model under test) failed.
+    #[cfg(feature = "genai")]
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmError),
     /// A report or one of its plots could not be written.

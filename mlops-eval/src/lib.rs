@@ -8,12 +8,12 @@
 //! - [`ValidationSuite`]: checks (a trait, [`Check`]) run on versions tagged
 //!   `validation_status=needs_tested`, writing `passed_tests` or `failed_tests` back with the
 //!   failed checks named.
-//! - Text-generating models: [`llm`] talks to judges (an OpenAI-compatible client with
+//! - Text-generating models (feature `genai`): [`llm`] talks to judges (an OpenAI-compatible client with
 //!   retries, adaptive concurrency, usage accounting and a record/replay cache), [`judge`]
 //!   holds rubric metrics graded by them, [`text`] the metrics computed from text alone,
 //!   [`genai`] runs evaluations over question tables, compares versions, writes reports
 //!   and gates promotions, and [`stats`] gives the intervals and tests behind them.
-//! - Models in production: [`monitor`] profiles an inference table per time window and
+//! - Models in production (feature `monitor`): [`monitor`] profiles an inference table per time window and
 //!   model version, measures drift against a baseline and the previous window, and raises
 //!   alerts.
 //!
@@ -33,15 +33,21 @@
 //! `validation_status` tag ([`Error::MissingTag`]), or the registry failure.
 
 mod error;
+#[cfg(feature = "genai")]
 pub mod genai;
+#[cfg(feature = "genai")]
 pub mod judge;
+#[cfg(feature = "genai")]
 pub mod llm;
 mod metrics;
+#[cfg(feature = "monitor")]
 pub mod monitor;
+#[cfg(any(feature = "genai", feature = "monitor"))]
 mod plot;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "genai")]
 pub mod text;
 mod validation;
 

@@ -18,6 +18,7 @@ pub(crate) enum FeatureSource {
     /// A string column whose values are categories, coded by their position in the list
     /// (as pandas codes a `category` column); an unknown or missing value is NaN. Looked
     /// up once per row, so with a fast hash.
+    #[cfg_attr(not(feature = "lightgbm"), allow(dead_code, reason = "only LightGBM model files have it"))]
     Category { column: String, codes: HashMap<String, u32> },
 }
 

@@ -88,12 +88,15 @@ pub(crate) enum Test<T> {
     Less { threshold: T, missing_left: bool },
     /// `x <= threshold` where `x < threshold` cannot say it (LightGBM's `inf`
     /// threshold); a missing value goes left when `missing_left`.
+    #[cfg_attr(not(feature = "lightgbm"), allow(dead_code, reason = "only LightGBM model files have it"))]
     AtMost { threshold: T, missing_left: bool },
     /// LightGBM's zero-as-missing split: zero (within 1e-35) and NaN take the default
     /// side; other values go left when `x <= threshold`.
+    #[cfg_attr(not(feature = "lightgbm"), allow(dead_code, reason = "only LightGBM model files have it"))]
     AtMostZeroMissing { threshold: T, default_left: bool },
     /// LightGBM's categorical split: the integer part of `x` is in `bitset` (32 categories
     /// per word); NaN and negative values go right.
+    #[cfg_attr(not(feature = "lightgbm"), allow(dead_code, reason = "only LightGBM model files have it"))]
     InCategories { bitset: Vec<u32> },
 }
 
@@ -256,6 +259,7 @@ impl<T: Number> Ensemble<T> {
     }
 
     /// Keeps the first `trees` trees only.
+    #[cfg_attr(not(feature = "xgboost"), allow(dead_code, reason = "XGBoost's iteration ranges use it"))]
     pub(crate) fn truncate(&mut self, trees: usize) {
         self.trees.truncate(trees);
     }
