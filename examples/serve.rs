@@ -19,7 +19,7 @@
 //! URIs, each with an optional share of the traffic (`=90`; by default shares are equal):
 //!
 //! ```text
-//! cargo run --release --features serve --example serve -- --registry http://127.0.0.1:5000 \
+//! cargo run --release --features serve,python-flavors --example serve -- --registry http://127.0.0.1:5000 \
 //!     --model models:/fraud@champion=90 --model models:/fraud@challenger=10 --port 8080
 //! ```
 //!

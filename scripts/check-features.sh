@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Each feature of the library crates builds alone, and so does each crate with none: a
+# Each feature of the library crates builds alone, and so does each crate with none (the
+# tests build `mlops-infer/delta`, a superset of `stream`, with every feature on): a
 # `cfg` gate that forgets an item shows here rather than in a user's build. Checks only (no
 # code generation); a warning fails like an error.
 set -euo pipefail
@@ -26,6 +27,6 @@ check() {
 for feature in "" tabular forecast image onnx xgboost lightgbm; do check mlops-core "$feature"; done
 check mlops-registry
 for feature in "" stream serve; do check mlops-infer "$feature"; done
-for feature in "" genai monitor; do check mlops-eval "$feature"; done
+for feature in "" genai monitor testing; do check mlops-eval "$feature"; done
 # What `cargo run --release --example quickstart` builds.
 check mlops-examples "" --example quickstart

@@ -104,7 +104,10 @@ impl Source for ChannelSource {
     }
 
     async fn read(&mut self, offset: &ChannelOffset) -> Result<SourceBatch> {
-        let Some(frames) = self.received.remove(&offset.channel_batch) else {
+        // Batches are read in order, and a batch is read again only until it is committed:
+        // the ones before this one are done with.
+        self.received = self.received.split_off(&offset.channel_batch);
+        let Some(frames) = self.received.get(&offset.channel_batch).cloned() else {
             return Ok(SourceBatch {
                 records: DataFrame::empty(),
                 dead_letters: vec![DeadLetter {

@@ -79,15 +79,21 @@ impl Checkpoint {
     }
 
     /// Records what batch `batch` is made of, before it is read. Fails if the batch was
-    /// planned already: two streams must not share a checkpoint.
+    /// planned already with another offset: two streams must not share a checkpoint.
     pub(crate) async fn plan(&self, batch: u64, offset: &impl Serialize) -> Result<()> {
         let path = self.prefix.clone().join("offsets").join(format!("{}.json", Self::batch_name(batch)));
         let bytes = serde_json::to_vec(offset).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let create = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        match self.store.put_opts(&path, PutPayload::from(bytes), create).await {
+        match self.store.put_opts(&path, PutPayload::from(bytes.clone()), create).await {
             Ok(_) => Ok(()),
+            // A write whose reply was lost, planned again by the same stream.
+            Err(object_store::Error::AlreadyExists { .. })
+                if read_object(self.store.as_ref(), &path).await? == bytes =>
+            {
+                Ok(())
+            }
             Err(object_store::Error::AlreadyExists { .. }) => Err(Error::InvalidArgument(format!(
-                "batch {batch} is already planned in checkpoint `{}`: is another stream running on it?",
+                "batch {batch} is already planned in checkpoint `{}` with another offset: is another stream running on it?",
                 self.prefix
             ))),
             Err(e) => Err(self.failed("writing", e)),

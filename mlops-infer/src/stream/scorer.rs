@@ -135,6 +135,15 @@ pub struct StreamingScorer<S: Source> {
     next_batch: Option<u64>,
     /// A batch the source handed on that could not be planned.
     unplanned: Option<S::Offset>,
+    /// Whether the source was resumed from the checkpoint.
+    resumed: bool,
+}
+
+/// The batch number after `batch`; the last number there is ends a stream.
+fn next_after(batch: u64) -> Result<u64> {
+    batch
+        .checked_add(1)
+        .ok_or_else(|| Error::InvalidArgument(format!("batch {batch} is the last batch number a checkpoint can hold")))
 }
 
 impl<S: Source> std::fmt::Debug for StreamingScorer<S> {
@@ -171,6 +180,7 @@ impl<S: Source> StreamingScorer<S> {
             features: None,
             next_batch: None,
             unplanned: None,
+            resumed: false,
         }
     }
 
@@ -259,12 +269,14 @@ impl<S: Source> StreamingScorer<S> {
             match offset {
                 Some(offset) => {
                     if let Err(e) = self.checkpoint.plan(next, &offset).await {
-                        // The source has handed this batch on: keep it for the next run.
+                        // The source has handed this batch on: the next run plans it again
+                        // under the same number (planning the same offset twice is fine).
                         self.unplanned = Some(offset);
+                        self.next_batch = Some(next);
                         return Err(e);
                     }
                     self.process(&model, next, &offset, false, &mut report).await?;
-                    next += 1;
+                    next = next_after(next)?;
                 }
                 None => match self.trigger {
                     Trigger::AvailableNow => {
@@ -293,13 +305,21 @@ impl<S: Source> StreamingScorer<S> {
         report: &mut StreamReport,
     ) -> Result<Option<u64>> {
         let planned = self.checkpoint.offsets::<S::Offset>().await?;
-        let offsets: Vec<S::Offset> = planned.iter().map(|(_, o)| o.clone()).collect();
-        self.source.resume(&offsets).await?;
+        // A source is resumed once: after a failed run of this stream it already stands past
+        // every batch it handed on, and only the batches the sink lacks are replayed.
+        if !self.resumed {
+            let offsets: Vec<S::Offset> = planned.iter().map(|(_, o)| o.clone()).collect();
+            self.source.resume(&offsets).await?;
+            self.resumed = true;
+        }
         let committed = match (self.checkpoint.last_commit().await?, self.sink.last_batch(&self.stream).await?) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        let next = planned.last().map_or(0, |(batch, _)| batch + 1);
+        let next = match planned.last() {
+            Some((batch, _)) => next_after(*batch)?,
+            None => 0,
+        };
         for (batch, offset) in planned {
             if committed.is_none_or(|done| batch > done) {
                 let Some(model) = self.model_when_loaded(shutdown).await? else { return Ok(None) };

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mlops_core::{ColSpec, ColumnType, FlavorRegistry, Schema};
 use mlops_infer::stream::{
-    ChannelSource, Checkpoint, DeltaSource, FileFormat, FileSource, Source, SourceBatch, StreamingScorer, Trigger,
+    ChannelSource, Checkpoint, DeltaSource, FileFormat, FileSource, Sink, Source, SourceBatch, StreamingScorer, Trigger,
 };
 use mlops_infer::{InferenceTable, InferenceTableConfig, TableLocation};
 use mlops_registry::{
@@ -328,6 +328,58 @@ async fn frames_sent_through_a_channel_are_scored_in_batches() {
     let report = stream.run(std::future::pending()).await.unwrap();
     assert_eq!((report.batches, report.scored), (2, 40));
     assert_eq!(id_counts(&layout.table()).await.len(), 40);
+}
+
+/// The inference table, out of reach for its first `failures` writes.
+struct FlakySink {
+    table: InferenceTable,
+    failures: parking_lot::Mutex<usize>,
+}
+
+#[async_trait::async_trait]
+impl Sink for FlakySink {
+    async fn last_batch(&self, stream: &str) -> mlops_infer::Result<Option<u64>> {
+        self.table.last_batch(stream).await
+    }
+
+    async fn write(&self, stream: &str, batch: u64, scored: &DataFrame) -> mlops_infer::Result<()> {
+        let fail = {
+            let mut failures = self.failures.lock();
+            let fail = *failures > 0;
+            *failures = failures.saturating_sub(1);
+            fail
+        };
+        if fail {
+            let source = std::io::Error::new(std::io::ErrorKind::TimedOut, "the table's store timed out");
+            return Err(mlops_infer::Error::Io { operation: "writing", path: "inference".into(), source });
+        }
+        self.table.write(stream, batch, scored).await
+    }
+}
+
+#[tokio::test]
+async fn a_stream_run_again_after_a_failed_write_scores_what_the_channel_sent() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    let (sender, source) = ChannelSource::new(8);
+    let source = source.max_rows_per_batch(10).unwrap();
+    for chunk in 0..2 {
+        let ids: Vec<String> = (chunk * 10..(chunk + 1) * 10).map(|i| format!("c{i}")).collect();
+        sender.send(df!("id" => ids, "Amount" => [3.0; 10]).unwrap()).await.unwrap();
+    }
+    let sink = Arc::new(FlakySink { table: layout.table(), failures: parking_lot::Mutex::new(1) });
+    let checkpoint = Checkpoint::local(&layout.checkpoint).unwrap();
+    let mut stream = StreamingScorer::new("flaky", source, model_slot(), sink, checkpoint);
+
+    let error = stream.run(std::future::pending()).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    // The same stream, run again in the same process: the batch whose write failed is
+    // replayed from the frames it still holds, not set aside as lost.
+    let again = stream.run(std::future::pending()).await.unwrap();
+    assert_eq!((again.replayed, again.scored, again.dead_letters), (1, 20, 0));
+    let counts = id_counts(&layout.table()).await;
+    assert_eq!(counts.len(), 20);
+    assert!(counts.values().all(|&n| n == 1));
 }
 
 /// A source whose second batch panics when read.
