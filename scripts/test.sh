@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: format check, clippy with warnings as errors, each feature built
-# alone, every crate's tests and doc tests, the benchmarks in test mode, the quickstart
-# (run twice on one directory: the second run must add versions to the first run's
-# registry), 20 seconds of the
-# transactions lifecycle example, the serving example answering requests to itself, a
-# model registered from Python scored by the predict example and served by the serving
+# alone, the docs with warnings as errors, every crate's tests and doc tests, the
+# benchmarks in test mode, the quickstart (run twice on one directory: the second run
+# must add versions to the first run's registry), 20 seconds of the transactions
+# lifecycle example, the serving example answering requests to itself, a model
+# registered from Python scored by the predict example and served by the serving
 # example, the RAG evaluation example graded by the scripted judge server, the
 # forecasting example and the image classifier example.
 #
@@ -53,6 +53,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "each feature of the library crates builds alone"
 scripts/check-features.sh
+
+step "cargo doc (warnings are errors: broken links, unclosed markup)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
 
 step "test servers"
 if ! wait "$python_env_pid"; then

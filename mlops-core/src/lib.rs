@@ -52,6 +52,8 @@
 //! ([`Error::Schema`], [`Error::MissingColumns`]), the package file ([`Error::Checksum`]),
 //! the flavor ([`Error::UnknownFlavor`]), or the position in a URI ([`Error::InvalidUri`]).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod atomic_write;
 mod error;
 pub mod features;
@@ -101,5 +103,8 @@ pub use package::{
     PackageFile, PackageFormat, sha256_hex,
 };
 pub use parquet::{read_parquet, write_parquet};
+/// The Polars whose frames every crate of mlops-rs takes and returns: name it through here
+/// (`mlops_core::polars::prelude::*`) to be on the same version.
+pub use polars;
 pub use signature::{ColSpec, ColumnType, ParamSpec, Schema, Signature, TensorSpec, TensorType, UNNAMED_TENSOR};
 pub use uri::{ModelName, ModelUri, check_alias};

@@ -32,6 +32,8 @@
 //! [`Error`] names the missing or mistyped column ([`Error::Core`]), the version without a
 //! `validation_status` tag ([`Error::MissingTag`]), or the registry failure.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod error;
 #[cfg(feature = "genai")]
 pub mod genai;

@@ -33,6 +33,8 @@
 //! [`Error`] wraps the model's errors (a schema violation names the column), the registry's
 //! (unknown model, version or alias), and I/O errors naming the file.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod batch;
 #[cfg(feature = "stream")]
 mod blocking;

@@ -62,6 +62,9 @@ mod listen;
 mod record;
 mod request;
 
+/// The axum whose [`Router`] [`ModelServer::router`] returns: mount it, or
+/// add routes and layers, through here to be on the same version.
+pub use axum;
 #[cfg(feature = "delta")]
 pub use capture::{CaptureStats, ENDPOINT_COLUMN, InferenceCapture, ROUTE_COLUMN, SHADOW_COLUMN};
 pub use endpoint::{Endpoint, EndpointBuilder, StickyKey};

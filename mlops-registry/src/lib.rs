@@ -54,6 +54,8 @@
 //! `NotImplemented` (a backend lacks a capability), `Core` (a corrupted package or unknown
 //! flavor) and `Backend` (storage failed).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod alias;
 mod audit;
 mod documents;
@@ -84,6 +86,9 @@ pub use memory::MemoryRegistry;
 pub use mlflow::{MlflowRegistry, MlflowRegistryBuilder};
 pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, RegisteredModel};
 pub use model_source::{ModelSlot, ModelSource};
+/// The object_store that [`ObjectStoreRegistry`], checkpoints and inference tables are built
+/// on: name stores through here to be on the same version.
+pub use object_store;
 pub use registry::{LoadedModel, Registry, RegistryExt};
 pub use store::ObjectStoreRegistry;
 pub use version::{CreateVersion, DatasetRef, Lineage, ModelVersion, RunLink, SearchVersions};
