@@ -251,7 +251,30 @@ fn seal(secret: &str, delivery: &Delivery) -> String {
 /// what failed with a retryable status (429, 5xx, no connection; `Retry-After` honoured)
 /// with exponential backoff, and moves what failed for the last time or was refused for
 /// good (other 4xx) to `<root>/webhooks/dead/`. A process that dies leaves its outbox for
-/// the next one. Receivers deduplicate by delivery id.
+/// the next one. Receivers deduplicate by delivery id. In a service,
+/// [`spawn`](Self::spawn) feeds it an [`ObservedRegistry`](crate::ObservedRegistry)'s
+/// events and delivers on a timer.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mlops_registry::object_store::memory::InMemory;
+/// use mlops_registry::{RegistryEvent, RetryPolicy, Webhook, WebhookDispatcher};
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let hook = Webhook::new("http://127.0.0.1:9/hooks/registry", Some("s3cret".into()));
+/// let outbox = Arc::new(InMemory::new());
+/// let dispatcher = WebhookDispatcher::new(outbox, "registry".into(), vec![hook], RetryPolicy::default())?;
+///
+/// let event = RegistryEvent::ModelCreated { name: "fraud".parse()?, description: String::new(), tags: Default::default() };
+/// assert_eq!(dispatcher.enqueue(&event).await?, 1);
+/// // Nothing listens there: the delivery stays in the outbox, to be tried again later.
+/// let report = dispatcher.deliver_due().await?;
+/// assert_eq!((report.delivered, report.retrying), (0, 1));
+/// assert_eq!(dispatcher.pending().await?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct WebhookDispatcher {
     store: Arc<dyn ObjectStore>,
