@@ -98,6 +98,47 @@ pub struct GateReport {
 }
 
 /// Thresholds a candidate's evaluation must meet before an alias moves to it.
+///
+/// ```
+/// # use async_trait::async_trait;
+/// # use mlops_eval::genai::{Answer, AnswerModel, BoxError, EvaluationTable, GenAiEvaluation, Question};
+/// # use mlops_eval::text::TextMetric;
+/// # use polars::prelude::*;
+/// #
+/// # /// The model under test: here, one that answers from a fixed list.
+/// # struct Canned;
+/// #
+/// # #[async_trait]
+/// # impl AnswerModel for Canned {
+/// #     fn name(&self) -> &str {
+/// #         "canned"
+/// #     }
+/// #     async fn answer(&self, question: Question<'_>) -> Result<Answer, BoxError> {
+/// #         Ok(Answer::text(if question.id == "q1" { "An ML platform." } else { "A pointer." }))
+/// #     }
+/// # }
+/// #
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// # let table = EvaluationTable::new(df!(
+/// #     "id" => ["q1", "q2"],
+/// #     "question" => ["What is MLflow?", "What is an alias?"],
+/// #     "reference" => ["An ML platform.", "A named pointer to a version."],
+/// # )?)?;
+/// # let results = GenAiEvaluation::new().text(TextMetric::ExactMatch).text(TextMetric::Rouge1).run(&table, &Canned).await?;
+/// use mlops_eval::genai::{GateStatus, PromotionGate, Threshold};
+///
+/// // `results`: a candidate's run of `GenAiEvaluation` (exact match 0.5, as in its example).
+/// let strict = PromotionGate::new().threshold(Threshold::AtLeast { metric: "exact_match".into(), value: 0.9 });
+/// let report = strict.check(&results, None);
+/// assert_eq!(report.status, GateStatus::Failed);
+/// assert_eq!(report.checks[0].observed, Some(0.5));
+///
+/// let lenient = PromotionGate::new().threshold(Threshold::AtLeast { metric: "exact_match".into(), value: 0.5 });
+/// assert_eq!(lenient.check(&results, None).status, GateStatus::Passed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromotionGate {
     thresholds: Vec<Threshold>,

@@ -41,6 +41,41 @@ type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 /// (and the model, when it is a chat model) behind a [`CachedChat`](crate::llm::CachedChat),
 /// running it again replays every call that had finished, so the run resumes where it
 /// stopped.
+///
+/// Metrics computed from text alone need no judge:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use mlops_eval::genai::{Answer, AnswerModel, BoxError, EvaluationTable, GenAiEvaluation, Question};
+/// use mlops_eval::text::TextMetric;
+/// use polars::prelude::*;
+///
+/// /// The model under test: here, one that answers from a fixed list.
+/// struct Canned;
+///
+/// #[async_trait]
+/// impl AnswerModel for Canned {
+///     fn name(&self) -> &str {
+///         "canned"
+///     }
+///     async fn answer(&self, question: Question<'_>) -> Result<Answer, BoxError> {
+///         Ok(Answer::text(if question.id == "q1" { "An ML platform." } else { "A pointer." }))
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let table = EvaluationTable::new(df!(
+///     "id" => ["q1", "q2"],
+///     "question" => ["What is MLflow?", "What is an alias?"],
+///     "reference" => ["An ML platform.", "A named pointer to a version."],
+/// )?)?;
+/// let results = GenAiEvaluation::new().text(TextMetric::ExactMatch).text(TextMetric::Rouge1).run(&table, &Canned).await?;
+/// assert_eq!(results.metric("exact_match").and_then(|m| m.summary.mean), Some(0.5));
+/// assert_eq!(results.rows.height(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct GenAiEvaluation {
     judge_metrics: Vec<RubricMetric>,
