@@ -252,44 +252,47 @@ impl<S: Source> StreamingScorer<S> {
                 None => return Ok(report),
             },
         };
+        self.pump(&mut shutdown, &mut next, &mut report).await?;
+        self.next_batch = Some(next);
+        Ok(report)
+    }
+
+    /// Plans, scores and commits batch after batch from `next` on, until the trigger says
+    /// stop or `shutdown` completes.
+    async fn pump(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        next: &mut u64,
+        report: &mut StreamReport,
+    ) -> Result<()> {
         loop {
-            if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
-                self.next_batch = Some(next);
-                return Ok(report);
+            if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+                return Ok(());
             }
             // Taken before planning, so no batch is planned that cannot be scored now.
-            let Some(model) = self.model_when_loaded(&mut shutdown).await? else {
-                self.next_batch = Some(next);
-                return Ok(report);
-            };
+            let Some(model) = self.model_when_loaded(shutdown).await? else { return Ok(()) };
             let offset = match self.unplanned.take() {
                 Some(offset) => Some(offset),
                 None => self.source.next_offset().await?,
             };
             match offset {
                 Some(offset) => {
-                    if let Err(e) = self.checkpoint.plan(next, &offset).await {
+                    if let Err(e) = self.checkpoint.plan(*next, &offset).await {
                         // The source has handed this batch on: the next run plans it again
                         // under the same number (planning the same offset twice is fine).
                         self.unplanned = Some(offset);
-                        self.next_batch = Some(next);
+                        self.next_batch = Some(*next);
                         return Err(e);
                     }
-                    self.process(&model, next, &offset, false, &mut report).await?;
-                    next = next_after(next)?;
+                    self.process(&model, *next, &offset, false, report).await?;
+                    *next = next_after(*next)?;
                 }
                 None => match self.trigger {
-                    Trigger::AvailableNow => {
-                        self.next_batch = Some(next);
-                        return Ok(report);
-                    }
+                    Trigger::AvailableNow => return Ok(()),
                     Trigger::Every(interval) => {
                         tokio::select! {
                             () = tokio::time::sleep(interval) => {}
-                            () = &mut shutdown => {
-                                self.next_batch = Some(next);
-                                return Ok(report);
-                            }
+                            () = shutdown.as_mut() => return Ok(()),
                         }
                     }
                 },
