@@ -4,8 +4,11 @@
 //! `MLOPS_BENCH_PORT` until killed) and drives it, and `mlflow models serve` with the same
 //! model trained the same way, with `wrk`. With `MLOPS_SERVE_MODEL` set to a model
 //! directory (the scikit-learn pipeline `benches/peer/onnx_batch.py` exports, say) it
-//! serves that model instead. In test mode (`cargo test --benches`) it serves on a free
-//! port, sends each payload once and checks the answers.
+//! serves that model instead. With `MLOPS_SERVE_TELEMETRY=1` it runs as an operator would:
+//! a Prometheus recorder behind `/metrics` and a log subscriber at `info` (every request
+//! span recorded; the lines go nowhere, so the terminal does not set the pace), to measure
+//! what observability costs. In test mode (`cargo test --benches`) it serves on a free
+//! port, sends each payload once, checks the answers and, with telemetry, the metrics.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +40,11 @@ fn payloads(score: &DataFrame, dir: &std::path::Path) -> Vec<(usize, PathBuf)> {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
+    let telemetry = std::env::var("MLOPS_SERVE_TELEMETRY").is_ok_and(|v| v == "1");
+    let metrics = telemetry.then(|| {
+        tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(std::io::sink).init();
+        mlops_infer::serve::prometheus_builder().install_recorder().expect("metrics recorder")
+    });
     let prepared = mlops_benches::prepare(&data_dir(), 10_000).expect("benchmark data");
     let score = read_parquet(&prepared.score).expect("scoring rows");
     let payloads = payloads(&score, prepared.score.parent().expect("data directory"));
@@ -55,10 +63,12 @@ fn main() {
             .load_model(&"models:/transactions/1".parse().expect("uri"), &FlavorRegistry::with_builtins())
             .await
             .expect("loads");
-        let app = ModelServer::new()
-            .endpoint("transactions", Arc::new(ModelSlot::loaded(loaded)))
-            .expect("endpoint")
-            .router();
+        let mut server =
+            ModelServer::new().endpoint("transactions", Arc::new(ModelSlot::loaded(loaded))).expect("endpoint");
+        if let Some(handle) = metrics {
+            server = server.prometheus(handle);
+        }
+        let app = server.router();
         let port: u16 =
             if bench { std::env::var("MLOPS_BENCH_PORT").map_or(8080, |p| p.parse().expect("port")) } else { 0 };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
@@ -85,6 +95,14 @@ fn main() {
             assert_eq!(response.status(), 200);
             let answer: serde_json::Value = response.json().await.expect("json answer");
             assert_eq!(answer["predictions"].as_array().map(Vec::len), Some(*rows));
+        }
+        if telemetry {
+            let text = client.get(format!("http://{address}/metrics")).send().await.expect("metrics").text().await;
+            let counted = format!(
+                "mlops_serving_requests_total{{endpoint=\"transactions\",route=\"default\",status=\"200\",format=\"dataframe_split\"}} {}",
+                payloads.len()
+            );
+            assert!(text.expect("metrics text").contains(&counted), "{counted}");
         }
         println!("Success: {} payloads answered", payloads.len());
     });

@@ -23,6 +23,10 @@
 //!     --model models:/fraud@champion=90 --model models:/fraud@challenger=10 --port 8080
 //! ```
 //!
+//! The server answers `GET /metrics` (Prometheus), `GET /serving-endpoints/{name}` (what
+//! each route serves), `/ping` and `/health`; events (models loaded and swapped, failed
+//! refreshes, 5xx answers) go to standard error at `--log-level`.
+//!
 //! Each route follows its URI (polled every `--poll-secs`). The endpoint is named after the
 //! first model; `--self-test N` then sends the first model's input example N times. Exit
 //! codes: 0 after a clean stop, 2 for bad arguments, 3 when a model cannot be loaded, 1
@@ -36,6 +40,7 @@ use clap::Parser;
 use mlops_core::{FlavorRegistry, ModelName, ModelUri, TabularClassifierParams};
 use mlops_examples::registries::{key_value, open_registry};
 use mlops_examples::transactions::{self, CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES};
+use mlops_infer::serve::metrics_exporter_prometheus::PrometheusHandle;
 use mlops_infer::serve::{
     DEFAULT_RECORDER_BYTES, Endpoint, MODEL_VERSION_HEADER, MemoryRecorder, ModelServer, ROUTE_HEADER, ServerSettings,
     serve,
@@ -67,6 +72,9 @@ struct Args {
     /// Seconds between checks of where each URI points.
     #[arg(long, default_value_t = 10)]
     poll_secs: u64,
+    /// The most detailed events printed: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
 }
 
 /// `URI[=PERCENT]`.
@@ -83,7 +91,16 @@ fn route(text: &str) -> Result<(ModelUri, Option<u8>), String> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let outcome = if args.models.is_empty() { serve_quickstart(args).await } else { serve_models(args).await };
+    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).init();
+    let metrics = match mlops_infer::serve::prometheus_builder().install_recorder() {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("serve: installing the metrics recorder: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome =
+        if args.models.is_empty() { serve_quickstart(args, metrics).await } else { serve_models(args, metrics).await };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err((code, message)) => {
@@ -135,7 +152,7 @@ fn shares(models: &[(ModelUri, Option<u8>)]) -> Result<Vec<u8>, Failure> {
 }
 
 /// Serves the `--model` routes from `--registry`.
-async fn serve_models(args: Args) -> Result<(), Failure> {
+async fn serve_models(args: Args, metrics: PrometheusHandle) -> Result<(), Failure> {
     let location =
         args.registry.clone().ok_or_else(|| (2, "--model needs --registry (or MLFLOW_TRACKING_URI)".to_owned()))?;
     let registry =
@@ -164,7 +181,11 @@ async fn serve_models(args: Args) -> Result<(), Failure> {
         builder = builder.route(format!("route{index}"), Arc::new(live), u32::from(shares[index]));
     }
     let endpoint = builder.build().map_err(|e| (2, e.to_string()))?;
-    let app = ModelServer::new().endpoint(endpoint_name.clone(), endpoint).map_err(|e| (2, e.to_string()))?.router();
+    let app = ModelServer::new()
+        .endpoint(endpoint_name.clone(), endpoint)
+        .map_err(|e| (2, e.to_string()))?
+        .prometheus(metrics)
+        .router();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await.map_err(|e| (1, e.to_string()))?;
     let address = listener.local_addr().map_err(|e| (1, e.to_string()))?;
     println!("==> serving `{endpoint_name}` on http://{address}/invocations");
@@ -200,11 +221,11 @@ async fn serve_models(args: Args) -> Result<(), Failure> {
 }
 
 /// Serves the quickstart's transactions model: `champion` and `challenger` with a shadow.
-async fn serve_quickstart(args: Args) -> Result<(), Failure> {
-    run_quickstart(args).await.map_err(|e| (1, e.to_string()))
+async fn serve_quickstart(args: Args, metrics: PrometheusHandle) -> Result<(), Failure> {
+    run_quickstart(args, metrics).await.map_err(|e| (1, e.to_string()))
 }
 
-async fn run_quickstart(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_quickstart(args: Args, metrics: PrometheusHandle) -> Result<(), Box<dyn std::error::Error>> {
     let registry: Arc<dyn Registry> = Arc::new(ObjectStoreRegistry::local(args.dir.join("registry"))?);
     let name: ModelName = "transactions".parse()?;
     let versions = ensure_versions(registry.as_ref(), &name).await?;
@@ -231,10 +252,12 @@ async fn run_quickstart(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .sticky_header("x-customer-id")
         .build()?;
     let recorder = Arc::new(MemoryRecorder::new(100_000).with_byte_limit(DEFAULT_RECORDER_BYTES));
-    let app = ModelServer::new().endpoint("transactions", endpoint)?.recorder(recorder.clone()).router();
+    let app =
+        ModelServer::new().endpoint("transactions", endpoint)?.recorder(recorder.clone()).prometheus(metrics).router();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     let address = listener.local_addr()?;
     println!("==> serving on http://{address}/invocations (and /serving-endpoints/transactions/invocations)");
+    println!("    state: http://{address}/serving-endpoints/transactions, metrics: http://{address}/metrics");
 
     let (stop, server) = spawn_server(listener, app);
 
@@ -263,6 +286,11 @@ async fn run_quickstart(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             println!("    {route}: {count} of {requests} requests");
         }
         println!("    shadow answers recorded: {}", recorder.exchanges().len());
+        let text = client.get(format!("http://{address}/metrics")).send().await?.text().await?;
+        println!("==> /metrics, requests by route:");
+        for line in text.lines().filter(|l| l.starts_with("mlops_serving_requests_total{")) {
+            println!("    {line}");
+        }
         let _ = stop.send(());
     }
     server.await??;

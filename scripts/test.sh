@@ -75,8 +75,8 @@ cargo test --workspace --all-features --locked 2>&1 | tee -a "$log"
 
 # The next steps reuse the build above: the same package selection and features, so cargo
 # does not resolve a different feature set and rebuild polars for it.
-step "benchmarks in test mode"
-cargo test --workspace --all-features --locked --benches 2>&1 | tee -a "$log"
+step "benchmarks in test mode (the serving one with its metrics and a log subscriber on)"
+MLOPS_SERVE_TELEMETRY=1 cargo test --workspace --all-features --locked --benches 2>&1 | tee -a "$log"
 
 step "quickstart, twice on one directory"
 quickstart="$CARGO_TARGET_DIR/debug/examples/quickstart"
@@ -101,6 +101,10 @@ serve="$CARGO_TARGET_DIR/debug/examples/serve"
 "$serve" --dir "$work/serve" --port 0 --self-test 200 | tee "$work/serve.log"
 if ! grep -q "shadow answers recorded: 200" "$work/serve.log"; then
   echo "the serving example should have recorded a shadow answer per request" >&2
+  exit 1
+fi
+if ! grep -Eq '^    mlops_serving_requests_total\{endpoint="transactions",route="champion",status="200",format="dataframe_records"\} [0-9]+$' "$work/serve.log"; then
+  echo "the serving example should have shown its requests counted in /metrics" >&2
   exit 1
 fi
 

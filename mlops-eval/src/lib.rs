@@ -47,6 +47,8 @@ pub mod monitor;
 #[cfg(any(feature = "genai", feature = "monitor"))]
 mod plot;
 pub mod stats;
+#[cfg(feature = "genai")]
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "genai")]

@@ -10,6 +10,7 @@ use polars::prelude::{Column, DataFrame, DataType, LazyFrame, PlSmallStr, Polars
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::telemetry;
 
 /// Column holding the model's prediction.
 pub const PREDICTION: &str = "prediction";
@@ -149,6 +150,25 @@ impl BatchScorer {
     /// model's signature; [`Error::InvalidArgument`] when the input already has an output
     /// column; [`Error::ModelContract`] when the model returns the wrong number of rows.
     pub fn score(&self, frame: &DataFrame) -> Result<DataFrame> {
+        let started = std::time::Instant::now();
+        let span = tracing::debug_span!(
+            "batch",
+            model = %self.model_name,
+            version = self.version,
+            rows = frame.height(),
+            chunks = frame.height().div_ceil(self.chunk_rows),
+            duration_ms = tracing::field::Empty,
+        );
+        let scored = span.in_scope(|| self.score_chunks(frame))?;
+        let elapsed = started.elapsed();
+        span.record("duration_ms", mlops_registry::telemetry::millis(elapsed));
+        let model = self.model_name.clone();
+        metrics::counter!(telemetry::BATCH_ROWS, "model" => model.clone()).increment(frame.height() as u64);
+        metrics::histogram!(telemetry::BATCH_SECONDS, "model" => model).record(elapsed.as_secs_f64());
+        Ok(scored)
+    }
+
+    fn score_chunks(&self, frame: &DataFrame) -> Result<DataFrame> {
         // Check the whole frame once up front, so a bad column is reported by name before
         // any work and regardless of which chunk would have met it first.
         self.model.signature().enforce(&frame.head(Some(0)))?;

@@ -48,6 +48,7 @@ pub mod serve;
 mod shard;
 #[cfg(feature = "stream")]
 pub mod stream;
+pub mod telemetry;
 
 pub use batch::{BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT};
 #[cfg(feature = "delta")]

@@ -58,9 +58,12 @@
 mod capture;
 mod endpoint;
 mod error;
+mod exporter;
 mod listen;
 mod record;
 mod request;
+mod state;
+mod trace_context;
 
 /// The axum whose [`Router`] [`ModelServer::router`] returns: mount it, or
 /// add routes and layers, through here to be on the same version.
@@ -69,14 +72,19 @@ pub use axum;
 pub use capture::{CaptureStats, ENDPOINT_COLUMN, InferenceCapture, ROUTE_COLUMN, SHADOW_COLUMN};
 pub use endpoint::{Endpoint, EndpointBuilder, StickyKey};
 pub use error::{MAX_MESSAGE_BYTES, ServeError};
+pub use exporter::{BODY_BUCKETS, LATENCY_BUCKETS, prometheus_builder};
 pub use listen::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_SHUTDOWN_GRACE,
     ServerSettings, serve,
 };
+/// The Prometheus exporter whose handle [`ModelServer::prometheus`] takes, re-exported to be
+/// on the same version.
+pub use metrics_exporter_prometheus;
 /// Re-exported from `mlops_registry`, where streams take them too.
 pub use mlops_registry::{ModelSlot, ModelSource};
 pub use record::{Exchange, ExchangeRecorder, MemoryRecorder};
 pub use request::INPUT_FORMATS;
+pub use trace_context::{TRACEPARENT_HEADER, TraceParent};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,12 +97,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::time::{Duration, Instant};
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use mlops_core::{frame_to_columns_json, frame_to_records_json};
 use mlops_registry::LoadedModel;
 use polars::prelude::DataFrame;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::error::{Error, Result};
+use crate::telemetry;
 use request::BodyFormat;
 
 /// Header naming the model that answered.
@@ -105,6 +117,11 @@ pub const MODEL_VERSION_HEADER: &str = "x-mlops-model-version";
 pub const ENDPOINT_HEADER: &str = "x-mlops-endpoint";
 /// Header naming the route of the endpoint that answered.
 pub const ROUTE_HEADER: &str = "x-mlops-route";
+/// Header carrying a request's id: the caller's, when it sends a usable one (visible
+/// ASCII, at most [`MAX_REQUEST_ID_BYTES`]), or one the server makes; always answered.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The longest request id taken from a caller.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
 /// Default time a request may take, queueing included (as MLflow's scoring server).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of requests scored at once; others wait their turn.
@@ -140,7 +157,13 @@ pub struct ModelServer {
     shadows: Arc<Semaphore>,
     capture_rate: f64,
     answered: Arc<std::sync::atomic::AtomicU64>,
+    prometheus: Option<PrometheusHandle>,
+    ping_checks_readiness: bool,
+    join_trace: Option<Arc<JoinTrace>>,
 }
+
+/// What [`ModelServer::join_trace`] calls to make a request's span a child of its caller's.
+type JoinTrace = dyn Fn(&tracing::Span, &TraceParent) + Send + Sync;
 
 impl std::fmt::Debug for ModelServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,6 +197,9 @@ impl ModelServer {
             shadows: Arc::new(Semaphore::new(DEFAULT_SHADOW_LIMIT)),
             capture_rate: 0.0,
             answered: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            prometheus: None,
+            ping_checks_readiness: false,
+            join_trace: None,
         }
     }
 
@@ -278,22 +304,113 @@ impl ModelServer {
         self
     }
 
+    /// Adds `GET /metrics`: what `handle`'s recorder holds, in Prometheus's text format,
+    /// after setting the gauges of what every route serves (see [`telemetry`] for the
+    /// names). Install the recorder once per process, with
+    /// [`prometheus_builder`] for this crate's histogram buckets.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mlops_infer::serve::{ModelServer, ModelSlot, prometheus_builder};
+    ///
+    /// let recorder = prometheus_builder().build_recorder(); // or `.install_recorder()?`
+    /// let app = ModelServer::new()
+    ///     .endpoint("transactions", Arc::new(ModelSlot::empty()))?
+    ///     .prometheus(recorder.handle())
+    ///     .router();
+    /// # drop(app);
+    /// # Ok::<(), mlops_infer::Error>(())
+    /// ```
+    #[must_use]
+    pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
+        self.prometheus = Some(handle);
+        self
+    }
+
+    /// Makes `GET /ping` a readiness check, as MLflow's and SageMaker's scoring servers
+    /// use it: 200 only when every endpoint has its model (and nothing is wrong with its
+    /// sources), as `/health`. By default `/ping` says only that the server is up.
+    #[must_use]
+    pub fn ping_checks_readiness(mut self) -> Self {
+        self.ping_checks_readiness = true;
+        self
+    }
+
+    /// Calls `join` with each request's span and the caller's valid `traceparent`, so an
+    /// OpenTelemetry layer can make the span a child of the caller's (the span also
+    /// records `trace_id` and `parent_span_id`). With `tracing-opentelemetry`:
+    ///
+    /// ```text
+    /// server.join_trace(|span, parent| {
+    ///     use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    ///     use tracing_opentelemetry::OpenTelemetrySpanExt;
+    ///     let remote = SpanContext::new(
+    ///         TraceId::from_bytes(parent.trace_id),
+    ///         SpanId::from_bytes(parent.parent_id),
+    ///         TraceFlags::new(parent.flags),
+    ///         true,
+    ///         TraceState::default(),
+    ///     );
+    ///     span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    /// })
+    /// ```
+    #[must_use]
+    pub fn join_trace(mut self, join: impl Fn(&tracing::Span, &TraceParent) + Send + Sync + 'static) -> Self {
+        self.join_trace = Some(Arc::new(join));
+        self
+    }
+
     /// The router: mount it in an app, or serve it as it is.
     pub fn router(self) -> Router {
-        Router::new()
+        let mut router = Router::new()
             .route("/invocations", post(default_invocations))
             .route("/invocations/{name}", post(named_invocations))
             .route("/serving-endpoints/{name}/invocations", post(named_invocations))
+            .route("/serving-endpoints", get(state::list_endpoints))
+            .route("/serving-endpoints/{name}", get(state::endpoint_state))
             .route("/ping", get(ping))
             .route("/health", get(health))
-            .route("/version", get(version))
-            .fallback(unknown_path)
-            .with_state(Arc::new(self))
+            .route("/version", get(version));
+        if self.prometheus.is_some() {
+            router = router.route("/metrics", get(metrics_text));
+        }
+        router.fallback(unknown_path).with_state(Arc::new(self))
     }
 
+    /// Answers one scoring request inside its span, and records how it went.
     async fn invoke(&self, name: &str, headers: &HeaderMap, body: Body) -> Response {
-        let answer = tokio::time::timeout(self.request_timeout, self.answer(name, headers, body)).await;
-        match answer {
+        let started = Instant::now();
+        // Labels only ever carry configured endpoint names, so a caller cannot grow them.
+        let endpoint = if self.endpoints.contains_key(name) { name } else { "" };
+        let request_id = request_id(headers);
+        let span = tracing::info_span!(
+            "request",
+            endpoint,
+            request_id = %request_id.to_str().unwrap_or_default(),
+            route = Empty,
+            model = Empty,
+            version = Empty,
+            format = Empty,
+            rows = Empty,
+            status = Empty,
+            duration_ms = Empty,
+            trace_id = Empty,
+            parent_span_id = Empty,
+        );
+        if let Some(parent) = TraceParent::from_headers(headers) {
+            span.record("trace_id", parent.trace_id_hex());
+            span.record("parent_span_id", parent.parent_id_hex());
+            if let Some(join) = &self.join_trace {
+                join(&span, &parent);
+            }
+        }
+        let _in_flight =
+            exporter::Raised::new(metrics::gauge!(telemetry::IN_FLIGHT, "endpoint" => endpoint.to_owned()));
+        let mut facts = Facts::default();
+        let answer = tokio::time::timeout(self.request_timeout, self.answer(name, headers, body, &mut facts))
+            .instrument(span.clone())
+            .await;
+        let mut response = match answer {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => error.into_response(),
             Err(_) => ServeError::new(
@@ -302,16 +419,52 @@ impl ModelServer {
                 format!("the request was not answered within {:?}", self.request_timeout),
             )
             .into_response(),
+        };
+        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        let duration_ms = mlops_registry::telemetry::millis(elapsed);
+        span.record("status", status);
+        span.record("duration_ms", duration_ms);
+        span.record("format", facts.format);
+        if let Some((model, version)) = &facts.model {
+            span.record("model", model.as_str());
+            span.record("version", *version);
         }
+        if let Some(rows) = facts.rows {
+            span.record("rows", rows);
+        }
+        if let Some(route) = &facts.route {
+            span.record("route", route.as_str());
+        }
+        span.in_scope(|| match status {
+            500.. => tracing::warn!(status, duration_ms, "request failed"),
+            400.. => tracing::debug!(status, duration_ms, "request refused"),
+            _ => tracing::debug!(status, duration_ms, "request answered"),
+        });
+        let route = facts.route.unwrap_or_default();
+        let status = status_label(status);
+        metrics::counter!(telemetry::REQUESTS, "endpoint" => endpoint.to_owned(), "route" => route.clone(), "status" => status, "format" => facts.format)
+            .increment(1);
+        metrics::histogram!(telemetry::REQUEST_SECONDS, "endpoint" => endpoint.to_owned(), "route" => route, "status" => status)
+            .record(elapsed.as_secs_f64());
+        response
     }
 
-    async fn answer(&self, name: &str, headers: &HeaderMap, body: Body) -> std::result::Result<Response, ServeError> {
+    async fn answer(
+        &self,
+        name: &str,
+        headers: &HeaderMap,
+        body: Body,
+        facts: &mut Facts,
+    ) -> std::result::Result<Response, ServeError> {
         let endpoint = self.endpoints.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
             ServeError::not_found(format!("no endpoint `{name}` (endpoints: {})", known.join(", ")))
         })?;
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let format = BodyFormat::from_content_type(content_type)?;
+        facts.format = format.label();
         let too_large = || {
             ServeError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -330,24 +483,35 @@ impl ModelServer {
         // its prediction ends, so queued and scoring requests together stay within it.
         let expected = declared.map_or(self.body_limit, |length| length as usize);
         let units = expected.div_ceil(BODY_MEMORY_UNIT).clamp(1, self.body_memory_units);
+        let queued = exporter::Raised::new(metrics::gauge!(telemetry::QUEUED, "endpoint" => name.to_owned()));
         let memory =
             Arc::clone(&self.body_memory).acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX)).await.map_err(
                 |e| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string()),
             )?;
         let body = axum::body::to_bytes(body, self.body_limit).await.map_err(|_| too_large())?;
+        metrics::histogram!(telemetry::BODY_BYTES, "endpoint" => name.to_owned()).record(body.len() as f64);
         // The slot is held until the prediction ends, even if the caller has timed out.
         let slot = Arc::clone(&self.scoring)
             .acquire_owned()
             .await
             .map_err(|e| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string()))?;
+        drop(queued);
         let (scoring, sticky_header, endpoint_name) =
             (Arc::clone(endpoint), endpoint.sticky_header(headers), name.to_owned());
+        let span = tracing::Span::current();
         let scored = tokio::task::spawn_blocking(move || {
             let _held = (slot, memory);
-            score(&endpoint_name, &scoring, sticky_header, format, &body)
+            span.in_scope(|| score(&endpoint_name, &scoring, sticky_header, format, &body))
         })
         .await
         .map_err(|_| ServeError::internal("the model failed unexpectedly while scoring this request"))??;
+        facts.format = scored.format;
+        facts.route = Some(scored.route.clone());
+        facts.model = Some((scored.loaded.version.name.to_string(), scored.loaded.version.version));
+        facts.rows = Some(scored.input.height());
+        let labels = [("endpoint", name.to_owned()), ("route", scored.route.clone())];
+        metrics::histogram!(telemetry::INFERENCE_SECONDS, &labels).record(scored.latency.as_secs_f64());
+        metrics::counter!(telemetry::ROWS, &labels).increment(scored.input.height() as u64);
         let request = self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.capture_rate > 0.0 && endpoint::draw(request) < self.capture_rate {
             self.recorder.record(Exchange {
@@ -364,6 +528,7 @@ impl ModelServer {
             let (recorder, input) = (Arc::clone(&self.recorder), scored.input.clone());
             let (endpoint, route, source) = (name.to_owned(), shadow.name.clone(), Arc::clone(&shadow.source));
             let Ok(slot) = Arc::clone(&self.shadows).try_acquire_owned() else {
+                shadow_outcome(&endpoint, &route, "skipped");
                 recorder.record(Exchange {
                     endpoint,
                     route,
@@ -387,6 +552,7 @@ impl ModelServer {
                     }
                     None => Err(format!("route `{route}` has no model loaded")),
                 };
+                shadow_outcome(&endpoint, &route, if outcome.is_ok() { "ok" } else { "error" });
                 recorder.record(Exchange {
                     endpoint,
                     route,
@@ -414,8 +580,55 @@ impl ModelServer {
     }
 }
 
+/// What a request's span and metrics say about it, learnt as it is answered.
+#[derive(Default)]
+struct Facts {
+    format: &'static str,
+    route: Option<String>,
+    model: Option<(String, u64)>,
+    rows: Option<usize>,
+}
+
+/// The caller's request id when usable, else a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .filter(|v| {
+            let bytes = v.as_bytes();
+            !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID_BYTES && bytes.iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            // A v4 UUID's text is always a valid header value.
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+        })
+}
+
+/// A status as a label without allocating.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        400 => "400",
+        404 => "404",
+        413 => "413",
+        415 => "415",
+        500 => "500",
+        503 => "503",
+        504 => "504",
+        _ if status < 300 => "2xx",
+        _ if status < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn shadow_outcome(endpoint: &str, route: &str, outcome: &'static str) {
+    metrics::counter!(telemetry::SHADOW_PREDICTIONS, "endpoint" => endpoint.to_owned(), "route" => route.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
 /// A request scored by one route.
 struct Scored {
+    format: &'static str,
     route: String,
     loaded: Arc<LoadedModel>,
     input: DataFrame,
@@ -471,6 +684,7 @@ fn score(
         frame_to_records_json(&output)?
     };
     Ok(Scored {
+        format: request.format,
         route: route.name.clone(),
         loaded,
         input: request.input,
@@ -496,8 +710,21 @@ async fn named_invocations(
     server.invoke(&name, &headers, body).await
 }
 
-async fn ping() -> Response {
+async fn ping(State(server): State<Arc<ModelServer>>) -> Response {
+    if server.ping_checks_readiness {
+        return health(State(server)).await;
+    }
     ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
+}
+
+async fn metrics_text(State(server): State<Arc<ModelServer>>) -> Response {
+    let Some(handle) = &server.prometheus else {
+        return ServeError::not_found("this server exports no metrics").into_response();
+    };
+    for (name, endpoint) in &server.endpoints {
+        exporter::record_routes(name, endpoint);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
 }
 
 async fn health(State(server): State<Arc<ModelServer>>) -> Response {

@@ -81,6 +81,22 @@ fn describe(version: &Option<u64>) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The variant's name in snake case (`not_found`, `precondition`, `backend`, ...): a
+    /// label of bounded cardinality for metrics and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "not_found",
+            Self::AlreadyExists { .. } => "already_exists",
+            Self::Precondition { .. } => "precondition",
+            Self::PermissionDenied { .. } => "permission_denied",
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::NotImplemented { .. } => "not_implemented",
+            Self::Corrupt(_) => "corrupt",
+            Self::Core(_) => "core",
+            Self::Backend { .. } => "backend",
+        }
+    }
+
     pub(crate) fn not_found(what: impl Into<String>) -> Self {
         Self::NotFound { what: what.into() }
     }

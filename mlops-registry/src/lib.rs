@@ -70,6 +70,7 @@ mod model;
 mod model_source;
 mod registry;
 mod store;
+pub mod telemetry;
 mod version;
 mod webhooks;
 

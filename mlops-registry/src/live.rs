@@ -1,16 +1,20 @@
 //! A model that follows its alias.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use mlops_core::{FlavorRegistry, ModelUri};
 use parking_lot::Mutex;
 use polars::prelude::DataFrame;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::events::RegistryEvent;
 use crate::registry::{LoadedModel, Registry, RegistryExt};
+use crate::telemetry::{
+    LIVE_MODEL_CONFIRMED_AT, LIVE_MODEL_REFRESH_FAILURES, LIVE_MODEL_SWAPS, LIVE_MODEL_VERSION, unix_now,
+};
 use crate::version::ModelVersion;
 
 /// A refresh that has not succeeded for this many poll intervals makes a [`LiveModel`]
@@ -22,6 +26,11 @@ pub const STALE_AFTER_POLLS: u32 = 3;
 pub struct FollowStatus {
     /// The version serving.
     pub version: u64,
+    /// The version the URI designated when last resolved; another than `version` while
+    /// that one fails to load (the old version keeps serving).
+    pub target_version: u64,
+    /// When the version serving was swapped in (or first loaded).
+    pub serving_since: SystemTime,
     /// How long ago the URI was last resolved successfully (at start, at the latest).
     pub since_confirmed: Duration,
     /// Whether the background poller is still running.
@@ -115,6 +124,9 @@ struct Shared {
     poll_interval: Duration,
     /// When the URI was last resolved successfully.
     confirmed_at: Mutex<Instant>,
+    /// What the URI designated when last resolved, and when the serving version came in.
+    target_version: std::sync::atomic::AtomicU64,
+    serving_since: Mutex<SystemTime>,
     /// Serializes refreshes, so a poll and an explicit refresh never load the same version
     /// twice. Held across awaits, hence tokio's mutex; never touched by the predict path.
     refreshing: tokio::sync::Mutex<()>,
@@ -147,8 +159,27 @@ impl LiveModel {
         if poll_interval.is_zero() {
             return Err(Error::InvalidArgument("the poll interval of a live model must be positive".into()));
         }
-        let version = registry.resolve(&uri).await?;
-        let first = load_checked(registry.as_ref(), version, &flavors).await?;
+        let span = tracing::debug_span!("live_model", uri = %uri);
+        let started = Instant::now();
+        let first = async {
+            let version = registry.resolve(&uri).await?;
+            load_checked(registry.as_ref(), version, &flavors).await
+        }
+        .instrument(span.clone())
+        .await?;
+        let label = uri.to_string();
+        span.in_scope(|| {
+            tracing::info!(
+                uri = %label,
+                model = %first.version.name,
+                version = first.version.version,
+                duration_ms = crate::telemetry::millis(started.elapsed()),
+                "model loaded"
+            );
+        });
+        metrics::gauge!(LIVE_MODEL_VERSION, "uri" => label.clone()).set(first.version.version as f64);
+        metrics::gauge!(LIVE_MODEL_CONFIRMED_AT, "uri" => label).set(unix_now());
+        let target_version = std::sync::atomic::AtomicU64::new(first.version.version);
         let shared = Arc::new(Shared {
             registry,
             uri,
@@ -157,6 +188,8 @@ impl LiveModel {
             last_error: Mutex::new(None),
             poll_interval,
             confirmed_at: Mutex::new(Instant::now()),
+            target_version,
+            serving_since: Mutex::new(SystemTime::now()),
             refreshing: tokio::sync::Mutex::new(()),
         });
         let poller = tokio::spawn(poll(Arc::downgrade(&shared), poll_interval));
@@ -248,6 +281,8 @@ impl LiveModel {
     pub fn status(&self) -> FollowStatus {
         FollowStatus {
             version: self.version(),
+            target_version: self.shared.target_version.load(std::sync::atomic::Ordering::Relaxed),
+            serving_since: *self.shared.serving_since.lock(),
             since_confirmed: self.shared.confirmed_at.lock().elapsed(),
             polling: !self.poller.is_finished(),
             last_error: self.last_error(),
@@ -267,9 +302,21 @@ impl Drop for LiveModel {
 impl Shared {
     async fn refresh(&self) -> Result<Option<u64>> {
         let _one_at_a_time = self.refreshing.lock().await;
-        let outcome = self.swap_if_moved().await;
-        *self.last_error.lock() = outcome.as_ref().err().map(ToString::to_string);
+        let span = tracing::debug_span!("live_model", uri = %self.uri);
+        let outcome = self.swap_if_moved().instrument(span.clone()).await;
+        let error = outcome.as_ref().err().map(ToString::to_string);
+        if let Some(error) = &error {
+            self.failed(error, &span);
+        }
+        *self.last_error.lock() = error;
         outcome
+    }
+
+    /// Reports a refresh that failed; the serving version stays.
+    fn failed(&self, error: &str, span: &tracing::Span) {
+        let version = self.current.load().version.version;
+        span.in_scope(|| tracing::warn!(uri = %self.uri, version, error, "refresh failed"));
+        metrics::counter!(LIVE_MODEL_REFRESH_FAILURES, "uri" => self.uri.to_string()).increment(1);
     }
 
     /// A refresh on its own task, so a panic in a registry backend fails that refresh
@@ -282,19 +329,37 @@ impl Shared {
             } else {
                 "the refresh was cancelled".to_owned()
             };
-            *self.last_error.lock() = Some(format!("refreshing `{}` failed unexpectedly: {message}", self.uri));
+            let error = format!("refreshing `{}` failed unexpectedly: {message}", self.uri);
+            self.failed(&error, &tracing::Span::current());
+            *self.last_error.lock() = Some(error);
         }
     }
 
     async fn swap_if_moved(&self) -> Result<Option<u64>> {
         let target = self.registry.resolve(&self.uri).await?;
         *self.confirmed_at.lock() = Instant::now();
-        if target.version == self.current.load().version.version {
+        let label = self.uri.to_string();
+        metrics::gauge!(LIVE_MODEL_CONFIRMED_AT, "uri" => label.clone()).set(unix_now());
+        self.target_version.store(target.version, std::sync::atomic::Ordering::Relaxed);
+        let from_version = self.current.load().version.version;
+        if target.version == from_version {
             return Ok(None);
         }
+        let started = Instant::now();
         let loaded = load_checked(self.registry.as_ref(), target, &self.flavors).await?;
         let version = loaded.version.version;
+        tracing::info!(
+            uri = %label,
+            model = %loaded.version.name,
+            from_version,
+            to_version = version,
+            duration_ms = crate::telemetry::millis(started.elapsed()),
+            "model swapped"
+        );
         self.current.store(Arc::new(loaded));
+        *self.serving_since.lock() = SystemTime::now();
+        metrics::counter!(LIVE_MODEL_SWAPS, "uri" => label.clone()).increment(1);
+        metrics::gauge!(LIVE_MODEL_VERSION, "uri" => label).set(version as f64);
         Ok(Some(version))
     }
 }

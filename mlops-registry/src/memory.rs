@@ -10,6 +10,7 @@ use crate::alias::SetAlias;
 use crate::error::{Error, Result, model_not_found, version_not_found};
 use crate::model::{Change, CreateModel, RegisteredModel};
 use crate::registry::Registry;
+use crate::telemetry::traced;
 use crate::version::{CreateVersion, ModelVersion, SearchVersions};
 
 /// A registry in process memory: for tests, examples and single-process tools.
@@ -44,94 +45,153 @@ impl MemoryRegistry {
     }
 }
 
+/// The `backend` label of this registry's spans and metrics.
+const BACKEND: &str = "memory";
+
 #[async_trait]
 impl Registry for MemoryRegistry {
     async fn create_model(&self, request: CreateModel) -> Result<RegisteredModel> {
-        let model = request.into_model()?;
-        let mut models = self.models.write();
-        if models.contains_key(&model.name) {
-            return Err(Error::AlreadyExists { what: format!("model `{}`", model.name) });
-        }
-        models.insert(model.name.clone(), Entry { model: model.clone(), versions: BTreeMap::new() });
-        Ok(model)
+        traced(BACKEND, "create_model")
+            .model(&request.name)
+            .run(async {
+                let model = request.into_model()?;
+                let mut models = self.models.write();
+                if models.contains_key(&model.name) {
+                    return Err(Error::AlreadyExists { what: format!("model `{}`", model.name) });
+                }
+                models.insert(model.name.clone(), Entry { model: model.clone(), versions: BTreeMap::new() });
+                Ok(model)
+            })
+            .await
     }
 
     async fn get_model(&self, name: &ModelName) -> Result<RegisteredModel> {
-        self.models.read().get(name).map(|e| e.model.clone()).ok_or_else(|| model_not_found(name))
+        traced(BACKEND, "get_model")
+            .model(name)
+            .run(async { self.models.read().get(name).map(|e| e.model.clone()).ok_or_else(|| model_not_found(name)) })
+            .await
     }
 
     async fn list_models(&self) -> Result<Vec<RegisteredModel>> {
-        Ok(self.models.read().values().map(|e| e.model.clone()).collect())
+        traced(BACKEND, "list_models")
+            .run(async { Ok(self.models.read().values().map(|e| e.model.clone()).collect()) })
+            .await
     }
 
     async fn update_model(&self, name: &ModelName, change: Change) -> Result<RegisteredModel> {
-        let mut models = self.models.write();
-        let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
-        let mut model = entry.model.clone();
-        model.apply(&change)?;
-        entry.model = model.clone();
-        Ok(model)
+        traced(BACKEND, "update_model")
+            .model(name)
+            .run(async {
+                let mut models = self.models.write();
+                let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
+                let mut model = entry.model.clone();
+                model.apply(&change)?;
+                entry.model = model.clone();
+                Ok(model)
+            })
+            .await
     }
 
     async fn create_version(&self, request: CreateVersion) -> Result<ModelVersion> {
-        let digest = request.package.digest()?;
-        let mut models = self.models.write();
-        let entry = models.get_mut(&request.model).ok_or_else(|| model_not_found(&request.model))?;
-        let number = entry.versions.keys().next_back().map_or(1, |v| v + 1);
-        let source = format!("memory://{}/{number}", request.model);
-        let version = request.to_version(number, source, digest)?;
-        entry.versions.insert(number, (version.clone(), request.package));
-        Ok(version)
+        traced(BACKEND, "create_version")
+            .model(&request.model)
+            .run(async {
+                let digest = request.package.digest()?;
+                let mut models = self.models.write();
+                let entry = models.get_mut(&request.model).ok_or_else(|| model_not_found(&request.model))?;
+                let number = entry.versions.keys().next_back().map_or(1, |v| v + 1);
+                let source = format!("memory://{}/{number}", request.model);
+                let version = request.to_version(number, source, digest)?;
+                entry.versions.insert(number, (version.clone(), request.package));
+                Ok(version)
+            })
+            .await
     }
 
     async fn get_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
-        let models = self.models.read();
-        let entry = models.get(name).ok_or_else(|| model_not_found(name))?;
-        let stored = entry.versions.get(&version).ok_or_else(|| version_not_found(name, version))?;
-        Ok(entry.model.label(stored.0.clone()))
+        traced(BACKEND, "get_version")
+            .model(name)
+            .version(version)
+            .run(async {
+                let models = self.models.read();
+                let entry = models.get(name).ok_or_else(|| model_not_found(name))?;
+                let stored = entry.versions.get(&version).ok_or_else(|| version_not_found(name, version))?;
+                Ok(entry.model.label(stored.0.clone()))
+            })
+            .await
     }
 
     async fn search_versions(&self, filter: SearchVersions) -> Result<Vec<ModelVersion>> {
-        let models = self.models.read();
-        if let Some(name) = filter.model.as_ref().filter(|name| !models.contains_key(*name)) {
-            return Err(model_not_found(name));
-        }
-        Ok(models
-            .values()
-            .flat_map(|e| e.versions.values().map(|(v, _)| e.model.label(v.clone())))
-            .filter(|v| filter.matches(v))
-            .collect())
+        traced(BACKEND, "search_versions")
+            .maybe_model(filter.model.as_ref())
+            .run(async {
+                let models = self.models.read();
+                if let Some(name) = filter.model.as_ref().filter(|name| !models.contains_key(*name)) {
+                    return Err(model_not_found(name));
+                }
+                Ok(models
+                    .values()
+                    .flat_map(|e| e.versions.values().map(|(v, _)| e.model.label(v.clone())))
+                    .filter(|v| filter.matches(v))
+                    .collect())
+            })
+            .await
     }
 
     async fn update_version(&self, name: &ModelName, version: u64, change: Change) -> Result<ModelVersion> {
-        let mut models = self.models.write();
-        let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
-        let (stored, _) = entry.versions.get_mut(&version).ok_or_else(|| version_not_found(name, version))?;
-        let mut updated = stored.clone();
-        updated.apply(&change)?;
-        *stored = updated.clone();
-        Ok(entry.model.label(updated))
+        traced(BACKEND, "update_version")
+            .model(name)
+            .version(version)
+            .run(async {
+                let mut models = self.models.write();
+                let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
+                let (stored, _) = entry.versions.get_mut(&version).ok_or_else(|| version_not_found(name, version))?;
+                let mut updated = stored.clone();
+                updated.apply(&change)?;
+                *stored = updated.clone();
+                Ok(entry.model.label(updated))
+            })
+            .await
     }
 
     async fn set_alias(&self, request: SetAlias) -> Result<Option<u64>> {
-        check_alias(&request.alias)?;
-        let mut models = self.models.write();
-        let entry = models.get_mut(&request.model).ok_or_else(|| model_not_found(&request.model))?;
-        if !entry.versions.contains_key(&request.version) {
-            return Err(version_not_found(&request.model, request.version));
-        }
-        entry.model.move_alias(&request.alias, request.version, request.mode)
+        traced(BACKEND, "set_alias")
+            .model(&request.model)
+            .alias(&request.alias)
+            .version(request.version)
+            .run(async {
+                check_alias(&request.alias)?;
+                let mut models = self.models.write();
+                let entry = models.get_mut(&request.model).ok_or_else(|| model_not_found(&request.model))?;
+                if !entry.versions.contains_key(&request.version) {
+                    return Err(version_not_found(&request.model, request.version));
+                }
+                entry.model.move_alias(&request.alias, request.version, request.mode)
+            })
+            .await
     }
 
     async fn delete_alias(&self, name: &ModelName, alias: &str) -> Result<u64> {
-        let mut models = self.models.write();
-        let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
-        entry.model.remove_alias(alias)
+        traced(BACKEND, "delete_alias")
+            .model(name)
+            .alias(alias)
+            .run(async {
+                let mut models = self.models.write();
+                let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
+                entry.model.remove_alias(alias)
+            })
+            .await
     }
 
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
-        let models = self.models.read();
-        let entry = models.get(name).ok_or_else(|| model_not_found(name))?;
-        entry.versions.get(&version).map(|(_, p)| p.clone()).ok_or_else(|| version_not_found(name, version))
+        traced(BACKEND, "download_package")
+            .model(name)
+            .version(version)
+            .run(async {
+                let models = self.models.read();
+                let entry = models.get(name).ok_or_else(|| model_not_found(name))?;
+                entry.versions.get(&version).map(|(_, p)| p.clone()).ok_or_else(|| version_not_found(name, version))
+            })
+            .await
     }
 }

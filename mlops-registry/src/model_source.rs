@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-use crate::live::LiveModel;
+use crate::live::{FollowStatus, LiveModel};
 use crate::registry::LoadedModel;
 
 /// The model to run right now.
@@ -23,6 +23,13 @@ pub trait ModelSource: Send + Sync + 'static {
     fn problem(&self) -> Option<String> {
         None
     }
+
+    /// How the source is keeping up with the URI it follows, for a source that follows one
+    /// (a [`LiveModel`]); `None` for one that does not. A server shows it in its endpoint
+    /// state and its metrics.
+    fn following(&self) -> Option<FollowStatus> {
+        None
+    }
 }
 
 /// A model that follows its alias: whatever version it holds runs, so an alias move takes
@@ -36,6 +43,10 @@ impl ModelSource for LiveModel {
     /// [`STALE_AFTER_POLLS`](crate::STALE_AFTER_POLLS) poll intervals.
     fn problem(&self) -> Option<String> {
         self.status().problem(self.poll_interval()).map(|why| format!("`{}` {why}", self.uri()))
+    }
+
+    fn following(&self) -> Option<FollowStatus> {
+        Some(self.status())
     }
 }
 

@@ -16,6 +16,7 @@ use crate::documents::Documents;
 use crate::error::{Error, Result, model_not_found, version_not_found};
 use crate::model::{Change, CreateModel, RegisteredModel};
 use crate::registry::Registry;
+use crate::telemetry::traced;
 use crate::version::{CreateVersion, ModelVersion, SearchVersions};
 
 /// How many package files are transferred at once.
@@ -262,147 +263,218 @@ fn nested(base: &Path, relative: &str) -> Path {
     relative.split('/').fold(base.clone(), |path, part| path.join(part))
 }
 
+/// The `backend` label of this registry's spans and metrics.
+const BACKEND: &str = "object_store";
+
 #[async_trait]
 impl Registry for ObjectStoreRegistry {
     async fn create_model(&self, request: CreateModel) -> Result<RegisteredModel> {
-        let model = request.into_model()?;
-        if self.documents.create(&self.model_doc(&model.name), 1, &model).await? {
-            Ok(model)
-        } else {
-            Err(Error::AlreadyExists { what: format!("model `{}`", model.name) })
-        }
+        traced(BACKEND, "create_model")
+            .model(&request.name)
+            .run(async {
+                let model = request.into_model()?;
+                if self.documents.create(&self.model_doc(&model.name), 1, &model).await? {
+                    Ok(model)
+                } else {
+                    Err(Error::AlreadyExists { what: format!("model `{}`", model.name) })
+                }
+            })
+            .await
     }
 
     async fn get_model(&self, name: &ModelName) -> Result<RegisteredModel> {
-        self.read_model(name).await
+        traced(BACKEND, "get_model").model(name).run(async { self.read_model(name).await }).await
     }
 
     async fn list_models(&self) -> Result<Vec<RegisteredModel>> {
-        let prefix = self.models_prefix();
-        let listing =
-            self.store.list_with_delimiter(Some(&prefix)).await.map_err(|e| Error::backend("listing models", e))?;
-        let names: Vec<ModelName> =
-            listing.common_prefixes.iter().filter_map(|p| ModelName::new(p.filename()?).ok()).collect();
-        let mut models = Vec::with_capacity(names.len());
-        for name in names {
-            // A model prefix without a model document is not a model (nothing is written
-            // under a model before its first revision, but stay robust to stray files).
-            if let Some(revision) = self.documents.latest(&self.model_doc(&name)).await? {
-                models.push(revision.document);
-            }
-        }
-        models.sort_by(|a: &RegisteredModel, b| a.name.cmp(&b.name));
-        Ok(models)
+        traced(BACKEND, "list_models")
+            .run(async {
+                let prefix = self.models_prefix();
+                let listing = self
+                    .store
+                    .list_with_delimiter(Some(&prefix))
+                    .await
+                    .map_err(|e| Error::backend("listing models", e))?;
+                let names: Vec<ModelName> =
+                    listing.common_prefixes.iter().filter_map(|p| ModelName::new(p.filename()?).ok()).collect();
+                let mut models = Vec::with_capacity(names.len());
+                for name in names {
+                    // A model prefix without a model document is not a model (nothing is written
+                    // under a model before its first revision, but stay robust to stray files).
+                    if let Some(revision) = self.documents.latest(&self.model_doc(&name)).await? {
+                        models.push(revision.document);
+                    }
+                }
+                models.sort_by(|a: &RegisteredModel, b| a.name.cmp(&b.name));
+                Ok(models)
+            })
+            .await
     }
 
     async fn update_model(&self, name: &ModelName, change: Change) -> Result<RegisteredModel> {
-        let (model, ()) = self
-            .documents
-            .update(&self.model_doc(name), || model_not_found(name), |m: &mut RegisteredModel| m.apply(&change))
-            .await?;
-        Ok(model)
+        traced(BACKEND, "update_model")
+            .model(name)
+            .run(async {
+                let (model, ()) = self
+                    .documents
+                    .update(&self.model_doc(name), || model_not_found(name), |m: &mut RegisteredModel| m.apply(&change))
+                    .await?;
+                Ok(model)
+            })
+            .await
     }
 
     async fn create_version(&self, request: CreateVersion) -> Result<ModelVersion> {
-        let name = &request.model;
-        request.check()?;
-        self.read_model(name).await?;
-        let digest = request.package.digest()?;
-        let prefix = self.package_prefix(name, &digest);
-        self.upload_package(&prefix, &request.package).await?;
-        let source = self.location_of(&prefix);
-        let mut number = self.version_numbers(name).await?.last().map_or(Some(1), |v| v.checked_add(1));
-        loop {
-            let Some(next) = number else {
-                return Err(Error::InvalidArgument(format!("model `{name}` has used every version number")));
-            };
-            let version = request.to_version(next, source.clone(), digest.clone())?;
-            if self.documents.create(&self.version_doc(name, next), 1, &version).await? {
-                return Ok(version);
-            }
-            number = next.checked_add(1);
-        }
+        traced(BACKEND, "create_version")
+            .model(&request.model)
+            .run(async {
+                let name = &request.model;
+                request.check()?;
+                self.read_model(name).await?;
+                let digest = request.package.digest()?;
+                let prefix = self.package_prefix(name, &digest);
+                self.upload_package(&prefix, &request.package).await?;
+                let source = self.location_of(&prefix);
+                let mut number = self.version_numbers(name).await?.last().map_or(Some(1), |v| v.checked_add(1));
+                loop {
+                    let Some(next) = number else {
+                        return Err(Error::InvalidArgument(format!("model `{name}` has used every version number")));
+                    };
+                    let version = request.to_version(next, source.clone(), digest.clone())?;
+                    if self.documents.create(&self.version_doc(name, next), 1, &version).await? {
+                        return Ok(version);
+                    }
+                    number = next.checked_add(1);
+                }
+            })
+            .await
     }
 
     async fn get_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
-        let model = self.read_model(name).await?;
-        Ok(model.label(self.read_version(name, version).await?))
+        traced(BACKEND, "get_version")
+            .model(name)
+            .version(version)
+            .run(async {
+                let model = self.read_model(name).await?;
+                Ok(model.label(self.read_version(name, version).await?))
+            })
+            .await
     }
 
     async fn search_versions(&self, filter: SearchVersions) -> Result<Vec<ModelVersion>> {
-        let names = match &filter.model {
-            Some(name) => vec![name.clone()],
-            None => self.list_models().await?.into_iter().map(|m| m.name).collect(),
-        };
-        let mut found = Vec::new();
-        for name in &names {
-            found.extend(self.versions_of(name).await?.into_iter().filter(|v| filter.matches(v)));
-        }
-        Ok(found)
+        traced(BACKEND, "search_versions")
+            .maybe_model(filter.model.as_ref())
+            .run(async {
+                let names = match &filter.model {
+                    Some(name) => vec![name.clone()],
+                    None => self.list_models().await?.into_iter().map(|m| m.name).collect(),
+                };
+                let mut found = Vec::new();
+                for name in &names {
+                    found.extend(self.versions_of(name).await?.into_iter().filter(|v| filter.matches(v)));
+                }
+                Ok(found)
+            })
+            .await
     }
 
     async fn update_version(&self, name: &ModelName, version: u64, change: Change) -> Result<ModelVersion> {
-        let missing = || version_not_found(name, version);
-        match self
-            .documents
-            .update(&self.version_doc(name, version), missing, |v: &mut ModelVersion| v.apply(&change))
+        traced(BACKEND, "update_version")
+            .model(name)
+            .version(version)
+            .run(async {
+                let missing = || version_not_found(name, version);
+                match self
+                    .documents
+                    .update(&self.version_doc(name, version), missing, |v: &mut ModelVersion| v.apply(&change))
+                    .await
+                {
+                    Ok((updated, ())) => Ok(self.read_model(name).await?.label(updated)),
+                    Err(Error::NotFound { .. }) => {
+                        self.read_model(name).await?;
+                        Err(missing())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
             .await
-        {
-            Ok((updated, ())) => Ok(self.read_model(name).await?.label(updated)),
-            Err(Error::NotFound { .. }) => {
-                self.read_model(name).await?;
-                Err(missing())
-            }
-            Err(e) => Err(e),
-        }
     }
 
     async fn set_alias(&self, request: SetAlias) -> Result<Option<u64>> {
-        check_alias(&request.alias)?;
-        // Versions are never removed, so a version that exists now still exists when the
-        // alias move lands.
-        self.read_version(&request.model, request.version).await?;
-        let (_, previous) = self
-            .documents
-            .update(
-                &self.model_doc(&request.model),
-                || model_not_found(&request.model),
-                |m: &mut RegisteredModel| m.move_alias(&request.alias, request.version, request.mode),
-            )
-            .await?;
-        Ok(previous)
+        traced(BACKEND, "set_alias")
+            .model(&request.model)
+            .alias(&request.alias)
+            .version(request.version)
+            .run(async {
+                check_alias(&request.alias)?;
+                // Versions are never removed, so a version that exists now still exists when the
+                // alias move lands.
+                self.read_version(&request.model, request.version).await?;
+                let (_, previous) = self
+                    .documents
+                    .update(
+                        &self.model_doc(&request.model),
+                        || model_not_found(&request.model),
+                        |m: &mut RegisteredModel| m.move_alias(&request.alias, request.version, request.mode),
+                    )
+                    .await?;
+                Ok(previous)
+            })
+            .await
     }
 
     async fn delete_alias(&self, name: &ModelName, alias: &str) -> Result<u64> {
-        let (_, version) = self
-            .documents
-            .update(&self.model_doc(name), || model_not_found(name), |m: &mut RegisteredModel| m.remove_alias(alias))
-            .await?;
-        Ok(version)
+        traced(BACKEND, "delete_alias")
+            .model(name)
+            .alias(alias)
+            .run(async {
+                let (_, version) = self
+                    .documents
+                    .update(
+                        &self.model_doc(name),
+                        || model_not_found(name),
+                        |m: &mut RegisteredModel| m.remove_alias(alias),
+                    )
+                    .await?;
+                Ok(version)
+            })
+            .await
     }
 
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
-        let record = self.read_version(name, version).await?;
-        let prefix = self.package_prefix(name, &record.package_digest);
-        let manifest = self.get(&prefix.clone().join(MANIFEST_FILE), None).await?;
-        let listed: mlops_core::Manifest = serde_json::from_slice(&manifest)
-            .map_err(|e| Error::Core(mlops_core::Error::InvalidPackage(format!("manifest of `{prefix}`: {e}"))))?;
-        // The manifest is checked against the version's digest before any file is fetched.
-        let digest = listed.digest()?;
-        if digest != record.package_digest {
-            return Err(Error::Core(mlops_core::Error::Checksum {
-                path: MANIFEST_FILE.to_owned(),
-                expected: record.package_digest,
-                found: digest,
-            }));
-        }
-        let wanted: Vec<(String, Path, u64)> =
-            listed.files.iter().map(|entry| (entry.path.clone(), nested(&prefix, &entry.path), entry.size)).collect();
-        let files: BTreeMap<String, Bytes> = futures::stream::iter(wanted)
-            .map(|(relative, path, size)| async move { Ok::<_, Error>((relative, self.get(&path, Some(size)).await?)) })
-            .buffer_unordered(TRANSFER_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(Package::from_parts(&manifest, files)?)
+        traced(BACKEND, "download_package")
+            .model(name)
+            .version(version)
+            .run(async {
+                let record = self.read_version(name, version).await?;
+                let prefix = self.package_prefix(name, &record.package_digest);
+                let manifest = self.get(&prefix.clone().join(MANIFEST_FILE), None).await?;
+                let listed: mlops_core::Manifest = serde_json::from_slice(&manifest).map_err(|e| {
+                    Error::Core(mlops_core::Error::InvalidPackage(format!("manifest of `{prefix}`: {e}")))
+                })?;
+                // The manifest is checked against the version's digest before any file is fetched.
+                let digest = listed.digest()?;
+                if digest != record.package_digest {
+                    return Err(Error::Core(mlops_core::Error::Checksum {
+                        path: MANIFEST_FILE.to_owned(),
+                        expected: record.package_digest,
+                        found: digest,
+                    }));
+                }
+                let wanted: Vec<(String, Path, u64)> = listed
+                    .files
+                    .iter()
+                    .map(|entry| (entry.path.clone(), nested(&prefix, &entry.path), entry.size))
+                    .collect();
+                let files: BTreeMap<String, Bytes> = futures::stream::iter(wanted)
+                    .map(|(relative, path, size)| async move {
+                        Ok::<_, Error>((relative, self.get(&path, Some(size)).await?))
+                    })
+                    .buffer_unordered(TRANSFER_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                Ok(Package::from_parts(&manifest, files)?)
+            })
+            .await
     }
 }

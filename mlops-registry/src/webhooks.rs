@@ -423,7 +423,9 @@ impl WebhookDispatcher {
                 continue;
             }
             delivery.attempts = delivery.attempts.saturating_add(1);
-            match self.post(&delivery).await {
+            let attempt = self.post(&delivery).await;
+            report_attempt(&delivery, &attempt, self.retry.max_attempts);
+            match attempt {
                 Ok(()) => report.delivered += 1,
                 Err(failure) => {
                     delivery.last_error = Some(failure.reason);
@@ -535,4 +537,36 @@ struct Failure {
     retryable: bool,
     retry_after: Option<Duration>,
     reason: String,
+}
+
+/// The event and metric of one delivery attempt. The receiver is named by its origin only:
+/// a URL's path or query may hold a token.
+fn report_attempt(delivery: &Delivery, attempt: &std::result::Result<(), Failure>, max_attempts: u32) {
+    let receiver = url::Url::parse(&delivery.url)
+        .map_or_else(|_| "unparsable URL".to_owned(), |u| u.origin().ascii_serialization());
+    let outcome = match attempt {
+        Ok(()) => "delivered",
+        Err(failure) if failure.retryable && delivery.attempts < max_attempts => "retry",
+        Err(_) => "failed",
+    };
+    match attempt {
+        Ok(()) => tracing::debug!(
+            receiver,
+            event = %delivery.event,
+            delivery_id = %delivery.id,
+            attempt = delivery.attempts,
+            outcome,
+            "webhook attempt"
+        ),
+        Err(failure) => tracing::warn!(
+            receiver,
+            event = %delivery.event,
+            delivery_id = %delivery.id,
+            attempt = delivery.attempts,
+            outcome,
+            error = %failure.reason,
+            "webhook attempt"
+        ),
+    }
+    metrics::counter!(crate::telemetry::WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
 }

@@ -85,6 +85,21 @@ pub enum LlmError {
 pub struct RetryAfter(pub Duration);
 
 impl LlmError {
+    /// The variant's name in snake case (`status`, `timeout`, ...): a label of bounded
+    /// cardinality for metrics and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Status { .. } => "status",
+            Self::Timeout { .. } => "timeout",
+            Self::Connection { .. } => "connection",
+            Self::Malformed { .. } => "malformed",
+            Self::NotRecorded { .. } => "not_recorded",
+            Self::Cache { .. } => "cache",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     /// Whether trying again may succeed: rate limits, server errors, timeouts and lost
     /// connections.
     pub fn is_transient(&self) -> bool {

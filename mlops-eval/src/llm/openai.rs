@@ -15,6 +15,7 @@ use super::chat::{ChatModel, ChatReply, ChatRequest, TokenUsage};
 use super::error::{LlmError, RetryAfter};
 use super::limit::AdaptiveLimit;
 use super::usage::{Pricing, UsageMeter};
+use crate::telemetry;
 
 /// How failed calls are retried: exponential backoff with jitter, never shorter than a
 /// `Retry-After` the server sent.
@@ -169,6 +170,8 @@ impl OpenAiChat {
         if !status.is_success() {
             if status.as_u16() == 429 {
                 permit.rate_limited();
+                tracing::debug!(model = %self.model, status = 429, "rate limited");
+                metrics::counter!(telemetry::LLM_RATE_LIMITED, "model" => self.model.clone()).increment(1);
             }
             // OpenAI also sends `retry-after-ms`, the more precise of the two.
             let header = |name: &str, unit: f64| {
@@ -248,7 +251,7 @@ impl ChatModel for OpenAiChat {
         })
         .await;
         let attempts = attempts.load(Ordering::Relaxed);
-        match outcome {
+        let outcome = match outcome {
             Ok((content, finish_reason, usage)) => {
                 let reply = ChatReply {
                     content,
@@ -267,7 +270,9 @@ impl ChatModel for OpenAiChat {
                 self.meter.record_failure(attempts);
                 Err(error)
             }
-        }
+        };
+        telemetry::record_call(&self.model, attempts, started.elapsed(), &outcome);
+        outcome
     }
 }
 

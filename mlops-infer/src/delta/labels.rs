@@ -5,11 +5,14 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use polars::prelude::*;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::arrow::frame_to_batches;
 use super::inference_table::{ACTUAL_LABEL, InferenceTable, scan_frame, write_retrying_creation_races};
 use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
+use crate::telemetry;
 
 /// Column of the pending-labels table holding when a label was received.
 pub const RECEIVED_AT: &str = "received_at";
@@ -60,6 +63,28 @@ impl InferenceTable {
     /// never convert to the table's label type; [`Error::Delta`] when a table cannot be
     /// written.
     pub async fn merge_labels(&self, labels: &DataFrame, label_column: &str) -> Result<LabelMerge> {
+        let started = std::time::Instant::now();
+        let table = self.location().url_without_secrets();
+        let span = tracing::info_span!(
+            "label_merge",
+            table = %table,
+            received = labels.height(),
+            applied = Empty,
+            pending = Empty,
+            duration_ms = Empty,
+        );
+        let merged = self.merge(labels, label_column).instrument(span.clone()).await?;
+        let elapsed = started.elapsed();
+        span.record("applied", merged.matched);
+        span.record("pending", merged.pending);
+        span.record("duration_ms", mlops_registry::telemetry::millis(elapsed));
+        metrics::counter!(telemetry::LABELS_RECEIVED, "table" => table.clone()).increment(merged.received as u64);
+        metrics::counter!(telemetry::LABELS_APPLIED, "table" => table.clone()).increment(merged.matched as u64);
+        metrics::histogram!(telemetry::LABEL_MERGE_SECONDS, "table" => table).record(elapsed.as_secs_f64());
+        Ok(merged)
+    }
+
+    async fn merge(&self, labels: &DataFrame, label_column: &str) -> Result<LabelMerge> {
         let keys = &self.config().keys;
         for column in keys.iter().map(String::as_str).chain([label_column]) {
             if labels.column(column).is_err() {

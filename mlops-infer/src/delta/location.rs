@@ -99,6 +99,15 @@ impl TableLocation {
         &self.url
     }
 
+    /// The URL without user, password or query, fit for logs and metric labels.
+    pub(crate) fn url_without_secrets(&self) -> String {
+        let mut url = self.url.clone();
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+        url.set_query(None);
+        url.to_string()
+    }
+
     /// The store, rooted at the URL's root.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.root

@@ -13,6 +13,7 @@ use super::record::{Exchange, ExchangeRecorder};
 use crate::batch::{stack, with_scoring_columns};
 use crate::delta::InferenceTable;
 use crate::error::{Error, Result};
+use crate::telemetry;
 
 /// Column naming the endpoint of a captured request.
 pub const ENDPOINT_COLUMN: &str = "endpoint";
@@ -99,6 +100,7 @@ impl ExchangeRecorder for InferenceCapture {
     fn record(&self, exchange: Exchange) {
         if self.sender.try_send(Command::Record(Box::new(exchange))).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(telemetry::CAPTURE_DROPPED).increment(1);
         }
     }
 }
@@ -164,6 +166,7 @@ async fn write(table: &InferenceTable, exchanges: Vec<Exchange>, stats: &Mutex<C
         }
     }
     for group in groups {
+        let rows: usize = group.iter().map(DataFrame::height).sum();
         let appended = match stack(group) {
             Ok(Some(frame)) => table.append(&frame).await.map(|a| a.rows as u64),
             Ok(None) => Ok(0),
@@ -171,11 +174,16 @@ async fn write(table: &InferenceTable, exchanges: Vec<Exchange>, stats: &Mutex<C
         };
         let mut stats = stats.lock();
         match appended {
-            Ok(rows) => {
-                stats.rows_written += rows;
+            Ok(written) => {
+                metrics::counter!(telemetry::CAPTURE_ROWS_WRITTEN).increment(written);
+                stats.rows_written += written;
                 stats.last_error = None;
             }
-            Err(e) => stats.last_error = Some(e.to_string()),
+            Err(e) => {
+                tracing::warn!(rows, error = %e, "capture write failed");
+                metrics::counter!(telemetry::CAPTURE_WRITE_FAILURES).increment(1);
+                stats.last_error = Some(e.to_string());
+            }
         }
     }
 }

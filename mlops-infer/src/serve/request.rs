@@ -23,6 +23,14 @@ pub(crate) enum BodyFormat {
 }
 
 impl BodyFormat {
+    /// The format's metric label until the body says more.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Csv => "csv",
+        }
+    }
+
     /// Reads a `Content-Type` value: `application/json` or `text/csv`, with at most a UTF-8
     /// charset parameter.
     pub(crate) fn from_content_type(content_type: Option<&str>) -> Result<Self, ServeError> {
@@ -57,12 +65,14 @@ impl BodyFormat {
 pub(crate) struct ScoringRequest {
     pub(crate) input: DataFrame,
     pub(crate) params: BTreeMap<String, Value>,
+    /// `csv`, or the JSON input field given (one of [`INPUT_FORMATS`]).
+    pub(crate) format: &'static str,
 }
 
 pub(crate) fn parse(format: BodyFormat, body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError> {
     let mut request = match format {
         BodyFormat::Json => parse_json(body, schema)?,
-        BodyFormat::Csv => ScoringRequest { input: parse_csv(body, schema)?, params: BTreeMap::new() },
+        BodyFormat::Csv => ScoringRequest { input: parse_csv(body, schema)?, params: BTreeMap::new(), format: "csv" },
     };
     if schema.is_tensor_schema() {
         request.input = columns_for_one_tensor(request.input, schema)?;
@@ -103,7 +113,7 @@ fn parse_json(body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError
     };
     let data = object.remove(format).unwrap_or(Value::Null);
     if schema.is_tensor_schema() && matches!(format, "instances" | "inputs") {
-        return Ok(ScoringRequest { input: tensors_to_frame(format, data, schema)?, params });
+        return Ok(ScoringRequest { input: tensors_to_frame(format, data, schema)?, params, format });
     }
     let input = match (format, data) {
         ("dataframe_split", data) => split_json_to_frame(&data, schema)?,
@@ -123,7 +133,7 @@ fn parse_json(body: &[u8], schema: &Schema) -> Result<ScoringRequest, ServeError
             )));
         }
     };
-    Ok(ScoringRequest { input, params })
+    Ok(ScoringRequest { input, params, format })
 }
 
 /// `instances` / `inputs` for a model taking tensors: the rows of its only tensor, or an

@@ -8,6 +8,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use mlops_registry::{LoadedModel, ModelSource};
 use polars::prelude::DataFrame;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::checkpoint::Checkpoint;
 use super::records::{record_json, split_valid};
@@ -17,6 +19,7 @@ use crate::batch::{BatchScorer, DEFAULT_CHUNK_ROWS};
 use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
 use crate::feature_store::FeatureStore;
+use crate::telemetry;
 use mlops_core::features::{FeatureFunctions, FeatureSpec, FeatureTables};
 
 /// When a stream looks for new records.
@@ -380,6 +383,7 @@ impl<S: Source> StreamingScorer<S> {
         }
     }
 
+    /// Scores and commits one batch inside its span, and counts it.
     async fn process(
         &mut self,
         scorer: &BatchScorer,
@@ -388,12 +392,60 @@ impl<S: Source> StreamingScorer<S> {
         replayed: bool,
         report: &mut StreamReport,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!(
+            "stream_batch",
+            stream = %self.stream,
+            batch,
+            replayed,
+            model = %scorer.model_name(),
+            version = scorer.version(),
+            records = Empty,
+            scored = Empty,
+            dead_letters = Empty,
+            poisoned = Empty,
+            duration_ms = Empty,
+        );
+        let done = self.process_batch(scorer, batch, offset, replayed).instrument(span.clone()).await?;
+        let elapsed = started.elapsed();
+        span.record("records", done.records);
+        span.record("scored", done.scored);
+        span.record("dead_letters", done.dead_letters);
+        span.record("poisoned", done.poisoned);
+        span.record("duration_ms", mlops_registry::telemetry::millis(elapsed));
+        let stream = self.stream.clone();
+        metrics::counter!(telemetry::STREAM_BATCHES, "stream" => stream.clone()).increment(1);
+        metrics::counter!(telemetry::STREAM_RECORDS, "stream" => stream.clone()).increment(done.records as u64);
+        metrics::counter!(telemetry::STREAM_SCORED, "stream" => stream.clone()).increment(done.scored as u64);
+        metrics::counter!(telemetry::STREAM_DEAD_LETTERS, "stream" => stream.clone())
+            .increment(done.dead_letters as u64);
+        metrics::histogram!(telemetry::STREAM_BATCH_SECONDS, "stream" => stream).record(elapsed.as_secs_f64());
+        report.batches += 1;
+        report.replayed += u64::from(replayed);
+        report.records += done.records;
+        report.scored += done.scored;
+        report.dead_letters += done.dead_letters;
+        report.poisoned += u64::from(done.poisoned);
+        if let Some(progress) = &self.progress {
+            progress(&done);
+        }
+        Ok(())
+    }
+
+    async fn process_batch(
+        &mut self,
+        scorer: &BatchScorer,
+        batch: u64,
+        offset: &S::Offset,
+        replayed: bool,
+    ) -> Result<BatchReport> {
         // Outside the batch: a missing or unreachable feature store fails every batch alike.
         let lookups = self.feature_tables(scorer).await?;
         let (scored, dead_letters, total, poisoned) = match self.score_batch(scorer, batch, offset, lookups).await {
             Ok((scored, dead_letters, total)) => (scored, dead_letters, total, false),
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {
+                tracing::warn!(stream = %self.stream, batch, error = %e, "batch set aside");
                 let letter = DeadLetter {
                     origin: format!("batch {batch}"),
                     reason: format!("the batch was set aside whole: {e}"),
@@ -412,7 +464,7 @@ impl<S: Source> StreamingScorer<S> {
         }
         self.checkpoint.commit(batch).await?;
 
-        let done = BatchReport {
+        Ok(BatchReport {
             batch,
             replayed,
             records: total,
@@ -420,17 +472,7 @@ impl<S: Source> StreamingScorer<S> {
             dead_letters: dead_letters.len(),
             poisoned,
             model_version: scorer.version(),
-        };
-        report.batches += 1;
-        report.replayed += u64::from(replayed);
-        report.records += done.records;
-        report.scored += done.scored;
-        report.dead_letters += done.dead_letters;
-        report.poisoned += u64::from(poisoned);
-        if let Some(progress) = &self.progress {
-            progress(&done);
-        }
-        Ok(())
+        })
     }
 
     /// Reads, checks, joins with the features and scores the batch: the scored rows, the
@@ -453,7 +495,10 @@ impl<S: Source> StreamingScorer<S> {
             }
         };
         let (scorer, records) = (scorer.clone(), read.records);
+        // The scoring thread works inside the batch's span.
+        let span = tracing::Span::current();
         let (scored, rejected, total) = off_runtime(move || {
+            let _in_batch = span.enter();
             if records.width() == 0 {
                 return Ok((DataFrame::empty(), Vec::new(), 0));
             }

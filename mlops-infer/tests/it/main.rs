@@ -9,6 +9,8 @@ mod features;
 #[cfg(feature = "delta")]
 mod inference_table;
 #[cfg(feature = "serve")]
+mod observability;
+#[cfg(feature = "serve")]
 mod python_models;
 #[cfg(feature = "delta")]
 mod scale_out;
