@@ -96,21 +96,25 @@ wait_for "http://127.0.0.1:$mlflow_port/ping" || { tail -20 "$work/mlflow-serve.
 table "server" "$rust_port" "$mlflow_port" "$payloads"
 
 echo
-echo "== what observability costs: the same router with a Prometheus recorder and an info-level subscriber"
+echo "== what observability costs: the same router with a Prometheus recorder and a subscriber at info, then at debug"
 observed_port=$(free_port)
 MLOPS_SERVE_TELEMETRY=1 MLOPS_BENCH_PORT=$observed_port "$bench_bin" --bench &
 pids+=($!)
+debug_port=$(free_port)
+MLOPS_SERVE_TELEMETRY=debug MLOPS_BENCH_PORT=$debug_port "$bench_bin" --bench &
+pids+=($!)
 wait_for "http://127.0.0.1:$observed_port/health"
+wait_for "http://127.0.0.1:$debug_port/health"
 printf '\n%-30s %8s %12s %10s %10s %8s\n' "telemetry" "records" "requests/s" "p50 ms" "p99 ms" "errors"
 for rows in 1 100; do
   declare -A observed
-  for mode in off on; do
-    port=$rust_port; [ "$mode" = on ] && port=$observed_port
+  for mode in off info debug; do
+    case $mode in off) port=$rust_port ;; info) port=$observed_port ;; debug) port=$debug_port ;; esac
     read -r r p50 p99 status timeouts < <(load "http://127.0.0.1:$port/invocations" "$payloads/payload-$rows.json")
     observed[$mode]=$r
     printf '%-30s %8s %12s %10s %10s %8s\n' "$mode" "$rows" "$r" "$p50" "$p99" "$((status + timeouts))"
   done
-  "$MLOPS_PYTHON" -c "print(f'    with telemetry at $rows record(s): {100 * (${observed[on]} / ${observed[off]} - 1):+.1f}% requests/s')"
+  "$MLOPS_PYTHON" -c "print(f'    at $rows record(s): metrics and info {100 * (${observed[info]} / ${observed[off]} - 1):+.1f}%, with request spans (debug) {100 * (${observed[debug]} / ${observed[off]} - 1):+.1f}% requests/s')"
 done
 
 # One MLflow model directory behind both servers: $1 a title, $2 the directory, $3 the

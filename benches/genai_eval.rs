@@ -19,9 +19,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mlops_benches::genai_rows;
 use mlops_eval::genai::{Answer, AnswerModel, BoxError, EvaluationTable, GenAiEvaluation, Question};
 use mlops_eval::judge::builtin;
-use mlops_eval::llm::{
-    AdaptiveLimit, ChatModel, ChatReply, ChatRequest, LlmError, OpenAiChat, RetryPolicy, TokenUsage,
-};
+use mlops_eval::llm::{AdaptiveLimit, Backoff, ChatModel, ChatReply, ChatRequest, LlmError, OpenAiChat, TokenUsage};
 use mlops_eval::testing::{JudgeServer, JudgeServerConfig};
 use mlops_eval::text::TextMetric;
 use polars::prelude::*;
@@ -92,7 +90,7 @@ fn judge_throughput(c: &mut Criterion) {
     for concurrency in [10, 64] {
         let judge = OpenAiChat::builder(&url, "judge")
             .concurrency(AdaptiveLimit::fixed(concurrency))
-            .retry(RetryPolicy { max_retries: 0, ..RetryPolicy::default() })
+            .retry(Backoff { max_retries: 0, ..Backoff::default() })
             .build()
             .expect("judge client");
         let evaluation = GenAiEvaluation::new()

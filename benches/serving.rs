@@ -5,9 +5,10 @@
 //! model trained the same way, with `wrk`. With `MLOPS_SERVE_MODEL` set to a model
 //! directory (the scikit-learn pipeline `benches/peer/onnx_batch.py` exports, say) it
 //! serves that model instead. With `MLOPS_SERVE_TELEMETRY=1` it runs as an operator would:
-//! a Prometheus recorder behind `/metrics` and a log subscriber at `info` (every request
-//! span recorded; the lines go nowhere, so the terminal does not set the pace), to measure
-//! what observability costs. In test mode (`cargo test --benches`) it serves on a free
+//! a Prometheus recorder behind `/metrics` and a log subscriber at `info` (the lines go
+//! nowhere, so the terminal does not set the pace), to measure what observability costs;
+//! `metrics` or `tracing` turns on one of the two, and `debug` both with the subscriber at
+//! `debug`, where every request's span is recorded. In test mode (`cargo test --benches`) it serves on a free
 //! port, sends each payload once, checks the answers and, with telemetry, the metrics.
 
 use std::path::PathBuf;
@@ -40,11 +41,16 @@ fn payloads(score: &DataFrame, dir: &std::path::Path) -> Vec<(usize, PathBuf)> {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let telemetry = std::env::var("MLOPS_SERVE_TELEMETRY").is_ok_and(|v| v == "1");
-    let metrics = telemetry.then(|| {
-        tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(std::io::sink).init();
-        mlops_infer::serve::prometheus_builder().install_recorder().expect("metrics recorder")
-    });
+    // `1`: both; `metrics` or `tracing`: one of them, to tell their costs apart; `debug`:
+    // both, the subscriber at debug, so every request span is recorded and its events written.
+    let telemetry = std::env::var("MLOPS_SERVE_TELEMETRY").unwrap_or_default();
+    let level = if telemetry == "debug" { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    if matches!(telemetry.as_str(), "1" | "tracing" | "debug") {
+        tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::sink).init();
+    }
+    let metrics = matches!(telemetry.as_str(), "1" | "metrics" | "debug")
+        .then(|| mlops_infer::serve::prometheus_builder().install_recorder().expect("metrics recorder"));
+    let telemetry = metrics.is_some();
     let prepared = mlops_benches::prepare(&data_dir(), 10_000).expect("benchmark data");
     let score = read_parquet(&prepared.score).expect("scoring rows");
     let payloads = payloads(&score, prepared.score.parent().expect("data directory"));

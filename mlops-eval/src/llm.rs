@@ -13,5 +13,7 @@ pub use cache::{CacheStats, CachedChat};
 pub use chat::{ChatMessage, ChatModel, ChatParams, ChatReply, ChatRequest, ResponseSchema, Role, TokenUsage};
 pub use error::{LlmError, RetryAfter};
 pub use limit::{AdaptiveLimit, LimitPermit};
-pub use openai::{OpenAiChat, OpenAiChatBuilder, RetryPolicy, SharedChatModel};
+/// How the client retries: the shape the registry's MLflow client takes too.
+pub use mlops_registry::Backoff;
+pub use openai::{OpenAiChat, OpenAiChatBuilder, SharedChatModel};
 pub use usage::{Pricing, UsageMeter, UsageTotals};

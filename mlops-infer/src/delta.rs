@@ -2,11 +2,11 @@
 //! writers, labels merged in when they arrive, incremental scoring that never scores a record
 //! twice.
 
-mod arrow;
+pub(crate) mod arrow;
 mod feature_store;
 
 pub(crate) use arrow::batches_to_frame;
-mod inference_table;
+pub(crate) mod inference_table;
 mod labels;
 mod location;
 

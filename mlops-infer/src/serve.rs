@@ -25,9 +25,21 @@
 //!   request's headers that also closes idle keep-alive connections, a cap on open
 //!   connections and on header size, and a graceful shutdown that lets requests in flight
 //!   finish within a grace period. (`axum::serve` works too, without those limits.)
-//! - `GET /ping` (the server is up), `GET /health` (200 only when every endpoint has its
-//!   model and no model source reports a problem, such as a [`LiveModel`] whose alias has
-//!   not been confirmed for a while), `GET /version`.
+//! - `GET /ping` (the server is up; with [`ModelServer::ping_checks_readiness`], ready),
+//!   `GET /health` (200 only when every endpoint has its model and no model source reports
+//!   a problem, such as a [`LiveModel`] whose alias has not been confirmed for a while),
+//!   `GET /version`.
+//! - `GET /serving-endpoints` and `GET /serving-endpoints/{name}`: each endpoint's state
+//!   (ready or not, and why), routes with their traffic share, the version each serves,
+//!   shadow routes, and for a route that follows an alias its target, last swap and last
+//!   refresh error. `GET /serving-endpoints/{name}/openapi`: an OpenAPI 3.1 document of
+//!   the endpoint, generated from the signature it serves (every input format, the
+//!   parameters, the answer, the error shape), with the model's input example as the
+//!   example request.
+//! - `GET /metrics` with [`ModelServer::prometheus`]: the Prometheus text format; every
+//!   request also runs in a `request` span (see [`telemetry`]), with the
+//!   id from [`REQUEST_ID_HEADER`] (or a new one, always answered) and the caller's
+//!   `traceparent`.
 //!
 //! [`LiveModel`]: mlops_registry::LiveModel
 //!
@@ -60,6 +72,8 @@ mod endpoint;
 mod error;
 mod exporter;
 mod listen;
+mod meters;
+mod openapi;
 mod record;
 mod request;
 mod state;
@@ -69,7 +83,11 @@ mod trace_context;
 /// add routes and layers, through here to be on the same version.
 pub use axum;
 #[cfg(feature = "delta")]
-pub use capture::{CaptureStats, ENDPOINT_COLUMN, InferenceCapture, ROUTE_COLUMN, SHADOW_COLUMN};
+pub use capture::{
+    CaptureBuilder, CaptureStats, DEFAULT_CAPTURE_BATCH_ROWS, DEFAULT_CAPTURE_FLUSH, DEFAULT_CAPTURE_QUEUE,
+    ENDPOINT_COLUMN, ERROR_COLUMN, EXECUTION_TIME_COLUMN, InferenceCapture, RECEIVED_AT_COLUMN, REQUEST_ID_COLUMN,
+    ROUTE_COLUMN, ROWS_COLUMN, SHADOW_COLUMN, STATUS_CODE_COLUMN,
+};
 pub use endpoint::{Endpoint, EndpointBuilder, StickyKey};
 pub use error::{MAX_MESSAGE_BYTES, ServeError};
 pub use exporter::{BODY_BUCKETS, LATENCY_BUCKETS, prometheus_builder};
@@ -160,6 +178,8 @@ pub struct ModelServer {
     prometheus: Option<PrometheusHandle>,
     ping_checks_readiness: bool,
     join_trace: Option<Arc<JoinTrace>>,
+    /// The metric handles of requests to no endpoint.
+    unrouted: Arc<std::sync::OnceLock<meters::EndpointMeters>>,
 }
 
 /// What [`ModelServer::join_trace`] calls to make a request's span a child of its caller's.
@@ -200,6 +220,7 @@ impl ModelServer {
             prometheus: None,
             ping_checks_readiness: false,
             join_trace: None,
+            unrouted: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -275,9 +296,10 @@ impl ModelServer {
         Ok(self)
     }
 
-    /// Also sends a `rate` share (0 to 1) of the answers served to callers to the recorder,
-    /// chosen evenly over requests; with an [`InferenceCapture`] recorder (feature
-    /// `delta`) they land in an inference table. Shadow answers are always recorded.
+    /// Also sends a `rate` share (0 to 1) of the requests to the recorder, chosen evenly
+    /// over requests, failed ones included (with their status and error message, and their
+    /// rows when they were read); with an [`InferenceCapture`] recorder (feature `delta`)
+    /// they land in an inference table. Shadow answers are always recorded.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a rate outside 0 to 1.
@@ -368,6 +390,7 @@ impl ModelServer {
             .route("/serving-endpoints/{name}/invocations", post(named_invocations))
             .route("/serving-endpoints", get(state::list_endpoints))
             .route("/serving-endpoints/{name}", get(state::endpoint_state))
+            .route("/serving-endpoints/{name}/openapi", get(openapi::endpoint_openapi))
             .route("/ping", get(ping))
             .route("/health", get(health))
             .route("/version", get(version));
@@ -381,9 +404,14 @@ impl ModelServer {
     async fn invoke(&self, name: &str, headers: &HeaderMap, body: Body) -> Response {
         let started = Instant::now();
         // Labels only ever carry configured endpoint names, so a caller cannot grow them.
-        let endpoint = if self.endpoints.contains_key(name) { name } else { "" };
+        let (endpoint, meters) = match self.endpoints.get(name) {
+            Some(configured) => (name, configured.meters(name)),
+            None => ("", self.unrouted.get_or_init(|| meters::EndpointMeters::new("", Vec::new()))),
+        };
         let request_id = request_id(headers);
-        let span = tracing::info_span!(
+        // Debug, as tower-http's request spans: a subscriber at info pays nothing per request,
+        // one at debug (or an OpenTelemetry layer enabled for this crate) traces each one.
+        let span = tracing::debug_span!(
             "request",
             endpoint,
             request_id = %request_id.to_str().unwrap_or_default(),
@@ -404,21 +432,26 @@ impl ModelServer {
                 join(&span, &parent);
             }
         }
-        let _in_flight =
-            exporter::Raised::new(metrics::gauge!(telemetry::IN_FLIGHT, "endpoint" => endpoint.to_owned()));
-        let mut facts = Facts::default();
+        let _in_flight = exporter::Raised::new(meters.in_flight.clone());
+        let mut facts = Facts { request_id: request_id.to_str().unwrap_or_default().to_owned(), ..Facts::default() };
         let answer = tokio::time::timeout(self.request_timeout, self.answer(name, headers, body, &mut facts))
             .instrument(span.clone())
             .await;
+        let failed = |error: ServeError, facts: &mut Facts| {
+            facts.error = Some(error.message.clone());
+            error.into_response()
+        };
         let mut response = match answer {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => error.into_response(),
-            Err(_) => ServeError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "DEADLINE_EXCEEDED",
-                format!("the request was not answered within {:?}", self.request_timeout),
-            )
-            .into_response(),
+            Ok(Err(error)) => failed(error, &mut facts),
+            Err(_) => failed(
+                ServeError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "DEADLINE_EXCEEDED",
+                    format!("the request was not answered within {:?}", self.request_timeout),
+                ),
+                &mut facts,
+            ),
         };
         response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
         let status = response.status().as_u16();
@@ -442,13 +475,45 @@ impl ModelServer {
             400.. => tracing::debug!(status, duration_ms, "request refused"),
             _ => tracing::debug!(status, duration_ms, "request answered"),
         });
-        let route = facts.route.unwrap_or_default();
-        let status = status_label(status);
-        metrics::counter!(telemetry::REQUESTS, "endpoint" => endpoint.to_owned(), "route" => route.clone(), "status" => status, "format" => facts.format)
-            .increment(1);
-        metrics::histogram!(telemetry::REQUEST_SECONDS, "endpoint" => endpoint.to_owned(), "route" => route, "status" => status)
-            .record(elapsed.as_secs_f64());
+        if !endpoint.is_empty() {
+            self.record_exchange(endpoint, status, elapsed, &mut facts);
+        }
+        let outcome = meters.outcome(facts.route_index, status_label(status), facts.format);
+        outcome.requests.increment(1);
+        outcome.seconds.record(elapsed.as_secs_f64());
         response
+    }
+
+    /// Sends the capture rate's share of the requests, failed ones too, to the recorder.
+    fn record_exchange(&self, endpoint: &str, status: u16, elapsed: Duration, facts: &mut Facts) {
+        if self.capture_rate <= 0.0 {
+            return;
+        }
+        let request = self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if endpoint::draw(request) >= self.capture_rate {
+            return;
+        }
+        let scored = facts.scored.take();
+        let latency = scored.as_ref().map_or(Duration::ZERO, |s| s.latency);
+        let (input, outcome) = match scored {
+            Some(scored) if status == 200 => (scored.input, Ok(scored.output)),
+            scored => (
+                scored.map_or_else(DataFrame::empty, |s| s.input),
+                Err(facts.error.take().unwrap_or_else(|| format!("answered HTTP {status}"))),
+            ),
+        };
+        self.recorder.record(Exchange {
+            request_id: std::mem::take(&mut facts.request_id),
+            endpoint: endpoint.to_owned(),
+            route: facts.route.clone().unwrap_or_default(),
+            shadow: false,
+            model: facts.model.clone(),
+            input,
+            outcome,
+            status,
+            latency,
+            execution_time: elapsed,
+        });
     }
 
     async fn answer(
@@ -483,13 +548,14 @@ impl ModelServer {
         // its prediction ends, so queued and scoring requests together stay within it.
         let expected = declared.map_or(self.body_limit, |length| length as usize);
         let units = expected.div_ceil(BODY_MEMORY_UNIT).clamp(1, self.body_memory_units);
-        let queued = exporter::Raised::new(metrics::gauge!(telemetry::QUEUED, "endpoint" => name.to_owned()));
+        let meters = endpoint.meters(name);
+        let queued = exporter::Raised::new(meters.queued.clone());
         let memory =
             Arc::clone(&self.body_memory).acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX)).await.map_err(
                 |e| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string()),
             )?;
         let body = axum::body::to_bytes(body, self.body_limit).await.map_err(|_| too_large())?;
-        metrics::histogram!(telemetry::BODY_BYTES, "endpoint" => name.to_owned()).record(body.len() as f64);
+        meters.body_bytes.record(body.len() as f64);
         // The slot is held until the prediction ends, even if the caller has timed out.
         let slot = Arc::clone(&self.scoring)
             .acquire_owned()
@@ -507,36 +573,34 @@ impl ModelServer {
         .map_err(|_| ServeError::internal("the model failed unexpectedly while scoring this request"))??;
         facts.format = scored.format;
         facts.route = Some(scored.route.clone());
+        facts.route_index = Some(scored.route_index);
         facts.model = Some((scored.loaded.version.name.to_string(), scored.loaded.version.version));
         facts.rows = Some(scored.input.height());
-        let labels = [("endpoint", name.to_owned()), ("route", scored.route.clone())];
-        metrics::histogram!(telemetry::INFERENCE_SECONDS, &labels).record(scored.latency.as_secs_f64());
-        metrics::counter!(telemetry::ROWS, &labels).increment(scored.input.height() as u64);
-        let request = self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.capture_rate > 0.0 && endpoint::draw(request) < self.capture_rate {
-            self.recorder.record(Exchange {
-                endpoint: name.to_owned(),
-                route: scored.route.clone(),
-                shadow: false,
-                model: Some((scored.loaded.version.name.to_string(), scored.loaded.version.version)),
-                input: scored.input.clone(),
-                outcome: Ok(scored.output.clone()),
-                latency: scored.latency,
-            });
+        if let Some((inference, rows)) = meters.route(scored.route_index) {
+            inference.record(scored.latency.as_secs_f64());
+            rows.increment(scored.input.height() as u64);
+        }
+        if self.capture_rate > 0.0 {
+            facts.scored =
+                Some(Captured { input: scored.input.clone(), output: scored.output.clone(), latency: scored.latency });
         }
         for shadow in &endpoint.shadows {
+            let request_id = facts.request_id.clone();
             let (recorder, input) = (Arc::clone(&self.recorder), scored.input.clone());
             let (endpoint, route, source) = (name.to_owned(), shadow.name.clone(), Arc::clone(&shadow.source));
             let Ok(slot) = Arc::clone(&self.shadows).try_acquire_owned() else {
                 shadow_outcome(&endpoint, &route, "skipped");
                 recorder.record(Exchange {
+                    request_id,
                     endpoint,
                     route,
                     shadow: true,
                     model: None,
                     input,
                     outcome: Err("skipped: the shadow limit was reached".into()),
+                    status: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
                     latency: Duration::ZERO,
+                    execution_time: Duration::ZERO,
                 });
                 continue;
             };
@@ -553,14 +617,19 @@ impl ModelServer {
                     None => Err(format!("route `{route}` has no model loaded")),
                 };
                 shadow_outcome(&endpoint, &route, if outcome.is_ok() { "ok" } else { "error" });
+                let status = if outcome.is_ok() { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+                let latency = started.elapsed();
                 recorder.record(Exchange {
+                    request_id,
                     endpoint,
                     route,
                     shadow: true,
                     model: loaded.map(|l| (l.version.name.to_string(), l.version.version)),
                     input,
                     outcome,
-                    latency: started.elapsed(),
+                    status: status.as_u16(),
+                    latency,
+                    execution_time: latency,
                 });
             });
         }
@@ -580,13 +649,26 @@ impl ModelServer {
     }
 }
 
-/// What a request's span and metrics say about it, learnt as it is answered.
+/// What a request's span, metrics and capture say about it, learnt as it is answered.
 #[derive(Default)]
 struct Facts {
+    request_id: String,
     format: &'static str,
     route: Option<String>,
+    route_index: Option<usize>,
     model: Option<(String, u64)>,
     rows: Option<usize>,
+    /// The input and predictions, kept when requests are captured.
+    scored: Option<Captured>,
+    /// The message answered with an error status.
+    error: Option<String>,
+}
+
+/// What a capture records of a scored request.
+struct Captured {
+    input: DataFrame,
+    output: DataFrame,
+    latency: Duration,
 }
 
 /// The caller's request id when usable, else a new one.
@@ -630,6 +712,7 @@ fn shadow_outcome(endpoint: &str, route: &str, outcome: &'static str) {
 struct Scored {
     format: &'static str,
     route: String,
+    route_index: usize,
     loaded: Arc<LoadedModel>,
     input: DataFrame,
     output: DataFrame,
@@ -685,6 +768,7 @@ fn score(
     };
     Ok(Scored {
         format: request.format,
+        route_index: endpoint.routes.iter().position(|r| std::ptr::eq(r, route)).unwrap_or_default(),
         route: route.name.clone(),
         loaded,
         input: request.input,

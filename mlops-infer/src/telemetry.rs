@@ -6,7 +6,7 @@
 //!
 //! | Span or event | Level | Fields |
 //! |---|---|---|
-//! | span `request` around each scoring request | info | `endpoint`, `request_id`, `route`, `model`, `version`, `format`, `rows`, `status`, `duration_ms`, `trace_id` and `parent_span_id` (from a valid `traceparent`) |
+//! | span `request` around each scoring request | debug (as tower-http's: enable `mlops_infer=debug` to trace requests) | `endpoint`, `request_id`, `route`, `model`, `version`, `format`, `rows`, `status`, `duration_ms`, `trace_id` and `parent_span_id` (from a valid `traceparent`) |
 //! | event `request answered` / `request refused` / `request failed` | debug / debug / warn (5xx) | `status`, `duration_ms` |
 //! | span `batch` around [`BatchScorer::score`](crate::BatchScorer::score) | debug | `model`, `version`, `rows`, `chunks`, `duration_ms` |
 //! | span `stream_batch` around each micro-batch | info | `stream`, `batch`, `replayed`, `model`, `version`, `records`, `scored`, `dead_letters`, `poisoned`, `duration_ms` |

@@ -69,6 +69,7 @@ mod mlflow;
 mod model;
 mod model_source;
 mod registry;
+mod retry;
 mod store;
 pub mod telemetry;
 mod version;
@@ -84,13 +85,14 @@ pub use governance::{
 };
 pub use live::{FollowStatus, LiveModel, Prediction, STALE_AFTER_POLLS};
 pub use memory::MemoryRegistry;
-pub use mlflow::{MlflowRegistry, MlflowRegistryBuilder};
+pub use mlflow::{MLFLOW_RETRY, MlflowRegistry, MlflowRegistryBuilder};
 pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, RegisteredModel};
 pub use model_source::{ModelSlot, ModelSource};
 /// The object_store that [`ObjectStoreRegistry`], checkpoints and inference tables are built
 /// on: name stores through here to be on the same version.
 pub use object_store;
 pub use registry::{LoadedModel, Registry, RegistryExt};
+pub use retry::Backoff;
 pub use store::ObjectStoreRegistry;
 pub use version::{CreateVersion, DatasetRef, Lineage, ModelVersion, RunLink, SearchVersions};
 pub use webhooks::{

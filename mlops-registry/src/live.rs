@@ -368,9 +368,10 @@ impl Shared {
 async fn load_checked(registry: &dyn Registry, version: ModelVersion, flavors: &FlavorRegistry) -> Result<LoadedModel> {
     let package = registry.download_package(&version.name, version.version).await?;
     let model = flavors.load(&package)?;
-    if let Some(example) = package.input_example()? {
+    let input_example = package.input_example()?;
+    if let Some(example) = &input_example {
         let what = format!("version {} of model `{}` on its input example", version.version, version.name);
-        let predicted = mlops_core::catching_panics(&what, || model.predict(&example))?;
+        let predicted = mlops_core::catching_panics(&what, || model.predict(example))?;
         if predicted.height() != example.height() {
             return Err(Error::InvalidArgument(format!(
                 "version {} of model `{}` returned {} rows for its {}-row input example",
@@ -381,7 +382,7 @@ async fn load_checked(registry: &dyn Registry, version: ModelVersion, flavors: &
             )));
         }
     }
-    Ok(LoadedModel { version, model })
+    Ok(LoadedModel { version, model, input_example })
 }
 
 /// Whether `event` can change what `uri` resolves to.

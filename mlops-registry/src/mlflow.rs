@@ -21,6 +21,7 @@ use crate::alias::{AliasMode, SetAlias};
 use crate::error::{Error, Result, alias_not_found, model_not_found, version_not_found};
 use crate::model::{Change, CreateModel, RegisteredModel};
 use crate::registry::Registry;
+use crate::retry::Backoff;
 use crate::telemetry::traced;
 use crate::version::{CreateVersion, Lineage, ModelVersion, SearchVersions};
 
@@ -95,9 +96,28 @@ pub struct MlflowRegistryBuilder {
     experiment: String,
     timeout: Duration,
     reuse_connections: Option<bool>,
+    retry: Backoff,
 }
 
+/// How an [`MlflowRegistry`] retries a request that is safe to repeat when the server is
+/// busy (429, 502, 503, 504) or unreachable: three retries from 100 ms up to 2 s, honouring
+/// a `Retry-After` of up to 30 s. Requests that could act twice (creating a run or a
+/// version) are never repeated.
+pub const MLFLOW_RETRY: Backoff = Backoff {
+    max_retries: 3,
+    initial_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(2),
+    max_retry_after: Duration::from_secs(30),
+};
+
 impl MlflowRegistryBuilder {
+    /// Retries requests that are safe to repeat with `retry` instead of [`MLFLOW_RETRY`].
+    #[must_use]
+    pub fn retry(mut self, retry: Backoff) -> Self {
+        self.retry = retry;
+        self
+    }
+
     /// Sends `Authorization: Bearer <token>` (a Databricks or MLflow access token).
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -152,7 +172,7 @@ impl MlflowRegistryBuilder {
             )));
         }
         let reuse = self.reuse_connections.unwrap_or(base.scheme() == "https");
-        let client = RestClient::new(base, self.auth, self.timeout, reuse)
+        let client = RestClient::new(base, self.auth, self.timeout, reuse, self.retry)
             .map_err(|e| Error::backend("setting up the MLflow HTTP client", e))?;
         Ok(MlflowRegistry {
             client,
@@ -180,6 +200,7 @@ impl MlflowRegistry {
             experiment: "Default".to_owned(),
             timeout: Duration::from_secs(120),
             reuse_connections: None,
+            retry: MLFLOW_RETRY,
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mlops_core::{FlavorRegistry, Model, ModelName, ModelUri, Package};
+use polars::prelude::DataFrame;
 
 use crate::alias::SetAlias;
 use crate::error::{Error, Result, alias_not_found};
@@ -117,6 +118,9 @@ pub struct LoadedModel {
     pub version: ModelVersion,
     /// The model, ready to predict.
     pub model: Arc<dyn Model>,
+    /// The package's input example, when it has one: a request the model is known to
+    /// answer (a server's OpenAPI document shows it).
+    pub input_example: Option<DataFrame>,
 }
 
 impl LoadedModel {
@@ -150,7 +154,7 @@ impl LoadedModel {
             created_at: now,
             updated_at: now,
         };
-        Self { version, model }
+        Self { version, model, input_example: None }
     }
 }
 
@@ -272,7 +276,8 @@ pub trait RegistryExt: Registry {
         let version = self.resolve(uri).await?;
         let package = self.download_package(&version.name, version.version).await?;
         let model = flavors.load(&package)?;
-        Ok(LoadedModel { version, model })
+        let input_example = package.input_example()?;
+        Ok(LoadedModel { version, model, input_example })
     }
 }
 

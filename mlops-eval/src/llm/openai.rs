@@ -2,12 +2,11 @@
 //! llama.cpp's server, Databricks serving endpoints.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
+use mlops_registry::Backoff;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::{Value, json};
 
@@ -16,33 +15,6 @@ use super::error::{LlmError, RetryAfter};
 use super::limit::AdaptiveLimit;
 use super::usage::{Pricing, UsageMeter};
 use crate::telemetry;
-
-/// How failed calls are retried: exponential backoff with jitter, never shorter than a
-/// `Retry-After` the server sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (0 disables retrying).
-    pub max_retries: u32,
-    /// Wait before the first retry; doubled for each further one.
-    pub initial_backoff: Duration,
-    /// Longest wait the backoff grows to (a `Retry-After` may ask for more, up to
-    /// `max_retry_after`).
-    pub max_backoff: Duration,
-    /// Longest `Retry-After` honoured; a server asking for more fails the call instead of
-    /// parking it.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 5,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
-        }
-    }
-}
 
 /// Chat completions over HTTP, with retries, an adaptive concurrency limit and usage
 /// accounting.
@@ -66,7 +38,7 @@ pub struct OpenAiChat {
     url: String,
     model: String,
     timeout: Duration,
-    retry: RetryPolicy,
+    retry: Backoff,
     limit: AdaptiveLimit,
     pricing: Pricing,
     structured_output: bool,
@@ -94,7 +66,7 @@ pub struct OpenAiChatBuilder {
     headers: Vec<(String, String)>,
     bearer_token: Option<String>,
     timeout: Duration,
-    retry: RetryPolicy,
+    retry: Backoff,
     limit: AdaptiveLimit,
     pricing: Pricing,
     structured_output: bool,
@@ -112,7 +84,7 @@ impl OpenAiChat {
             headers: Vec::new(),
             bearer_token: None,
             timeout: Duration::from_secs(60),
-            retry: RetryPolicy::default(),
+            retry: Backoff::default(),
             limit: AdaptiveLimit::new(8, 1, 64),
             pricing: Pricing::default(),
             structured_output: false,
@@ -230,27 +202,9 @@ impl ChatModel for OpenAiChat {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, LlmError> {
         // Shared by every attempt without a copy.
         let body = Bytes::from(serde_json::to_vec(&self.body(request)).map_err(|e| LlmError::Config(e.to_string()))?);
-        let attempts = AtomicU32::new(0);
         let started = Instant::now();
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.initial_backoff)
-            .with_max_delay(self.retry.max_backoff)
-            .with_max_times(self.retry.max_retries as usize)
-            .with_jitter();
-        let max_retry_after = self.retry.max_retry_after;
-        let outcome = (|| {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            self.attempt(&body)
-        })
-        .retry(backoff)
-        .when(LlmError::is_transient)
-        .adjust(|error, backoff| match error.retry_after() {
-            Some(asked) if asked > max_retry_after => None,
-            Some(asked) => backoff.map(|b| b.max(asked)),
-            None => backoff,
-        })
-        .await;
-        let attempts = attempts.load(Ordering::Relaxed);
+        let (outcome, attempts) =
+            self.retry.retry(|| self.attempt(&body), LlmError::is_transient, LlmError::retry_after).await;
         let outcome = match outcome {
             Ok((content, finish_reason, usage)) => {
                 let reply = ChatReply {
@@ -311,7 +265,7 @@ impl OpenAiChatBuilder {
 
     /// How failed calls are retried.
     #[must_use]
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+    pub fn retry(mut self, retry: Backoff) -> Self {
         self.retry = retry;
         self
     }

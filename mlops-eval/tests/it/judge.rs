@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlops_eval::judge::{GradingExample, GradingInput, RubricMetric, SampleAggregation, builtin, fenced_blocks};
-use mlops_eval::llm::{ChatModel, OpenAiChat, RetryPolicy};
+use mlops_eval::llm::{Backoff, ChatModel, OpenAiChat};
 use mlops_eval::testing::{JudgeServer, JudgeServerConfig};
 
 fn judge(server: &JudgeServer, name: &str) -> Arc<dyn ChatModel> {
     Arc::new(
         OpenAiChat::builder(server.base_url(), name)
             .timeout(Duration::from_millis(500))
-            .retry(RetryPolicy {
+            .retry(Backoff {
                 max_retries: 2,
                 initial_backoff: Duration::from_millis(5),
                 max_backoff: Duration::from_millis(20),
@@ -157,7 +157,7 @@ async fn samples_combine_and_ensembles_refuse_to_report_when_a_judge_fails() {
          second: The output was compared with the additional information."
     );
     let down = OpenAiChat::builder("http://127.0.0.1:9/v1", "down")
-        .retry(RetryPolicy { max_retries: 0, ..RetryPolicy::default() })
+        .retry(Backoff { max_retries: 0, ..Backoff::default() })
         .build()
         .unwrap();
     let broken = builtin::answer_correctness(Arc::new(healthy)).judge(Arc::new(down)).build().unwrap();

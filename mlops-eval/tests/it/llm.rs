@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlops_eval::llm::{
-    AdaptiveLimit, CachedChat, ChatMessage, ChatModel, ChatParams, ChatRequest, LlmError, OpenAiChat, Pricing,
-    RetryPolicy,
+    AdaptiveLimit, Backoff, CachedChat, ChatMessage, ChatModel, ChatParams, ChatRequest, LlmError, OpenAiChat, Pricing,
 };
 use mlops_eval::testing::{JudgeServer, JudgeServerConfig};
 
-fn quick_retries() -> RetryPolicy {
-    RetryPolicy {
+fn quick_retries() -> Backoff {
+    Backoff {
         max_retries: 3,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
@@ -118,7 +117,7 @@ async fn a_reply_slower_than_the_timeout_is_a_timeout_error() {
     let server = JudgeServer::start(JudgeServerConfig::default()).await.unwrap();
     let judge = OpenAiChat::builder(server.base_url(), "m")
         .timeout(Duration::from_millis(200))
-        .retry(RetryPolicy { max_retries: 1, ..quick_retries() })
+        .retry(Backoff { max_retries: 1, ..quick_retries() })
         .build()
         .unwrap();
     let started = Instant::now();
@@ -130,7 +129,7 @@ async fn a_reply_slower_than_the_timeout_is_a_timeout_error() {
 #[tokio::test]
 async fn an_unreachable_server_or_a_bad_configuration_is_named() {
     let judge = OpenAiChat::builder("http://127.0.0.1:9/v1", "m")
-        .retry(RetryPolicy { max_retries: 0, ..quick_retries() })
+        .retry(Backoff { max_retries: 0, ..quick_retries() })
         .build()
         .unwrap();
     let error = judge.chat(&ask("x")).await.unwrap_err();
@@ -155,7 +154,7 @@ async fn the_adaptive_limit_backs_off_when_the_server_rate_limits() {
     let judge = Arc::new(
         OpenAiChat::builder(server.base_url(), "m")
             .concurrency(AdaptiveLimit::new(16, 1, 32))
-            .retry(RetryPolicy { max_retries: 20, ..quick_retries() })
+            .retry(Backoff { max_retries: 20, ..quick_retries() })
             .build()
             .unwrap(),
     );

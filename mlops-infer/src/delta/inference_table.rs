@@ -187,7 +187,18 @@ impl InferenceTable {
     /// [`Error::InvalidArgument`] naming a missing key or output column; [`Error::Delta`]
     /// when the table cannot be written (the commit did not happen).
     pub async fn append(&self, scored: &DataFrame) -> Result<Appended> {
-        self.append_with(scored, CommitProperties::default()).await
+        self.append_with(scored, CommitProperties::default(), false).await
+    }
+
+    /// [`append`](Self::append), adding to the table's schema the columns of `scored` that
+    /// it lacks (earlier rows read them as null) instead of refusing them: for rows whose
+    /// columns vary, such as captured requests carrying optional inputs.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append), and [`Error::Delta`] for a column whose type differs
+    /// from the table's.
+    pub async fn append_merging_schema(&self, scored: &DataFrame) -> Result<Appended> {
+        self.append_with(scored, CommitProperties::default(), true).await
     }
 
     /// [`append`](Self::append), committing `transaction` (an application id and a version,
@@ -199,7 +210,7 @@ impl InferenceTable {
     /// As [`append`](Self::append).
     pub async fn append_in_transaction(&self, scored: &DataFrame, app_id: &str, version: i64) -> Result<Appended> {
         let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id, version));
-        self.append_with(scored, properties).await
+        self.append_with(scored, properties, false).await
     }
 
     /// The last version committed by application `app_id`, if any.
@@ -212,7 +223,12 @@ impl InferenceTable {
         state.transaction_version(table.log_store().as_ref(), app_id).await.map_err(|e| self.failed("reading", e))
     }
 
-    async fn append_with(&self, scored: &DataFrame, properties: CommitProperties) -> Result<Appended> {
+    async fn append_with(
+        &self,
+        scored: &DataFrame,
+        properties: CommitProperties,
+        merge_schema: bool,
+    ) -> Result<Appended> {
         for column in
             self.config.keys.iter().map(String::as_str).chain([PREDICTION, MODEL_NAME, MODEL_VERSION, SCORED_AT])
         {
@@ -235,7 +251,8 @@ impl InferenceTable {
             Ok((rows.height(), frame_to_batches(&rows)?))
         })
         .await?;
-        let table = write_retrying_creation_races(&self.location, batches, SaveMode::Append, properties, &[]).await?;
+        let table =
+            write_with_retries(&self.location, batches, SaveMode::Append, properties, &[], merge_schema).await?;
         // The rows are committed: a failure from here on is reported with them, never as the
         // append's failure (a caller retrying it would append them twice).
         let labels_error = self.apply_pending_labels().await.err().map(|e| e.to_string());
@@ -392,15 +409,31 @@ pub(crate) async fn write_retrying_creation_races(
     properties: CommitProperties,
     configuration: &[(&str, String)],
 ) -> Result<DeltaTable> {
+    write_with_retries(location, batches, mode, properties, configuration, false).await
+}
+
+/// [`write_retrying_creation_races`], merging new columns into the table's schema when
+/// `merge_schema` is set.
+pub(crate) async fn write_with_retries(
+    location: &TableLocation,
+    batches: Vec<RecordBatch>,
+    mode: SaveMode,
+    properties: CommitProperties,
+    configuration: &[(&str, String)],
+    merge_schema: bool,
+) -> Result<DeltaTable> {
     let mut attempt = 1;
     loop {
         let table = location.load_or_new().await?;
-        let written = table
+        let mut write = table
             .write(batches.clone())
             .with_save_mode(mode)
             .with_commit_properties(properties.clone())
-            .with_configuration(configuration.iter().map(|(k, v)| (*k, Some(v.clone()))))
-            .await;
+            .with_configuration(configuration.iter().map(|(k, v)| (*k, Some(v.clone()))));
+        if merge_schema {
+            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+        }
+        let written = write.await;
         match written {
             Err(DeltaTableError::Transaction {
                 source:

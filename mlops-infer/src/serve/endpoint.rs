@@ -1,11 +1,12 @@
 //! An endpoint: routes with traffic shares, sticky by a request key, and shadow routes.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::http::{HeaderMap, HeaderName};
 use polars::prelude::{AnyValue, DataFrame};
 
+use super::meters::EndpointMeters;
 use crate::error::{Error, Result};
 use crate::shard::shard_of;
 use mlops_registry::ModelSource;
@@ -59,6 +60,7 @@ pub struct Endpoint {
     pub(crate) shadows: Vec<Route>,
     pub(crate) sticky: Option<StickyKey>,
     requests: AtomicU64,
+    meters: OnceLock<EndpointMeters>,
 }
 
 impl Endpoint {
@@ -74,7 +76,14 @@ impl Endpoint {
             shadows: Vec::new(),
             sticky: None,
             requests: AtomicU64::new(0),
+            meters: OnceLock::new(),
         }
+    }
+
+    /// The endpoint's metric handles, made at its first request (under the endpoint name
+    /// `name`, which the server gives it).
+    pub(crate) fn meters(&self, name: &str) -> &EndpointMeters {
+        self.meters.get_or_init(|| EndpointMeters::new(name, self.routes.iter().map(|r| r.name.clone()).collect()))
     }
 
     /// The names of the serving routes, in order.
@@ -219,6 +228,12 @@ impl EndpointBuilder {
         if let Some(name) = self.invalid_header {
             return Err(Error::InvalidArgument(format!("`{name}` is not a valid header name")));
         }
-        Ok(Endpoint { routes: self.routes, shadows: self.shadows, sticky: self.sticky, requests: AtomicU64::new(0) })
+        Ok(Endpoint {
+            routes: self.routes,
+            shadows: self.shadows,
+            sticky: self.sticky,
+            requests: AtomicU64::new(0),
+            meters: OnceLock::new(),
+        })
     }
 }

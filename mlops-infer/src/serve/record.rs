@@ -6,23 +6,32 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use polars::prelude::DataFrame;
 
-/// One request as one route answered it.
+/// One request as one route answered it (or as the server refused it).
 #[derive(Debug, Clone)]
 pub struct Exchange {
+    /// The request's id ([`REQUEST_ID_HEADER`](super::REQUEST_ID_HEADER)); a shadow's copy
+    /// carries the id of the request it copies.
+    pub request_id: String,
     /// The endpoint called.
     pub endpoint: String,
-    /// The route that answered.
+    /// The route that answered; empty for a request refused before a route was chosen.
     pub route: String,
     /// Whether it was a shadow route (its answer was not returned to the caller).
     pub shadow: bool,
     /// The model, and its version, that answered; `None` when the route had no model loaded.
     pub model: Option<(String, u64)>,
-    /// The input rows.
+    /// The input rows; empty for a request refused before its body was read into rows.
     pub input: DataFrame,
-    /// The predictions, or why there are none.
+    /// The predictions, or why there are none (the error message answered).
     pub outcome: Result<DataFrame, String>,
+    /// The HTTP status answered: the caller's, or for a shadow what its route would have
+    /// answered (200, or 500 when it failed).
+    pub status: u16,
     /// How long the prediction took.
     pub latency: Duration,
+    /// How long the whole request took, from its arrival to its answer (for a shadow, its
+    /// prediction).
+    pub execution_time: Duration,
 }
 
 /// Where exchanges are sent. Called off the request path, so it may take its time.
@@ -80,7 +89,8 @@ impl MemoryRecorder {
 
 impl ExchangeRecorder for MemoryRecorder {
     fn record(&self, exchange: Exchange) {
-        let size = exchange.input.estimated_size()
+        let size = exchange.request_id.len()
+            + exchange.input.estimated_size()
             + exchange.outcome.as_ref().map_or_else(String::len, DataFrame::estimated_size);
         let mut state = self.state.lock();
         if self.capacity == 0 || size > self.byte_limit {

@@ -449,7 +449,7 @@ pub(crate) async fn slow(delay_ms: u64) -> (Arc<Slow>, LoadedModel) {
         running: 0.into(),
         most: 0.into(),
     });
-    (slow.clone(), LoadedModel { version: template.version, model: slow })
+    (slow.clone(), LoadedModel { version: template.version, model: slow, input_example: None })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -507,21 +507,22 @@ async fn slow_requests_time_out_bursts_queue_and_shutdown_finishes_requests_in_f
     assert!(reqwest::Client::new().post(&url).body(body).send().await.is_err(), "the server stopped accepting");
 }
 
+/// An inference table keyed by `Product` under `dir`.
+#[cfg(feature = "delta")]
+fn online_table(dir: &std::path::Path) -> Arc<mlops_infer::InferenceTable> {
+    use mlops_infer::{InferenceTable, InferenceTableConfig, TableLocation};
+    let location = TableLocation::local(dir.join("online")).unwrap();
+    Arc::new(InferenceTable::new(location, InferenceTableConfig::new(["Product"])).unwrap())
+}
+
 /// A sampled share of the answers, and every shadow answer, land in a Delta inference table.
 #[cfg(feature = "delta")]
 #[tokio::test(flavor = "multi_thread")]
 async fn online_traffic_is_captured_into_an_inference_table() {
     use mlops_infer::serve::{InferenceCapture, ROUTE_COLUMN, SHADOW_COLUMN};
-    use mlops_infer::{InferenceTable, InferenceTableConfig, TableLocation};
 
     let dir = tempfile::tempdir().unwrap();
-    let table = Arc::new(
-        InferenceTable::new(
-            TableLocation::local(dir.path().join("online")).unwrap(),
-            InferenceTableConfig::new(["Product"]),
-        )
-        .unwrap(),
-    );
+    let table = online_table(dir.path());
     let capture = InferenceCapture::start(table.clone(), 50, std::time::Duration::from_millis(200), 10_000).unwrap();
     let mut loaded = versions(2).await.into_iter().map(|l| Arc::new(ModelSlot::loaded(l)));
     let (v1, v2) = (loaded.next().unwrap(), loaded.next().unwrap());
@@ -604,7 +605,7 @@ fn tensor_server(model: PixelSum) -> ModelServer {
         created_at: Default::default(),
         updated_at: Default::default(),
     };
-    let loaded = LoadedModel { version: registry_version, model: Arc::new(model) };
+    let loaded = LoadedModel { version: registry_version, model: Arc::new(model), input_example: None };
     ModelServer::new().endpoint("pixels", Arc::new(ModelSlot::loaded(loaded))).unwrap()
 }
 
@@ -637,4 +638,127 @@ async fn a_frame_fills_an_unnamed_tensor_with_its_columns() {
     assert_eq!((status, answer), (200, json!({ "predictions": { "total": [6.0, 15.5] } })));
     let (status, _, answer) = post(&url, Some("text/csv"), "a,b,c\n1,2,3\n").await;
     assert_eq!((status, answer), (200, json!({ "predictions": { "total": [6.0] } })));
+}
+
+/// Predicts `Amount` back; `Note` is an optional input some requests carry.
+#[cfg(feature = "delta")]
+struct EchoAmount(mlops_core::Signature);
+
+#[cfg(feature = "delta")]
+impl mlops_core::Model for EchoAmount {
+    fn signature(&self) -> &mlops_core::Signature {
+        &self.0
+    }
+
+    fn predict(&self, input: &DataFrame) -> mlops_core::Result<DataFrame> {
+        let input = self.0.enforce(input)?;
+        Ok(DataFrame::new(input.height(), vec![input.column("Amount")?.clone().with_name("prediction".into())])?)
+    }
+}
+
+/// Every request is captured with its id, status and time, failed ones in the requests
+/// table too; a request carrying an optional column the table lacks adds it.
+#[cfg(feature = "delta")]
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_is_captured_failed_ones_too_and_new_columns_evolve_the_table() {
+    use mlops_core::{ColSpec, ColumnType, Schema, Signature};
+    use mlops_infer::TableLocation;
+    use mlops_infer::serve::{EXECUTION_TIME_COLUMN, InferenceCapture, REQUEST_ID_COLUMN, STATUS_CODE_COLUMN};
+
+    let dir = tempfile::tempdir().unwrap();
+    let table = online_table(dir.path());
+    let requests_dir = dir.path().join("requests");
+    let capture = InferenceCapture::builder(table.clone())
+        .batch_rows(100)
+        .flush_every(std::time::Duration::from_millis(100))
+        .requests_table(TableLocation::local(&requests_dir).unwrap())
+        .start()
+        .unwrap();
+    let note = ColSpec::new("Note", ColumnType::String).optional().nullable();
+    let signature = Signature::new(
+        Schema::new(vec![
+            ColSpec::new("Product", ColumnType::String),
+            ColSpec::new("Amount", ColumnType::Double),
+            note,
+        ])
+        .unwrap(),
+    );
+    let model = LoadedModel::unregistered("echo".parse().unwrap(), 3, Arc::new(EchoAmount(signature)));
+    let server = ModelServer::new()
+        .endpoint("echo", Arc::new(ModelSlot::loaded(model)))
+        .unwrap()
+        .recorder(capture.clone())
+        .capture(1.0)
+        .unwrap();
+    let base = serve(server).await;
+    let url = format!("{base}/invocations");
+    for (id, body, status) in [
+        ("r-1", json!({"dataframe_records": [{"Product": "A", "Amount": 1.5}]}).to_string(), 200),
+        ("r-2", json!({"dataframe_records": [{"Product": "B", "Amount": 2.5, "Note": "late"}]}).to_string(), 200),
+        ("r-3", json!({"dataframe_records": [{"Product": "C"}]}).to_string(), 400),
+        ("r-4", "{broken".to_owned(), 400),
+    ] {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header(mlops_infer::serve::REQUEST_ID_HEADER, id)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{id}");
+    }
+    capture.flush().await;
+    let stats = capture.stats();
+    assert_eq!((stats.rows_written, stats.requests_written, stats.failed_exchanges), (2, 4, 2), "{stats:?}");
+    assert_eq!(stats.last_error, None);
+
+    let rows = table.read().await.unwrap().sort([REQUEST_ID_COLUMN], Default::default()).unwrap();
+    let ids: Vec<Option<&str>> = rows.column(REQUEST_ID_COLUMN).unwrap().str().unwrap().iter().collect();
+    assert_eq!(ids, [Some("r-1"), Some("r-2")]);
+    let notes: Vec<Option<&str>> = rows.column("Note").unwrap().str().unwrap().iter().collect();
+    assert_eq!(notes, [None, Some("late")], "the second request added `Note` to the table");
+    assert_eq!(
+        rows.column(STATUS_CODE_COLUMN).unwrap().i32().unwrap().into_no_null_iter().collect::<Vec<_>>(),
+        [200, 200]
+    );
+    assert!(rows.column(EXECUTION_TIME_COLUMN).unwrap().f64().unwrap().into_no_null_iter().all(|ms| ms > 0.0));
+    assert_eq!(rows.column("model_version").unwrap().i64().unwrap().into_no_null_iter().collect::<Vec<_>>(), [3, 3]);
+
+    // The requests table, read by an independent reader.
+    let Some(python) = crate::servers::server(crate::servers::PYTHON, "the Python deltalake reader") else { return };
+    let output = std::process::Command::new(python)
+        .arg(crate::servers::test_file("tests/it/read_delta.py"))
+        .arg(requests_dir.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "read_delta.py: {}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut logged: Vec<(String, i64, Option<String>, i64)> = seen["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["request_id"].as_str().unwrap().to_owned(),
+                row["status_code"].as_i64().unwrap(),
+                row["error"].as_str().map(str::to_owned),
+                row["rows"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    logged.sort();
+    assert_eq!(logged.len(), 4, "{seen}");
+    assert_eq!(logged[0], ("r-1".to_owned(), 200, None, 1));
+    assert_eq!((logged[2].1, logged[2].3), (400, 0));
+    assert!(logged[2].2.as_deref().is_some_and(|e| e.contains("Amount")), "{:?}", logged[2]);
+    assert!(logged[3].2.as_deref().is_some_and(|e| e.contains("JSON")), "{:?}", logged[3]);
+    for row in seen["rows"].as_array().unwrap() {
+        assert_eq!((row["endpoint"].as_str(), row["shadow"].as_bool()), (Some("echo"), Some(false)));
+        assert!(row["execution_time_ms"].as_f64().unwrap() > 0.0);
+    }
+    let versions: Vec<Value> = seen["rows"].as_array().unwrap().iter().map(|r| r["model_version"].clone()).collect();
+    // The requests refused before a route took them name no model.
+    assert_eq!(versions.iter().filter(|v| **v == json!(3)).count(), 2, "{versions:?}");
+    assert_eq!(versions.iter().filter(|v| v.is_null()).count(), 2, "{versions:?}");
 }

@@ -216,13 +216,16 @@ async fn shadows_run_within_their_limit_and_skipped_copies_are_recorded() {
 fn the_memory_recorder_keeps_a_bounded_number_of_bytes() {
     let frame = df!("x" => vec![1.0f64; 1_000]).unwrap();
     let exchange = |input: DataFrame| Exchange {
+        request_id: "id".into(),
         endpoint: "e".into(),
         route: "r".into(),
         shadow: true,
         model: None,
         outcome: Ok(input.clone()),
         input,
+        status: 200,
         latency: Duration::ZERO,
+        execution_time: Duration::ZERO,
     };
     let recorder = MemoryRecorder::new(1_000).with_byte_limit(100_000);
     for _ in 0..50 {
@@ -251,8 +254,11 @@ impl mlops_core::Model for Panics {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_model_that_panics_answers_500_without_its_message_and_the_server_goes_on() {
     let template = versions(1).await.pop().unwrap();
-    let panics =
-        LoadedModel { version: template.version.clone(), model: Arc::new(Panics(template.model.signature().clone())) };
+    let panics = LoadedModel {
+        version: template.version.clone(),
+        model: Arc::new(Panics(template.model.signature().clone())),
+        input_example: None,
+    };
     let server = ModelServer::new()
         .endpoint("panics", Arc::new(ModelSlot::loaded(panics)))
         .unwrap()

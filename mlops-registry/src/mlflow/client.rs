@@ -10,11 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-/// How often a request that is safe to repeat is tried when the server is busy or
-/// unreachable.
-const ATTEMPTS: u32 = 4;
-/// Wait before the first retry; doubled for each further one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+use crate::retry::{Backoff, parse_retry_after};
 
 /// An MLflow REST call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +24,8 @@ pub(crate) enum ApiError {
         /// MLflow's `error_code`, e.g. `RESOURCE_DOES_NOT_EXIST`.
         code: String,
         message: String,
+        /// The wait a `Retry-After` header asked for.
+        retry_after: Option<Duration>,
     },
     /// No answer: connection refused, timeout, broken body.
     #[error("{method} {path}: {source}")]
@@ -67,6 +65,13 @@ impl ApiError {
     pub(crate) fn is_not_found(&self) -> bool {
         self.code() == Some("RESOURCE_DOES_NOT_EXIST")
             || matches!(self, Self::Server { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     fn is_transient(&self) -> bool {
@@ -118,16 +123,23 @@ pub(crate) struct RestClient {
     http: reqwest::Client,
     base: Url,
     auth: Auth,
+    retry: Backoff,
 }
 
 impl RestClient {
-    pub(crate) fn new(base: Url, auth: Auth, timeout: Duration, reuse_connections: bool) -> reqwest::Result<Self> {
+    pub(crate) fn new(
+        base: Url,
+        auth: Auth,
+        timeout: Duration,
+        reuse_connections: bool,
+        retry: Backoff,
+    ) -> reqwest::Result<Self> {
         let mut http = reqwest::Client::builder().timeout(timeout);
         if !reuse_connections {
             http = http.pool_max_idle_per_host(0);
         }
         let http = http.build()?;
-        Ok(Self { http, base, auth })
+        Ok(Self { http, base, auth, retry })
     }
 
     pub(crate) fn base(&self) -> &Url {
@@ -194,19 +206,12 @@ impl RestClient {
         self.url(["api", "2.0", "mlflow"].into_iter().chain(endpoint.split('/')))
     }
 
+    /// Sends the request, again after a busy or unreachable server when it is safe to
+    /// repeat, with the client's backoff.
     async fn send(&self, method: Method, url: Url, body: Option<Bytes>, repeat: Repeat) -> Result<Bytes, ApiError> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 1;
-        loop {
-            match self.send_once(method.clone(), url.clone(), body.clone()).await {
-                Err(e) if repeat == Repeat::Safe && attempt < ATTEMPTS && e.is_transient() => {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let retry = if repeat == Repeat::Safe { self.retry } else { Backoff::none() };
+        let send = || self.send_once(method.clone(), url.clone(), body.clone());
+        retry.retry(send, ApiError::is_transient, ApiError::retry_after).await.0
     }
 
     async fn send_once(&self, method: Method, url: Url, body: Option<Bytes>) -> Result<Bytes, ApiError> {
@@ -223,6 +228,11 @@ impl RestClient {
         }
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
             return Ok(bytes);
@@ -231,7 +241,7 @@ impl RestClient {
             Ok(body) => (body.error_code, body.message),
             Err(_) => (String::new(), String::from_utf8_lossy(&bytes).chars().take(500).collect()),
         };
-        Err(ApiError::Server { method, path, status, code, message })
+        Err(ApiError::Server { method, path, status, code, message, retry_after })
     }
 }
 

@@ -203,3 +203,66 @@ async fn a_package_whose_digest_tag_was_removed_is_refused_not_trusted() {
         other => panic!("expected the package to be refused, got {other:?}"),
     }
 }
+
+/// A stand-in for a busy tracking server: `registered-models/get` answers 429 with
+/// `Retry-After: <retry_after>` to the first `busy` requests, then the model. Its address
+/// and the number of requests it received.
+async fn busy_server(busy: u32, retry_after: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let received = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = received.clone();
+    let app = axum::Router::new().route(
+        "/api/2.0/mlflow/registered-models/get",
+        axum::routing::get(move || {
+            let counter = counter.clone();
+            async move {
+                use axum::response::IntoResponse;
+                if counter.fetch_add(1, Ordering::SeqCst) < busy {
+                    let body = r#"{"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}"#;
+                    return (axum::http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after)], body)
+                        .into_response();
+                }
+                let body = r#"{"registered_model": {"name": "transactions", "creation_timestamp": "1700000000000"}}"#;
+                ([("content-type", "application/json")], body).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}"), received)
+}
+
+#[tokio::test]
+async fn a_busy_server_is_retried_after_the_wait_it_asks_for_within_the_policy() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let quick = mlops_registry::Backoff {
+        max_retries: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        max_retry_after: Duration::from_secs(5),
+    };
+    // Two 429s asking for a second each: answered on the third attempt, after both waits.
+    let (uri, received) = busy_server(2, "1").await;
+    let registry = MlflowRegistry::builder(&uri).retry(quick).build().unwrap();
+    let started = Instant::now();
+    assert_eq!(registry.get_model(&name("transactions")).await.unwrap().name, name("transactions"));
+    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(received.load(Ordering::SeqCst), 3);
+
+    // A wait longer than the policy allows fails at once, naming the server's answer.
+    let (uri, received) = busy_server(1, "3600").await;
+    let registry = MlflowRegistry::builder(&uri).retry(quick).build().unwrap();
+    let started = Instant::now();
+    let error = registry.get_model(&name("transactions")).await.unwrap_err();
+    assert!(error.to_string().contains("429"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+
+    // Retries spent: the last answer is the error.
+    let (uri, received) = busy_server(10, "0").await;
+    let registry = MlflowRegistry::builder(&uri).retry(quick).build().unwrap();
+    assert!(registry.get_model(&name("transactions")).await.is_err());
+    assert_eq!(received.load(Ordering::SeqCst), 4);
+}
