@@ -42,6 +42,8 @@ mod blocking;
 mod delta;
 mod error;
 #[cfg(feature = "stream")]
+mod feature_cache;
+#[cfg(feature = "stream")]
 mod feature_store;
 #[cfg(feature = "serve")]
 pub mod serve;
@@ -58,6 +60,8 @@ pub use delta::{
     TableLocation, TimeWindow,
 };
 pub use error::{Error, Result};
+#[cfg(feature = "stream")]
+pub use feature_cache::FeatureCache;
 #[cfg(feature = "stream")]
 pub use feature_store::FeatureStore;
 pub use shard::shard_of;

@@ -116,6 +116,7 @@ use axum::routing::{get, post};
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use mlops_core::features::{FeatureFunctions, FeatureTables};
 use mlops_core::{frame_to_columns_json, frame_to_records_json};
 use mlops_registry::LoadedModel;
 use polars::prelude::DataFrame;
@@ -124,6 +125,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::error::{Error, Result};
+use crate::feature_store::FeatureStore;
 use crate::telemetry;
 use request::BodyFormat;
 
@@ -180,6 +182,13 @@ pub struct ModelServer {
     join_trace: Option<Arc<JoinTrace>>,
     /// The metric handles of requests to no endpoint.
     unrouted: Arc<std::sync::OnceLock<meters::EndpointMeters>>,
+    features: Option<(Arc<dyn FeatureStore>, FeatureFunctions)>,
+}
+
+/// The feature tables and functions a request's lookups use.
+struct Lookups {
+    tables: FeatureTables,
+    functions: FeatureFunctions,
 }
 
 /// What [`ModelServer::join_trace`] calls to make a request's span a child of its caller's.
@@ -221,6 +230,7 @@ impl ModelServer {
             ping_checks_readiness: false,
             join_trace: None,
             unrouted: Arc::new(std::sync::OnceLock::new()),
+            features: None,
         }
     }
 
@@ -316,6 +326,18 @@ impl ModelServer {
     #[must_use]
     pub fn recorder(mut self, recorder: Arc<dyn ExchangeRecorder>) -> Self {
         self.recorder = recorder;
+        self
+    }
+
+    /// Looks up the features of models whose package records feature lookups in `store`
+    /// (with `functions` for on-demand features), so a request carries only the keys and
+    /// raw inputs, as a stream's records do: the same point-in-time rules, and a record
+    /// whose keys find no features is refused with 400, naming the record. Give it a
+    /// [`FeatureCache`](crate::FeatureCache) to keep the tables in memory: the store is
+    /// asked on every request. Without a store, such requests must carry the features.
+    #[must_use]
+    pub fn features(mut self, store: Arc<dyn FeatureStore>, functions: FeatureFunctions) -> Self {
+        self.features = Some((store, functions));
         self
     }
 
@@ -484,6 +506,22 @@ impl ModelServer {
         response
     }
 
+    /// The feature tables the endpoint's model looks up, when the server has a feature
+    /// store and the model records lookups.
+    async fn lookups(&self, endpoint: &Endpoint) -> std::result::Result<Option<Lookups>, ServeError> {
+        let Some((store, functions)) = &self.features else { return Ok(None) };
+        let spec = endpoint.routes.iter().find_map(|r| r.source.current()).and_then(|l| l.model.features().cloned());
+        let Some(spec) = spec else { return Ok(None) };
+        let tables = store.tables(&spec.tables()).await.map_err(|e| {
+            ServeError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TEMPORARILY_UNAVAILABLE",
+                format!("the feature tables are not available: {e}"),
+            )
+        })?;
+        Ok(Some(Lookups { tables, functions: functions.clone() }))
+    }
+
     /// Sends the capture rate's share of the requests, failed ones too, to the recorder.
     fn record_exchange(&self, endpoint: &str, status: u16, elapsed: Duration, facts: &mut Facts) {
         if self.capture_rate <= 0.0 {
@@ -562,12 +600,13 @@ impl ModelServer {
             .await
             .map_err(|e| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string()))?;
         drop(queued);
+        let lookups = self.lookups(endpoint).await?;
         let (scoring, sticky_header, endpoint_name) =
             (Arc::clone(endpoint), endpoint.sticky_header(headers), name.to_owned());
         let span = tracing::Span::current();
         let scored = tokio::task::spawn_blocking(move || {
             let _held = (slot, memory);
-            span.in_scope(|| score(&endpoint_name, &scoring, sticky_header, format, &body))
+            span.in_scope(|| score(&endpoint_name, &scoring, sticky_header, format, &body, lookups.as_ref()))
         })
         .await
         .map_err(|_| ServeError::internal("the model failed unexpectedly while scoring this request"))??;
@@ -724,6 +763,38 @@ fn not_loaded(what: String) -> ServeError {
     ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", what)
 }
 
+/// What a request to `loaded` carries: without the looked-up features when a feature store
+/// supplies them.
+fn request_schema(loaded: &LoadedModel, lookups: Option<&Lookups>) -> mlops_core::Schema {
+    let inputs = &loaded.model.signature().inputs;
+    match (lookups, loaded.model.features()) {
+        (Some(_), Some(spec)) => spec.raw_inputs(inputs),
+        _ => inputs.clone(),
+    }
+}
+
+/// The request's records joined with their features; a record whose keys find none is
+/// refused, named as a stream names its dead letters.
+fn with_features(
+    records: DataFrame,
+    spec: &mlops_core::features::FeatureSpec,
+    lookups: &Lookups,
+    inputs: &mlops_core::Schema,
+) -> std::result::Result<DataFrame, ServeError> {
+    let augmented = spec.augment(&records, &lookups.tables, &lookups.functions)?;
+    let (_, incomplete) =
+        crate::stream::records::split_valid(&augmented, inputs).map_err(|e| ServeError::bad_request(e.to_string()))?;
+    if let Some((row, reason)) = incomplete.first() {
+        let record = crate::stream::records::record_json(&records, *row);
+        return Err(ServeError::bad_request(format!(
+            "record {row} {record} has no features for its keys ({} of {} records): {reason}",
+            incomplete.len(),
+            records.height()
+        )));
+    }
+    Ok(augmented)
+}
+
 /// Parses a request body, picks its route, and scores it; the JSON answer.
 fn score(
     name: &str,
@@ -731,6 +802,7 @@ fn score(
     sticky_header: Option<String>,
     format: BodyFormat,
     body: &[u8],
+    lookups: Option<&Lookups>,
 ) -> std::result::Result<Scored, ServeError> {
     // The body is read with the schema of a loaded route (routes of one endpoint normally
     // share it), so a sticky column can be read before the route is chosen.
@@ -739,17 +811,22 @@ fn score(
         .iter()
         .find_map(|r| r.source.current())
         .ok_or_else(|| not_loaded(format!("the model of endpoint `{name}` is not loaded yet")))?;
-    let mut request = request::parse(format, body, &reader.model.signature().inputs)?;
+    let reading = request_schema(&reader, lookups);
+    let mut request = request::parse(format, body, &reading)?;
     let route = endpoint.pick(endpoint.sticky_value(sticky_header, &request.input).as_deref());
     let loaded = route
         .source
         .current()
         .ok_or_else(|| not_loaded(format!("route `{}` of endpoint `{name}` is not loaded yet", route.name)))?;
     let signature = loaded.model.signature();
-    if signature.inputs != reader.model.signature().inputs {
-        request = request::parse(format, body, &signature.inputs)?;
+    let schema = request_schema(&loaded, lookups);
+    if schema != reading {
+        request = request::parse(format, body, &schema)?;
     }
     signature.resolve_params(&request.params)?;
+    if let (Some(lookups), Some(spec)) = (lookups, loaded.model.features()) {
+        request.input = with_features(request.input, spec, lookups, &signature.inputs)?;
+    }
     let started = Instant::now();
     let output = loaded.model.predict(&request.input)?;
     let latency = started.elapsed();

@@ -9,7 +9,7 @@ mod checkpoint;
 #[cfg(feature = "delta")]
 mod delta_source;
 mod file_source;
-mod records;
+pub(crate) mod records;
 mod scorer;
 mod sink;
 mod source;

@@ -192,3 +192,80 @@ async fn a_stream_looks_features_up_point_in_time_and_sets_aside_records_without
     assert_eq!(reasons[2].0, "\"r5\"");
     assert!(reasons[2].1.contains("`Amount`"), "{reasons:?}");
 }
+
+/// The predictions the model makes on `raw` with its features looked up in `tables`.
+#[cfg(feature = "serve")]
+fn expected_predictions(scorer: &BatchScorer, raw: &DataFrame, tables: &FeatureTables) -> Vec<f64> {
+    let augmented = spec().augment(raw, tables, &FeatureFunctions::with_builtins()).unwrap();
+    let scored = scorer.score(&augmented).unwrap();
+    scored.column("prediction").unwrap().f64().unwrap().into_no_null_iter().collect()
+}
+
+/// An endpoint with a feature store: requests carry keys and raw inputs only, features are
+/// looked up point in time from tables held in memory and refreshed when the Delta table
+/// gets a new version, and a record whose keys find nothing is refused, named.
+#[cfg(feature = "serve")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_looks_features_up_from_a_cache_refreshed_with_the_table() {
+    use mlops_infer::FeatureCache;
+    use mlops_infer::serve::ModelServer;
+    use serde_json::{Value, json};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DeltaFeatureStore::new(TableLocation::local(dir.path().join("features")).unwrap()));
+    store.write(&windows([50.0, 20.0, 80.0])).await.unwrap();
+    let first = store.tables(&["products"]).await.unwrap();
+    let scorer = featured_scorer(&first);
+    let loaded = LoadedModel::unregistered("transactions".parse().unwrap(), 1, scorer.model());
+    let cache = FeatureCache::start(store.clone(), &["products"], std::time::Duration::from_millis(50)).await.unwrap();
+    let with_store = ModelServer::new()
+        .endpoint("featured", Arc::new(ModelSlot::loaded(loaded.clone())))
+        .unwrap()
+        .features(cache.clone(), FeatureFunctions::with_builtins());
+    let without_store = ModelServer::new().endpoint("featured", Arc::new(ModelSlot::loaded(loaded))).unwrap();
+    let base = crate::serve::serve(with_store).await;
+    let bare = crate::serve::serve(without_store).await;
+
+    let raw =
+        df!("Product" => ["A", "B", "A"], "ts" => [1_500i64, 1_200, 3_100], "Amount" => [10.0, 19.0, 79.0]).unwrap();
+    let body = json!({ "dataframe_split": mlops_core::frame_to_split_json(&raw).unwrap() }).to_string();
+    let predictions = |answer: &Value| -> Vec<f64> {
+        answer["predictions"].as_array().unwrap().iter().map(|r| r["prediction"].as_f64().unwrap()).collect()
+    };
+    let url = format!("{base}/invocations");
+    let (status, _, answer) = crate::serve::post(&url, Some("application/json"), body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(predictions(&answer), expected_predictions(&scorer, &raw, &first));
+
+    // Without a store the request must carry the features itself.
+    let (status, _, answer) =
+        crate::serve::post(&format!("{bare}/invocations"), Some("application/json"), body.clone()).await;
+    assert_eq!(status, 400);
+    assert!(answer["message"].as_str().unwrap().contains("MaxProductAmount"), "{answer}");
+
+    // A product with no features, or a time before any window: refused, naming the record.
+    for (product, ts) in [("C", 2_000i64), ("A", 10)] {
+        let body = json!({"dataframe_records": [{"Product": "A", "ts": 1_500, "Amount": 1.0}, {"Product": product, "ts": ts, "Amount": 5.0}]});
+        let (status, _, answer) = crate::serve::post(&url, Some("application/json"), body.to_string()).await;
+        assert_eq!(status, 400, "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains("record 1") && message.contains(product), "{message}");
+    }
+
+    // A new version of the table is served once the cache has read it.
+    store.write(&windows([51.0, 90.0, 81.0])).await.unwrap();
+    let second = store.tables(&["products"]).await.unwrap();
+    let expected = expected_predictions(&scorer, &raw, &second);
+    assert_ne!(expected, expected_predictions(&scorer, &raw, &first));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, _, answer) = crate::serve::post(&url, Some("application/json"), body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        if predictions(&answer) == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cache never served the new table version");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(cache.last_error(), None);
+}
