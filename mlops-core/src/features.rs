@@ -40,6 +40,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod key_index;
 mod lookup;
 mod on_demand;
 mod table;
@@ -99,6 +100,32 @@ impl FeatureSpec {
     pub fn tables(&self) -> Vec<&str> {
         let mut seen = BTreeSet::new();
         self.lookups.iter().map(|l| l.table.as_str()).filter(|t| seen.insert(*t)).collect()
+    }
+
+    /// The rows of `tables` that the lookups of `records` can meet: each table read by one
+    /// lookup is cut to the rows of the records' keys (through the table's key index), so
+    /// [`augment`](Self::augment) on a few records costs what their keys hold, not what the
+    /// table holds; it gives the same frame as with the whole tables. A table read by
+    /// several lookups, or records without the key columns, keep the whole table (and
+    /// `augment` reports what is missing).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming a table `tables` lacks; Polars errors.
+    pub fn tables_for(&self, records: &DataFrame, tables: &FeatureTables) -> Result<FeatureTables> {
+        let mut cut = FeatureTables::new();
+        for name in self.tables() {
+            let table = tables.get(name)?;
+            let readers: Vec<&FeatureLookup> = self.lookups.iter().filter(|l| l.table == name).collect();
+            let keys: Option<Vec<&polars::prelude::Column>> = match readers.as_slice() {
+                [lookup] => lookup.lookup_key.iter().map(|k| records.column(k).ok()).collect(),
+                _ => None,
+            };
+            match keys {
+                Some(keys) if keys.len() == table.keys().len() => cut.insert(table.rows_for(&keys)?),
+                _ => cut.insert(table.clone()),
+            };
+        }
+        Ok(cut)
     }
 
     /// Every column the spec adds, in the order it adds them.

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use mlops_core::features::FeatureTables;
 use parking_lot::{Mutex, RwLock};
 
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
 use crate::feature_store::FeatureStore;
 
@@ -63,7 +64,7 @@ impl FeatureCache {
         if refresh.is_zero() {
             return Err(Error::InvalidArgument("a feature cache needs a refresh interval above zero".into()));
         }
-        let tables = store.tables(names).await?;
+        let tables = indexed(store.tables(names).await?).await?;
         let shared = Arc::new(Shared {
             store,
             names: names.iter().map(|n| (*n).to_owned()).collect(),
@@ -98,7 +99,10 @@ impl Drop for FeatureCache {
 impl Shared {
     async fn refresh(&self) -> Result<()> {
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let outcome = self.store.tables(&names).await;
+        let outcome = match self.store.tables(&names).await {
+            Ok(tables) => indexed(tables).await,
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(tables) => {
                 *self.tables.write() = Arc::new(tables);
@@ -112,6 +116,17 @@ impl Shared {
             }
         }
     }
+}
+
+/// `tables` with their key indexes built, off the executor, so no request builds one.
+async fn indexed(tables: FeatureTables) -> Result<FeatureTables> {
+    off_runtime(move || {
+        for table in tables.iter() {
+            table.build_key_index()?;
+        }
+        Ok(tables)
+    })
+    .await
 }
 
 async fn refresh_every(shared: Weak<Shared>, every: Duration) {

@@ -781,7 +781,9 @@ fn with_features(
     lookups: &Lookups,
     inputs: &mlops_core::Schema,
 ) -> std::result::Result<DataFrame, ServeError> {
-    let augmented = spec.augment(&records, &lookups.tables, &lookups.functions)?;
+    // Only the rows the records' keys meet are joined, through each table's key index.
+    let tables = spec.tables_for(&records, &lookups.tables)?;
+    let augmented = spec.augment(&records, &tables, &lookups.functions)?;
     let (_, incomplete) =
         crate::stream::records::split_valid(&augmented, inputs).map_err(|e| ServeError::bad_request(e.to_string()))?;
     if let Some((row, reason)) = incomplete.first() {

@@ -1,9 +1,11 @@
 //! Feature tables: frames of features keyed by entity and, optionally, by time.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
-use polars::prelude::{DataFrame, DataType};
+use polars::prelude::{Column, DataFrame, DataType, IdxCa};
 
+use super::key_index::KeyIndex;
 use crate::error::{Error, Result};
 
 /// A table of features: primary-key columns, an optional timestamp column (each row holds
@@ -14,6 +16,8 @@ pub struct FeatureTable {
     keys: Vec<String>,
     timestamp: Option<String>,
     frame: DataFrame,
+    /// Rows by key, built at the first [`rows_for`](Self::rows_for) and shared by clones.
+    index: Arc<OnceLock<KeyIndex>>,
 }
 
 impl FeatureTable {
@@ -58,7 +62,7 @@ impl FeatureTable {
                 });
             }
         }
-        Ok(Self { name, keys, timestamp: timestamp.map(str::to_owned), frame })
+        Ok(Self { name, keys, timestamp: timestamp.map(str::to_owned), frame, index: Arc::default() })
     }
 
     /// The table's name.
@@ -79,6 +83,45 @@ impl FeatureTable {
     /// The rows.
     pub fn frame(&self) -> &DataFrame {
         &self.frame
+    }
+
+    /// Builds the index of rows by key that [`rows_for`](Self::rows_for) reads, if it is not
+    /// built yet (it is built at the first call otherwise): a server does it when it loads
+    /// the table, not on a request.
+    ///
+    /// # Errors
+    /// Polars errors reading the key columns.
+    pub fn build_key_index(&self) -> Result<()> {
+        if self.index.get().is_none() {
+            let built = KeyIndex::build(&self.frame, &self.keys)?;
+            let _ = self.index.set(built);
+        }
+        Ok(())
+    }
+
+    /// The table cut to the rows whose keys equal those of a row of `keys` (columns in
+    /// the order of the table's keys), in their order: a lookup for these records finds in
+    /// it exactly what it finds in the whole table.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for another number of key columns than the table has;
+    /// Polars errors.
+    pub fn rows_for(&self, keys: &[&Column]) -> Result<FeatureTable> {
+        if keys.len() != self.keys.len() {
+            return Err(Error::InvalidArgument(format!(
+                "feature table `{}` has {} key column(s), not {}",
+                self.name,
+                self.keys.len(),
+                keys.len()
+            )));
+        }
+        self.build_key_index()?;
+        let rows = match self.index.get() {
+            Some(index) => index.rows_of(keys)?,
+            None => return Ok(self.clone()),
+        };
+        let frame = self.frame.take(&IdxCa::from_vec("".into(), rows))?;
+        Ok(Self { frame, index: Arc::default(), ..self.clone() })
     }
 
     /// The feature columns: every column that is neither a key nor the timestamp.

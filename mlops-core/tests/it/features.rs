@@ -277,3 +277,44 @@ fn the_spec_travels_in_the_package_and_training_and_scoring_agree() {
     assert!(manifest.get("features").is_none(), "{manifest}");
     assert_eq!(FlavorRegistry::with_builtins().load(&plain).unwrap().features(), None);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Cutting the tables to the rows the records' keys meet changes nothing a lookup finds,
+    /// point in time or latest, with null and unknown keys, and keys of another width.
+    #[test]
+    fn tables_cut_to_the_records_keys_give_the_same_features(
+        table_rows in proptest::collection::vec((0i32..12, 0i64..50, -100.0f64..100.0), 0..60),
+        records in proptest::collection::vec((proptest::option::of(0i64..15), proptest::option::of(0i64..60)), 1..12),
+    ) {
+        let windows = df!(
+            "CustomerID" => table_rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "window_end" => table_rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "Max" => table_rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let tables = FeatureTables::from([
+            FeatureTable::new("timed", ["CustomerID"], Some("window_end"), windows.clone()).unwrap(),
+            // Without a timestamp a table holds one row per key.
+            FeatureTable::new("latest", ["CustomerID"], None, windows.unique_stable(Some(&["CustomerID".into()]), UniqueKeepStrategy::Last, None).unwrap()).unwrap(),
+        ]);
+        let records = df!(
+            "CustomerID" => records.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "ts" => records.iter().map(|r| r.1).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let spec = FeatureSpec::new()
+            .lookup(FeatureLookup::new("timed", ["CustomerID"]).timestamp_lookup_key("ts").features(["Max"]))
+            .lookup(FeatureLookup::new("latest", ["CustomerID"]).features(["Max"]).rename("Max", "LatestMax"));
+        let functions = FeatureFunctions::default();
+        let whole = spec.augment(&records, &tables, &functions).unwrap();
+        let cut = spec.tables_for(&records, &tables).unwrap();
+        let from_cut = spec.augment(&records, &cut, &functions).unwrap();
+        proptest::prop_assert!(whole.equals_missing(&from_cut), "{whole}\n{from_cut}");
+        let known = records.column("CustomerID").unwrap().i64().unwrap().iter().flatten().collect::<Vec<_>>();
+        let kept = cut.get("timed").unwrap().frame().column("CustomerID").unwrap().i32().unwrap().into_no_null_iter()
+            .all(|k| known.contains(&i64::from(k)));
+        proptest::prop_assert!(kept, "only the records' keys are kept");
+    }
+}
