@@ -21,22 +21,39 @@ pub(super) async fn endpoint_openapi(State(server): State<Arc<ModelServer>>, Pat
         return ServeError::not_found(format!("no endpoint `{name}` (endpoints: {})", known.join(", ")))
             .into_response();
     };
-    match document(&name, endpoint) {
+    match document(&name, endpoint, server.features.is_some()) {
         Ok(document) => ([(header::CONTENT_TYPE, "application/json")], document.to_string()).into_response(),
         Err(error) => error.into_response(),
     }
 }
 
 /// The document of `endpoint`, from the signature of its first loaded route (the one whose
-/// schema the server reads bodies with).
-pub(super) fn document(name: &str, endpoint: &Endpoint) -> Result<Value, ServeError> {
+/// schema the server reads bodies with); without the looked-up features when
+/// `looks_features_up` and the model records lookups, as requests then carry only its raw
+/// inputs.
+pub(super) fn document(name: &str, endpoint: &Endpoint, looks_features_up: bool) -> Result<Value, ServeError> {
     let loaded = endpoint
         .routes
         .iter()
         .find_map(|r| r.source.current())
         .ok_or_else(|| not_loaded(format!("the model of endpoint `{name}` is not loaded yet")))?;
-    let signature = loaded.model.signature();
-    let example = request_example(signature, loaded.input_example.as_ref());
+    let mut served = loaded.model.signature().clone();
+    // Columns the lookups read that the signature does not name (keys, record times): the
+    // request carries them, of whatever type the feature tables' keys have.
+    let mut lookup_columns: Vec<String> = Vec::new();
+    if let (true, Some(spec)) = (looks_features_up, loaded.model.features()) {
+        served.inputs = spec.raw_inputs(&served.inputs);
+        for lookup in &spec.lookups {
+            for column in lookup.lookup_key.iter().chain(&lookup.timestamp_lookup_key) {
+                let named = served.inputs.columns().iter().any(|c| &c.name == column);
+                if !named && !lookup_columns.contains(column) {
+                    lookup_columns.push(column.clone());
+                }
+            }
+        }
+    }
+    let signature = &served;
+    let example = request_example(signature, &lookup_columns, loaded.input_example.as_ref());
     let error = json!({ "$ref": "#/components/schemas/Error" });
     let error_answer =
         |why: &str| json!({ "description": why, "content": { "application/json": { "schema": error.clone() } } });
@@ -81,13 +98,13 @@ pub(super) fn document(name: &str, endpoint: &Endpoint) -> Result<Value, ServeEr
                 },
             },
         },
-        "components": { "schemas": schemas(signature) },
+        "components": { "schemas": schemas(signature, &lookup_columns) },
     }))
 }
 
 /// The request formats, the answer and the error, as JSON Schema (2020-12, which OpenAPI
 /// 3.1 uses).
-fn schemas(signature: &Signature) -> Value {
+fn schemas(signature: &Signature, lookup_columns: &[String]) -> Value {
     let inputs = &signature.inputs;
     let params = params_schema(signature);
     let with_params = |field: &str, value: Value| {
@@ -110,13 +127,18 @@ fn schemas(signature: &Signature) -> Value {
             schemas.insert(pascal(format), with_params(format, tensors.clone()));
         }
     } else {
-        let record = record_schema(inputs.columns());
-        let columns = columns_schema(inputs.columns());
+        let record = with_lookup_columns(record_schema(inputs.columns()), lookup_columns, json!({}));
+        let columns = with_lookup_columns(
+            columns_schema(inputs.columns()),
+            lookup_columns,
+            json!({ "type": "array", "minItems": 1 }),
+        );
         let rows = json!({ "type": "array", "items": { "type": "array" }, "description": "rows of values in the order of the signature's columns" });
         schemas.insert("Record".into(), record);
         schemas.insert("Columns".into(), columns);
         let records = json!({ "type": "array", "minItems": 1, "items": { "$ref": "#/components/schemas/Record" } });
-        let names: Vec<&str> = inputs.columns().iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> =
+            inputs.columns().iter().map(|c| c.name.as_str()).chain(lookup_columns.iter().map(String::as_str)).collect();
         schemas.insert(
             pascal("dataframe_split"),
             with_params(
@@ -161,6 +183,17 @@ fn pascal(name: &str) -> String {
             chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
         })
         .collect()
+}
+
+/// `schema` (an object schema) with the lookup columns as required properties of `value`.
+fn with_lookup_columns(mut schema: Value, lookup_columns: &[String], value: Value) -> Value {
+    for column in lookup_columns {
+        schema["properties"][column] = value.clone();
+        if let Some(required) = schema["required"].as_array_mut() {
+            required.push(json!(column));
+        }
+    }
+    schema
 }
 
 fn record_schema(columns: &[ColSpec]) -> Value {
@@ -302,18 +335,29 @@ fn element_or_rows(tensor: &TensorSpec) -> Value {
 /// A request the endpoint answers: the model's input example as `dataframe_split`; without
 /// one, a record of placeholder values of each column's type. `None` for a tensor model
 /// without an example.
-fn request_example(signature: &Signature, input_example: Option<&DataFrame>) -> Option<Value> {
+fn request_example(
+    signature: &Signature,
+    lookup_columns: &[String],
+    input_example: Option<&DataFrame>,
+) -> Option<Value> {
     let inputs = &signature.inputs;
     if let Some(example) = input_example.filter(|_| !inputs.is_tensor_schema()) {
-        // The signature's columns the example has (an optional one may be left out).
-        let columns: Vec<&str> =
-            inputs.columns().iter().map(|c| c.name.as_str()).filter(|name| example.column(name).is_ok()).collect();
+        // The signature's columns the example has (an optional one may be left out), and
+        // the columns the lookups read.
+        let columns: Vec<&str> = inputs
+            .columns()
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|name| example.column(name).is_ok())
+            .chain(lookup_columns.iter().map(String::as_str))
+            .collect();
         if let Ok(split) = example.select(columns).map_err(|_| ()).and_then(|f| frame_to_split_json(&f).map_err(|_| ()))
         {
             return Some(json!({ "dataframe_split": split }));
         }
     }
-    if inputs.is_tensor_schema() {
+    // Placeholders cannot stand for keys that must find features.
+    if inputs.is_tensor_schema() || !lookup_columns.is_empty() {
         return None;
     }
     let record: Map<String, Value> = inputs

@@ -216,7 +216,8 @@ async fn an_endpoint_looks_features_up_from_a_cache_refreshed_with_the_table() {
     store.write(&windows([50.0, 20.0, 80.0])).await.unwrap();
     let first = store.tables(&["products"]).await.unwrap();
     let scorer = featured_scorer(&first);
-    let loaded = LoadedModel::unregistered("transactions".parse().unwrap(), 1, scorer.model());
+    let mut loaded = LoadedModel::unregistered("transactions".parse().unwrap(), 1, scorer.model());
+    loaded.input_example = Some(df!("Product" => ["B"], "ts" => [1_300i64], "Amount" => [12.0]).unwrap());
     let cache = FeatureCache::start(store.clone(), &["products"], std::time::Duration::from_millis(50)).await.unwrap();
     let with_store = ModelServer::new()
         .endpoint("featured", Arc::new(ModelSlot::loaded(loaded.clone())))
@@ -236,6 +237,18 @@ async fn an_endpoint_looks_features_up_from_a_cache_refreshed_with_the_table() {
     let (status, _, answer) = crate::serve::post(&url, Some("application/json"), body.clone()).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(predictions(&answer), expected_predictions(&scorer, &raw, &first));
+
+    // The endpoint's OpenAPI document asks for the raw inputs only.
+    let document: Value =
+        reqwest::get(format!("{base}/serving-endpoints/featured/openapi")).await.unwrap().json().await.unwrap();
+    let record = &document["components"]["schemas"]["Record"];
+    let properties = record["properties"].as_object().unwrap();
+    assert_eq!(properties.keys().collect::<Vec<_>>(), ["Amount", "Product", "ts"], "{document}");
+    assert_eq!(record["required"], json!(["Product", "Amount", "ts"]));
+    let example = &document["paths"]["/serving-endpoints/featured/invocations"]["post"]["requestBody"]["content"]["application/json"]
+        ["example"];
+    let (status, _, answer) = crate::serve::post(&url, Some("application/json"), example.to_string()).await;
+    assert_eq!(status, 200, "the example request is answered: {example} {answer}");
 
     // Without a store the request must carry the features itself.
     let (status, _, answer) =
