@@ -30,6 +30,10 @@ pub enum Operation {
     SetAlias,
     /// `delete_alias`
     DeleteAlias,
+    /// `delete_version`
+    DeleteVersion,
+    /// `delete_model`
+    DeleteModel,
 }
 
 /// How the call ended.

@@ -2,7 +2,7 @@
 ///
 /// Callers branch on the variant: [`Error::NotFound`] for an unknown model, version or alias;
 /// [`Error::AlreadyExists`] when creating what exists; [`Error::Precondition`] when a
-/// compare-and-swap alias move lost; [`Error::NotImplemented`] for a capability a backend
+/// compare-and-swap alias move lost; [`Error::InUse`] when deleting what an alias refers to; [`Error::NotImplemented`] for a capability a backend
 /// lacks.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,14 @@ pub enum Error {
         expected: Option<u64>,
         /// The version it points at (`None`: unset).
         found: Option<u64>,
+    },
+    /// The thing cannot be deleted while something still refers to it.
+    #[error("{what} is in use: {reason}")]
+    InUse {
+        /// What was to be deleted, e.g. "version 3 of model `transactions`".
+        what: String,
+        /// What refers to it and the way out, e.g. "alias `champion` points at it; move it first".
+        reason: String,
     },
     /// The authorization policy refused the call.
     #[error("principal `{principal}` may not {action} model `{model}`: {reason}")]
@@ -88,6 +96,7 @@ impl Error {
             Self::NotFound { .. } => "not_found",
             Self::AlreadyExists { .. } => "already_exists",
             Self::Precondition { .. } => "precondition",
+            Self::InUse { .. } => "in_use",
             Self::PermissionDenied { .. } => "permission_denied",
             Self::InvalidArgument(_) => "invalid_argument",
             Self::NotImplemented { .. } => "not_implemented",
@@ -112,6 +121,18 @@ pub(crate) fn model_not_found(name: &mlops_core::ModelName) -> Error {
 
 pub(crate) fn version_not_found(name: &mlops_core::ModelName, version: u64) -> Error {
     Error::not_found(format!("version {version} of model `{name}`"))
+}
+
+/// [`Error::InUse`] when an alias of `model` points at `version`.
+pub(crate) fn refuse_if_aliased(model: &crate::RegisteredModel, version: u64) -> Result<()> {
+    let aliases: Vec<&str> = model.aliases.iter().filter(|(_, v)| **v == version).map(|(a, _)| a.as_str()).collect();
+    if aliases.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InUse {
+        what: format!("version {version} of model `{}`", model.name),
+        reason: format!("alias `{}` points at it; move or delete it first", aliases.join("`, `")),
+    })
 }
 
 pub(crate) fn alias_not_found(name: &mlops_core::ModelName, alias: &str) -> Error {

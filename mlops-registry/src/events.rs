@@ -99,6 +99,18 @@ pub enum RegistryEvent {
         /// The version it pointed at.
         previous: u64,
     },
+    /// A version was deleted.
+    VersionDeleted {
+        /// The model.
+        name: ModelName,
+        /// The deleted version.
+        version: u64,
+    },
+    /// A registered model was deleted, with all its versions.
+    ModelDeleted {
+        /// The model.
+        name: ModelName,
+    },
 }
 
 impl RegistryEvent {
@@ -112,7 +124,9 @@ impl RegistryEvent {
             | Self::VersionTagSet { name, .. }
             | Self::VersionTagDeleted { name, .. }
             | Self::AliasSet { name, .. }
-            | Self::AliasDeleted { name, .. } => name,
+            | Self::AliasDeleted { name, .. }
+            | Self::VersionDeleted { name, .. }
+            | Self::ModelDeleted { name } => name,
         }
     }
 }
@@ -241,6 +255,18 @@ impl Registry for ObservedRegistry {
         let previous = self.inner.delete_alias(name, alias).await?;
         self.publish(RegistryEvent::AliasDeleted { name: name.clone(), alias: alias.to_owned(), previous });
         Ok(previous)
+    }
+
+    async fn delete_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        let deleted = self.inner.delete_version(name, version).await?;
+        self.publish(RegistryEvent::VersionDeleted { name: name.clone(), version });
+        Ok(deleted)
+    }
+
+    async fn delete_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        let deleted = self.inner.delete_model(name).await?;
+        self.publish(RegistryEvent::ModelDeleted { name: name.clone() });
+        Ok(deleted)
     }
 
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {

@@ -74,6 +74,13 @@ pub trait Policy: Send + Sync {
     /// # Errors
     /// The reason the access is refused, shown to the caller and written to the audit log.
     fn authorize(&self, access: &Access<'_>) -> std::result::Result<(), String>;
+
+    /// Whether `alias` is protected: a model any protected alias points into cannot be
+    /// deleted, by anyone, until the alias is moved away or deleted. None is by default.
+    fn protects_alias(&self, alias: &str) -> bool {
+        let _ = alias;
+        false
+    }
 }
 
 /// The default policy: everything is allowed.
@@ -142,6 +149,7 @@ impl Policy for RolePolicy {
             {
                 Permission::Manage
             }
+            (Some(Operation::DeleteVersion | Operation::DeleteModel), _) => Permission::Manage,
             (Some(_), _) => Permission::Write,
         };
         match self.granted(access.principal, access.model) {
@@ -149,6 +157,10 @@ impl Policy for RolePolicy {
             Some(granted) => Err(format!("it holds {granted:?} access, {needed:?} is required")),
             None => Err(format!("it holds no access, {needed:?} is required")),
         }
+    }
+
+    fn protects_alias(&self, alias: &str) -> bool {
+        self.protected_aliases.contains(&alias.to_lowercase())
     }
 }
 
@@ -287,6 +299,8 @@ fn describe(operation: Operation, alias: Option<&str>) -> String {
         (Operation::SetAlias, Some(alias)) => format!("set alias `{alias}` of"),
         (Operation::DeleteAlias, Some(alias)) => format!("delete alias `{alias}` of"),
         (Operation::SetAlias | Operation::DeleteAlias, None) => "move an alias of".into(),
+        (Operation::DeleteVersion, _) => "delete a version of".into(),
+        (Operation::DeleteModel, _) => "delete".into(),
     }
 }
 
@@ -471,6 +485,36 @@ impl Registry for GovernedHandle {
         self.check_write(&subject).await?;
         let result = self.governed.inner.delete_alias(name, alias).await;
         self.finish(&subject, result, |previous| (Some(Value::from(*previous)), None)).await
+    }
+
+    async fn delete_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        let subject = Subject { operation: Operation::DeleteVersion, model: name, version: Some(version), alias: None };
+        self.check_write(&subject).await?;
+        let result = self.governed.inner.delete_version(name, version).await;
+        let old = |v: &ModelVersion| {
+            (Some(json!({ "version": v.version, "source": v.source, "package_digest": v.package_digest })), None)
+        };
+        self.finish(&subject, result, old).await
+    }
+
+    /// Refused with [`Error::InUse`] while a protected alias points at a version of the model.
+    async fn delete_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        let subject = Subject { operation: Operation::DeleteModel, model: name, version: None, alias: None };
+        self.check_write(&subject).await?;
+        let result = match self.governed.inner.get_model(name).await {
+            Ok(model) => match model.aliases.iter().find(|(alias, _)| self.governed.policy.protects_alias(alias)) {
+                Some((alias, version)) => Err(Error::InUse {
+                    what: format!("model `{name}`"),
+                    reason: format!("protected alias `{alias}` points at version {version}; move or delete it first"),
+                }),
+                None => self.governed.inner.delete_model(name).await,
+            },
+            Err(e) => Err(e),
+        };
+        let old = |m: &RegisteredModel| {
+            (Some(json!({ "description": m.description, "tags": m.tags, "aliases": m.aliases })), None)
+        };
+        self.finish(&subject, result, old).await
     }
 
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {

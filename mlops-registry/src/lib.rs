@@ -93,7 +93,7 @@ pub use model_source::{ModelSlot, ModelSource};
 pub use object_store;
 pub use registry::{LoadedModel, Registry, RegistryExt};
 pub use retry::Backoff;
-pub use store::ObjectStoreRegistry;
+pub use store::{CompactionReport, GarbageCollection, GarbageReport, ObjectStoreRegistry, RevisionRetention};
 pub use version::{CreateVersion, DatasetRef, Lineage, ModelVersion, RunLink, SearchVersions};
 pub use webhooks::{
     DELIVERY_ID_HEADER, Delivery, DeliveryReport, MAX_RETRY_AFTER, RetryPolicy, SIGNATURE_HEADER, TIMESTAMP_HEADER,

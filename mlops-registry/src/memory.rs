@@ -7,7 +7,7 @@ use mlops_core::{ModelName, Package, check_alias};
 use parking_lot::RwLock;
 
 use crate::alias::SetAlias;
-use crate::error::{Error, Result, model_not_found, version_not_found};
+use crate::error::{Error, Result, model_not_found, refuse_if_aliased, version_not_found};
 use crate::model::{Change, CreateModel, RegisteredModel};
 use crate::registry::Registry;
 use crate::telemetry::traced;
@@ -36,6 +36,8 @@ pub struct MemoryRegistry {
 struct Entry {
     model: RegisteredModel,
     versions: BTreeMap<u64, (ModelVersion, Package)>,
+    /// The number the next version gets: deleted numbers are never given again.
+    next_version: u64,
 }
 
 impl MemoryRegistry {
@@ -59,7 +61,10 @@ impl Registry for MemoryRegistry {
                 if models.contains_key(&model.name) {
                     return Err(Error::AlreadyExists { what: format!("model `{}`", model.name) });
                 }
-                models.insert(model.name.clone(), Entry { model: model.clone(), versions: BTreeMap::new() });
+                models.insert(
+                    model.name.clone(),
+                    Entry { model: model.clone(), versions: BTreeMap::new(), next_version: 1 },
+                );
                 Ok(model)
             })
             .await
@@ -99,10 +104,14 @@ impl Registry for MemoryRegistry {
                 let digest = request.package.digest()?;
                 let mut models = self.models.write();
                 let entry = models.get_mut(&request.model).ok_or_else(|| model_not_found(&request.model))?;
-                let number = entry.versions.keys().next_back().map_or(1, |v| v + 1);
+                let number = entry.next_version;
+                let following = number.checked_add(1).ok_or_else(|| {
+                    Error::InvalidArgument(format!("model `{}` has used every version number", request.model))
+                })?;
                 let source = format!("memory://{}/{number}", request.model);
                 let version = request.to_version(number, source, digest)?;
                 entry.versions.insert(number, (version.clone(), request.package));
+                entry.next_version = following;
                 Ok(version)
             })
             .await
@@ -180,6 +189,30 @@ impl Registry for MemoryRegistry {
                 let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
                 entry.model.remove_alias(alias)
             })
+            .await
+    }
+
+    async fn delete_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        traced(BACKEND, "delete_version")
+            .model(name)
+            .version(version)
+            .run(async {
+                let mut models = self.models.write();
+                let entry = models.get_mut(name).ok_or_else(|| model_not_found(name))?;
+                if !entry.versions.contains_key(&version) {
+                    return Err(version_not_found(name, version));
+                }
+                refuse_if_aliased(&entry.model, version)?;
+                let (deleted, _) = entry.versions.remove(&version).ok_or_else(|| version_not_found(name, version))?;
+                Ok(deleted)
+            })
+            .await
+    }
+
+    async fn delete_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        traced(BACKEND, "delete_model")
+            .model(name)
+            .run(async { self.models.write().remove(name).map(|e| e.model).ok_or_else(|| model_not_found(name)) })
             .await
     }
 

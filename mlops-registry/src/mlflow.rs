@@ -18,7 +18,7 @@ use url::Url;
 use self::client::{ApiError, Auth, Repeat, RestClient};
 use self::wire::{DIGEST_TAG, FLAVOR_TAG, RESERVED_TAG_PREFIX};
 use crate::alias::{AliasMode, SetAlias};
-use crate::error::{Error, Result, alias_not_found, model_not_found, version_not_found};
+use crate::error::{Error, Result, alias_not_found, model_not_found, refuse_if_aliased, version_not_found};
 use crate::model::{Change, CreateModel, RegisteredModel};
 use crate::registry::Registry;
 use crate::retry::Backoff;
@@ -691,6 +691,43 @@ impl Registry for MlflowRegistry {
                         not_found_or(e, || alias_not_found(name, alias), || format!("deleting alias `{alias}`"))
                     })?;
                 Ok(version)
+            })
+            .await
+    }
+
+    /// MLflow would delete the aliases too: a version an alias points at is refused first,
+    /// as on every backend (a move racing the check is not seen: MLflow offers no
+    /// compare-and-swap). The run's artifacts stay with the run, as in MLflow.
+    async fn delete_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        traced(TRACED_AS, "delete_version")
+            .model(name)
+            .version(version)
+            .run(async {
+                let record = self.fetch_version(name, version).await?;
+                refuse_if_aliased(&self.fetch_model(name).await?.into_model()?, version)?;
+                let body = json!({ "name": name.as_str(), "version": version.to_string() });
+                self.client
+                    .call::<_, wire::Empty>(Method::DELETE, "model-versions/delete", &body, Repeat::Unsafe)
+                    .await
+                    .map_err(|e| {
+                        not_found_or(e, || version_not_found(name, version), || format!("deleting version {version}"))
+                    })?;
+                Ok(record)
+            })
+            .await
+    }
+
+    async fn delete_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        traced(TRACED_AS, "delete_model")
+            .model(name)
+            .run(async {
+                let model = self.fetch_model(name).await?.into_model()?;
+                let body = json!({ "name": name.as_str() });
+                self.client
+                    .call::<_, wire::Empty>(Method::DELETE, "registered-models/delete", &body, Repeat::Unsafe)
+                    .await
+                    .map_err(|e| not_found_or(e, || model_not_found(name), || format!("deleting model `{name}`")))?;
+                Ok(model)
             })
             .await
     }

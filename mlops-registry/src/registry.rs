@@ -23,7 +23,8 @@ use crate::version::{CreateVersion, Lineage, ModelVersion, SearchVersions};
 ///   cancelled `create_version` leaves no version behind.
 /// - Alias moves are atomic; [`AliasMode`](crate::AliasMode) turns them into
 ///   compare-and-swap, and a lost race is [`Error::Precondition`], never a silent overwrite.
-/// - An alias always points at an existing version.
+/// - An alias always points at an existing version: a version an alias points at cannot be
+///   deleted, and an alias cannot be moved to a deleted version.
 /// - Packages come back byte-identical, with every checksum verified.
 ///
 /// Cancelling a future part-way is safe: a mutation either happened or did not.
@@ -92,6 +93,23 @@ pub trait Registry: Send + Sync {
     /// # Errors
     /// [`Error::NotFound`] naming the model or alias.
     async fn delete_alias(&self, name: &ModelName, alias: &str) -> Result<u64>;
+
+    /// Deletes a version and returns it as it was. Its number is never given again, and its
+    /// package goes with it ([`ObjectStoreRegistry`](crate::ObjectStoreRegistry) leaves a
+    /// package to [`collect_garbage`](crate::ObjectStoreRegistry::collect_garbage), since
+    /// identical packages are stored once).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] naming the model or version; [`Error::InUse`] while an alias
+    /// points at the version.
+    async fn delete_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion>;
+
+    /// Deletes a model with all its versions and aliases, and returns it as it was. A model
+    /// created later under the same name starts again at version 1.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] naming the model.
+    async fn delete_model(&self, name: &ModelName) -> Result<RegisteredModel>;
 
     /// Fetches a version's package, verifying every checksum.
     ///
@@ -315,6 +333,12 @@ impl<R: Registry + ?Sized> Registry for Arc<R> {
     }
     async fn delete_alias(&self, name: &ModelName, alias: &str) -> Result<u64> {
         (**self).delete_alias(name, alias).await
+    }
+    async fn delete_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        (**self).delete_version(name, version).await
+    }
+    async fn delete_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        (**self).delete_model(name).await
     }
     async fn download_package(&self, name: &ModelName, version: u64) -> Result<Package> {
         (**self).download_package(name, version).await

@@ -11,9 +11,16 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
+mod gc;
+mod model_document;
+
+pub use gc::{CompactionReport, GarbageCollection, GarbageReport, RevisionRetention};
+
+use model_document::ModelDocument;
+
 use crate::alias::SetAlias;
-use crate::documents::Documents;
-use crate::error::{Error, Result, model_not_found, version_not_found};
+use crate::documents::{Documents, POINTER_FILE, revision_number};
+use crate::error::{Error, Result, model_not_found, refuse_if_aliased, version_not_found};
 use crate::model::{Change, CreateModel, RegisteredModel};
 use crate::registry::Registry;
 use crate::telemetry::traced;
@@ -28,14 +35,17 @@ const TRANSFER_CONCURRENCY: usize = 8;
 /// Layout under the root prefix:
 ///
 /// ```text
-/// models/<name>/model/<revision>.json                 the registered model (tags, aliases)
-/// models/<name>/versions/<version>/<revision>.json    each version (tags, lineage, source)
+/// models/<name>/model/current.json                    the registered model (tags, aliases)
+/// models/<name>/model/<revision>.json                 ... and its past revisions
+/// models/<name>/versions/<version>/current.json       each version (tags, lineage, source)
 /// models/<name>/packages/<digest>/...                 package files, manifest last
 /// ```
 ///
-/// Every document is written as a new revision with a create-only put, so concurrent
-/// writers never lose each other's updates and a compare-and-swap that reports success
-/// really happened. A version document is written only after its package is completely
+/// Every update is a compare-and-swap (on the store's conditional overwrite where it has
+/// one, by create-only puts otherwise), so concurrent writers never lose each other's
+/// updates and a compare-and-swap that reports success really happened; a read costs the
+/// same however many revisions a document has. [`compact`](Self::compact) removes old
+/// revisions and [`collect_garbage`](Self::collect_garbage) unreferenced packages. A version document is written only after its package is completely
 /// uploaded, so no reader ever sees a version without its artifacts, whatever instant a
 /// writer dies at.
 ///
@@ -78,8 +88,10 @@ impl ObjectStoreRegistry {
     pub fn local(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::backend(format!("creating `{}`", dir.display()), e))?;
+        // Deleting and collecting leave no empty folders behind.
         let store = LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| Error::backend(format!("opening `{}`", dir.display()), e))?;
+            .map_err(|e| Error::backend(format!("opening `{}`", dir.display()), e))?
+            .with_automatic_cleanup(true);
         let absolute = dir.canonicalize().map_err(|e| Error::backend(format!("resolving `{}`", dir.display()), e))?;
         Ok(Self { location: format!("file://{}", absolute.display()), ..Self::new(Arc::new(store), Path::default()) })
     }
@@ -168,8 +180,37 @@ impl ObjectStoreRegistry {
         self.model_prefix(name).join("packages").join(digest)
     }
 
+    /// The model's document, deleted or not; `None` when there is none.
+    async fn model_document(&self, name: &ModelName) -> Result<Option<ModelDocument>> {
+        Ok(self.documents.latest(&self.model_doc(name)).await?.map(|revision| revision.document))
+    }
+
+    /// The document of a model that exists (and is not being deleted).
+    async fn live_model_document(&self, name: &ModelName) -> Result<ModelDocument> {
+        self.model_document(name).await?.filter(|doc| !doc.deleting).ok_or_else(|| model_not_found(name))
+    }
+
     async fn read_model(&self, name: &ModelName) -> Result<RegisteredModel> {
-        Ok(self.documents.latest(&self.model_doc(name)).await?.ok_or_else(|| model_not_found(name))?.document)
+        Ok(self.live_model_document(name).await?.model)
+    }
+
+    /// Applies `change` to a live model's document as one compare-and-swap.
+    async fn update_model_document<R, F>(&self, name: &ModelName, mut change: F) -> Result<(ModelDocument, R)>
+    where
+        F: FnMut(&mut ModelDocument) -> Result<R> + Send,
+    {
+        self.documents
+            .update(
+                &self.model_doc(name),
+                || model_not_found(name),
+                |doc: &mut ModelDocument| {
+                    if doc.deleting {
+                        return Err(model_not_found(name));
+                    }
+                    change(doc)
+                },
+            )
+            .await
     }
 
     /// Numbers of the versions that have a document, ascending. A version prefix can exist
@@ -189,8 +230,8 @@ impl ObjectStoreRegistry {
             .filter_map(|meta| {
                 let mut parts = meta.location.prefix_match(&prefix)?;
                 let version = parts.next()?.as_ref().parse().ok()?;
-                crate::documents::revision_number(parts.next()?.as_ref())?;
-                Some(version)
+                let file = parts.next()?;
+                (file.as_ref() == POINTER_FILE || revision_number(file.as_ref()).is_some()).then_some(version)
             })
             .collect();
         numbers.sort_unstable();
@@ -210,14 +251,49 @@ impl ObjectStoreRegistry {
 
     /// Every version of a model, with its aliases.
     async fn versions_of(&self, name: &ModelName) -> Result<Vec<ModelVersion>> {
-        let model = self.read_model(name).await?;
-        let numbers = self.version_numbers(name).await?;
-        let versions: Vec<ModelVersion> = futures::stream::iter(numbers)
-            .map(|n| self.read_version(name, n))
+        let doc = self.live_model_document(name).await?;
+        let mut numbers = self.version_numbers(name).await?;
+        numbers.retain(|n| !doc.deleted_versions.contains(*n));
+        let versions: Vec<Option<ModelVersion>> = futures::stream::iter(numbers)
+            .map(|n| async move {
+                match self.documents.latest::<ModelVersion>(&self.version_doc(name, n)).await? {
+                    Some(revision) => Ok::<_, Error>(Some(revision.document)),
+                    // Deleted since the listing.
+                    None => Ok(None),
+                }
+            })
             .buffered(TRANSFER_CONCURRENCY)
             .try_collect()
             .await?;
-        Ok(versions.into_iter().map(|v| model.label(v)).collect())
+        Ok(versions.into_iter().flatten().map(|v| doc.model.label(v)).collect())
+    }
+
+    /// Removes everything under `prefix` but the documents below `keep`, packages' manifests
+    /// first (a package without its manifest is incomplete, never read).
+    async fn remove_all(&self, prefix: &Path, keep: Option<&Path>) -> Result<()> {
+        let objects: Vec<Path> = self
+            .store
+            .list(Some(prefix))
+            .map_ok(|meta| meta.location)
+            .try_filter(|path| futures::future::ready(keep.is_none_or(|keep| path.prefix_match(keep).is_none())))
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend(format!("listing `{prefix}`"), e))?;
+        let (manifests, files): (Vec<Path>, Vec<Path>) =
+            objects.into_iter().partition(|path| path.filename() == Some(MANIFEST_FILE));
+        for batch in [manifests, files] {
+            futures::stream::iter(batch)
+                .map(|path| async move {
+                    match self.store.delete(&path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(Error::backend(format!("removing `{path}`"), e)),
+                    }
+                })
+                .buffer_unordered(TRANSFER_CONCURRENCY)
+                .try_collect::<()>()
+                .await?;
+        }
+        Ok(())
     }
 
     /// Uploads the files, then the manifest: a package prefix with a manifest is complete.
@@ -259,6 +335,26 @@ impl ObjectStoreRegistry {
     }
 }
 
+impl ObjectStoreRegistry {
+    /// The names under `models/`, documents or not.
+    async fn model_names(&self) -> Result<Vec<ModelName>> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.models_prefix()))
+            .await
+            .map_err(|e| Error::backend("listing models", e))?;
+        Ok(listing.common_prefixes.iter().filter_map(|p| ModelName::new(p.filename()?).ok()).collect())
+    }
+
+    async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::backend(format!("reading `{path}`"), e)),
+        }
+    }
+}
+
 fn nested(base: &Path, relative: &str) -> Path {
     relative.split('/').fold(base.clone(), |path, part| path.join(part))
 }
@@ -273,11 +369,17 @@ impl Registry for ObjectStoreRegistry {
             .model(&request.name)
             .run(async {
                 let model = request.into_model()?;
-                if self.documents.create(&self.model_doc(&model.name), 1, &model).await? {
-                    Ok(model)
-                } else {
-                    Err(Error::AlreadyExists { what: format!("model `{}`", model.name) })
+                let name = model.name.clone();
+                if self.documents.create(&self.model_doc(&name), &ModelDocument::new(model.clone())).await? {
+                    return Ok(model);
                 }
+                let what = match self.model_document(&name).await {
+                    Ok(Some(doc)) if doc.deleting => {
+                        format!("model `{name}` (it is being deleted: `delete_model` finishes that)")
+                    }
+                    _ => format!("model `{name}`"),
+                };
+                Err(Error::AlreadyExists { what })
             })
             .await
     }
@@ -289,20 +391,12 @@ impl Registry for ObjectStoreRegistry {
     async fn list_models(&self) -> Result<Vec<RegisteredModel>> {
         traced(BACKEND, "list_models")
             .run(async {
-                let prefix = self.models_prefix();
-                let listing = self
-                    .store
-                    .list_with_delimiter(Some(&prefix))
-                    .await
-                    .map_err(|e| Error::backend("listing models", e))?;
-                let names: Vec<ModelName> =
-                    listing.common_prefixes.iter().filter_map(|p| ModelName::new(p.filename()?).ok()).collect();
-                let mut models = Vec::with_capacity(names.len());
-                for name in names {
+                let mut models = Vec::new();
+                for name in self.model_names().await? {
                     // A model prefix without a model document is not a model (nothing is written
                     // under a model before its first revision, but stay robust to stray files).
-                    if let Some(revision) = self.documents.latest(&self.model_doc(&name)).await? {
-                        models.push(revision.document);
+                    if let Some(doc) = self.model_document(&name).await?.filter(|doc| !doc.deleting) {
+                        models.push(doc.model);
                     }
                 }
                 models.sort_by(|a: &RegisteredModel, b| a.name.cmp(&b.name));
@@ -315,11 +409,8 @@ impl Registry for ObjectStoreRegistry {
         traced(BACKEND, "update_model")
             .model(name)
             .run(async {
-                let (model, ()) = self
-                    .documents
-                    .update(&self.model_doc(name), || model_not_found(name), |m: &mut RegisteredModel| m.apply(&change))
-                    .await?;
-                Ok(model)
+                let (doc, ()) = self.update_model_document(name, |doc| doc.model.apply(&change)).await?;
+                Ok(doc.model)
             })
             .await
     }
@@ -335,17 +426,32 @@ impl Registry for ObjectStoreRegistry {
                 let prefix = self.package_prefix(name, &digest);
                 self.upload_package(&prefix, &request.package).await?;
                 let source = self.location_of(&prefix);
-                let mut number = self.version_numbers(name).await?.last().map_or(Some(1), |v| v.checked_add(1));
-                loop {
+                // Listed before the model is read: a version deleted after the listing is in
+                // the model's deleted set by then, so no number is given twice.
+                let listed = self.version_numbers(name).await?.last().copied();
+                let deleted = self.live_model_document(name).await?.deleted_versions.max();
+                let mut number = listed.max(deleted).map_or(Some(1), |v| v.checked_add(1));
+                let version = loop {
                     let Some(next) = number else {
                         return Err(Error::InvalidArgument(format!("model `{name}` has used every version number")));
                     };
                     let version = request.to_version(next, source.clone(), digest.clone())?;
-                    if self.documents.create(&self.version_doc(name, next), 1, &version).await? {
-                        return Ok(version);
+                    if self.documents.create(&self.version_doc(name, next), &version).await? {
+                        break version;
                     }
                     number = next.checked_add(1);
+                };
+                // A `delete_model` that began meanwhile did not see this version: take it back.
+                if self.live_model_document(name).await.is_err() {
+                    self.documents.remove(&self.version_doc(name, version.version)).await?;
+                    return Err(model_not_found(name));
                 }
+                // A garbage collection that found the package unreferenced a moment ago may
+                // have removed it since: upload it again, so the version never lacks it.
+                if !self.exists(&prefix.clone().join(MANIFEST_FILE)).await? {
+                    self.upload_package(&prefix, &request.package).await?;
+                }
+                Ok(version)
             })
             .await
     }
@@ -355,8 +461,11 @@ impl Registry for ObjectStoreRegistry {
             .model(name)
             .version(version)
             .run(async {
-                let model = self.read_model(name).await?;
-                Ok(model.label(self.read_version(name, version).await?))
+                let doc = self.live_model_document(name).await?;
+                if doc.deleted_versions.contains(version) {
+                    return Err(version_not_found(name, version));
+                }
+                Ok(doc.model.label(self.read_version(name, version).await?))
             })
             .await
     }
@@ -384,18 +493,14 @@ impl Registry for ObjectStoreRegistry {
             .version(version)
             .run(async {
                 let missing = || version_not_found(name, version);
-                match self
+                if self.live_model_document(name).await?.deleted_versions.contains(version) {
+                    return Err(missing());
+                }
+                let (updated, ()) = self
                     .documents
                     .update(&self.version_doc(name, version), missing, |v: &mut ModelVersion| v.apply(&change))
-                    .await
-                {
-                    Ok((updated, ())) => Ok(self.read_model(name).await?.label(updated)),
-                    Err(Error::NotFound { .. }) => {
-                        self.read_model(name).await?;
-                        Err(missing())
-                    }
-                    Err(e) => Err(e),
-                }
+                    .await?;
+                Ok(self.read_model(name).await?.label(updated))
             })
             .await
     }
@@ -407,16 +512,16 @@ impl Registry for ObjectStoreRegistry {
             .version(request.version)
             .run(async {
                 check_alias(&request.alias)?;
-                // Versions are never removed, so a version that exists now still exists when the
-                // alias move lands.
                 self.read_version(&request.model, request.version).await?;
+                // The move and a deletion of the version both update the model's document,
+                // so the one that lands second sees the other.
                 let (_, previous) = self
-                    .documents
-                    .update(
-                        &self.model_doc(&request.model),
-                        || model_not_found(&request.model),
-                        |m: &mut RegisteredModel| m.move_alias(&request.alias, request.version, request.mode),
-                    )
+                    .update_model_document(&request.model, |doc| {
+                        if doc.deleted_versions.contains(request.version) {
+                            return Err(version_not_found(&request.model, request.version));
+                        }
+                        doc.model.move_alias(&request.alias, request.version, request.mode)
+                    })
                     .await?;
                 Ok(previous)
             })
@@ -428,15 +533,61 @@ impl Registry for ObjectStoreRegistry {
             .model(name)
             .alias(alias)
             .run(async {
-                let (_, version) = self
-                    .documents
-                    .update(
-                        &self.model_doc(name),
-                        || model_not_found(name),
-                        |m: &mut RegisteredModel| m.remove_alias(alias),
-                    )
-                    .await?;
+                let (_, version) = self.update_model_document(name, |doc| doc.model.remove_alias(alias)).await?;
                 Ok(version)
+            })
+            .await
+    }
+
+    async fn delete_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
+        traced(BACKEND, "delete_version")
+            .model(name)
+            .version(version)
+            .run(async {
+                if self.live_model_document(name).await?.deleted_versions.contains(version) {
+                    return Err(version_not_found(name, version));
+                }
+                let deleted = self.read_version(name, version).await?;
+                self.update_model_document(name, |doc| {
+                    if doc.deleted_versions.contains(version) {
+                        return Err(version_not_found(name, version));
+                    }
+                    refuse_if_aliased(&doc.model, version)?;
+                    doc.deleted_versions.insert(version);
+                    doc.model.updated_at = chrono::Utc::now();
+                    Ok(())
+                })
+                .await?;
+                // Deleted from here on; what is left of its document, should this fail, is
+                // removed by `collect_garbage`.
+                self.documents.remove(&self.version_doc(name, version)).await?;
+                Ok(deleted)
+            })
+            .await
+    }
+
+    async fn delete_model(&self, name: &ModelName) -> Result<RegisteredModel> {
+        traced(BACKEND, "delete_model")
+            .model(name)
+            .run(async {
+                let doc = self.model_document(name).await?.ok_or_else(|| model_not_found(name))?;
+                if !doc.deleting {
+                    // From here on the model reads as absent; a call that fails part-way is
+                    // finished by calling again.
+                    self.documents
+                        .update(
+                            &self.model_doc(name),
+                            || model_not_found(name),
+                            |doc: &mut ModelDocument| {
+                                doc.deleting = true;
+                                Ok(())
+                            },
+                        )
+                        .await?;
+                }
+                self.remove_all(&self.model_prefix(name), Some(&self.model_doc(name))).await?;
+                self.documents.remove(&self.model_doc(name)).await?;
+                Ok(doc.model)
             })
             .await
     }
@@ -474,6 +625,20 @@ impl Registry for ObjectStoreRegistry {
                     .try_collect()
                     .await?;
                 Ok(Package::from_parts(&manifest, files)?)
+            })
+            .await
+    }
+
+    /// Two requests on a store with conditional overwrite: the model's document and the
+    /// version's.
+    async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
+        traced(BACKEND, "version_by_alias")
+            .model(name)
+            .alias(alias)
+            .run(async {
+                let model = self.read_model(name).await?;
+                let version = *model.aliases.get(alias).ok_or_else(|| crate::error::alias_not_found(name, alias))?;
+                Ok(model.label(self.read_version(name, version).await?))
             })
             .await
     }

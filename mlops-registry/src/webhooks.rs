@@ -155,6 +155,10 @@ fn mlflow_event(event: &RegistryEvent) -> (String, Value) {
             "model_version_alias.deleted",
             json!({ "name": name, "alias": alias, "previous_version": previous.to_string() }),
         ),
+        RegistryEvent::VersionDeleted { name, version } => {
+            ("model_version.deleted", json!({ "name": name, "version": version.to_string() }))
+        }
+        RegistryEvent::ModelDeleted { name } => ("registered_model.deleted", json!({ "name": name })),
     };
     (name.to_owned(), data)
 }

@@ -87,6 +87,7 @@ pub async fn run_suite<R: Registry + 'static>(make: impl AsyncFn() -> R, backend
     aliases(&make().await, backend).await;
     resolution_and_loading(&make().await, backend).await;
     search(&make().await, backend).await;
+    deletion(&make().await).await;
     concurrent_writers(Arc::new(make().await), backend).await;
 }
 
@@ -193,6 +194,60 @@ pub async fn versions(registry: &dyn Registry, backend: &Backend) {
     }
     let listed = registry.search_versions(SearchVersions::model(tx.clone())).await.unwrap();
     assert_eq!(listed.iter().map(|v| v.version).max(), Some(v4.version));
+}
+
+pub async fn deletion(registry: &dyn Registry) {
+    let tx = name("transactions");
+    registry.create_model(CreateModel::new(tx.clone()).tag("team", "risk")).await.unwrap();
+    for l2 in [1.0, 0.5, 0.1] {
+        registry.create_version(CreateVersion::new(tx.clone(), package(l2))).await.unwrap();
+    }
+    registry.set_alias(SetAlias::new(tx.clone(), "champion", 2)).await.unwrap();
+
+    // A version an alias points at stays, whole.
+    let refused = registry.delete_version(&tx, 2).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::InUse { what, reason } if what == "version 2 of model `transactions`" && reason.contains("`champion`")),
+        "{refused:?}"
+    );
+    assert_eq!(registry.version_by_alias(&tx, "champion").await.unwrap().version, 2);
+    registry.download_package(&tx, 2).await.unwrap();
+
+    // The highest version goes; its number is not given again.
+    let deleted = registry.delete_version(&tx, 3).await.unwrap();
+    assert_eq!(deleted.version, 3);
+    assert!(matches!(registry.get_version(&tx, 3).await, Err(Error::NotFound { what }) if what.contains("version 3")));
+    assert!(matches!(registry.download_package(&tx, 3).await, Err(Error::NotFound { .. })));
+    assert!(matches!(registry.delete_version(&tx, 3).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        registry.set_alias(SetAlias::new(tx.clone(), "challenger", 3)).await,
+        Err(Error::NotFound { .. })
+    ));
+    let next = registry.create_version(CreateVersion::new(tx.clone(), package(2.0))).await.unwrap();
+    assert_eq!(next.version, 4);
+    registry.delete_version(&tx, 1).await.unwrap();
+    let left: Vec<u64> =
+        registry.search_versions(SearchVersions::model(tx.clone())).await.unwrap().iter().map(|v| v.version).collect();
+    assert_eq!(left, [2, 4]);
+    assert_eq!(registry.latest_version(&tx).await.unwrap().version, 4);
+    assert!(
+        matches!(registry.delete_version(&name("nope"), 1).await, Err(Error::NotFound { what }) if what == "model `nope`")
+    );
+
+    // A model goes with its versions and aliases; one made under its name starts afresh.
+    let other = name("other");
+    registry.create_model(CreateModel::new(other.clone())).await.unwrap();
+    let gone = registry.delete_model(&tx).await.unwrap();
+    assert_eq!(gone.tags["team"], "risk");
+    assert!(matches!(registry.get_model(&tx).await, Err(Error::NotFound { .. })));
+    assert!(matches!(registry.get_version(&tx, 2).await, Err(Error::NotFound { .. })));
+    assert!(matches!(registry.version_by_alias(&tx, "champion").await, Err(Error::NotFound { .. })));
+    assert!(matches!(registry.delete_model(&tx).await, Err(Error::NotFound { .. })));
+    let listed: Vec<String> = registry.list_models().await.unwrap().into_iter().map(|m| m.name.to_string()).collect();
+    assert_eq!(listed, ["other"]);
+    registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    assert!(registry.get_model(&tx).await.unwrap().aliases.is_empty());
+    assert_eq!(registry.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap().version, 1);
 }
 
 pub async fn aliases(registry: &dyn Registry, backend: &Backend) {

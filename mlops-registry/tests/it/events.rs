@@ -26,9 +26,11 @@ async fn every_mutation_is_published_once_in_order_with_old_and_new_alias_versio
     registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap();
     registry.set_alias(SetAlias::new(tx.clone(), "champion", 2)).await.unwrap();
     registry.delete_alias(&tx, "champion").await.unwrap();
+    registry.delete_version(&tx, 1).await.unwrap();
+    registry.delete_model(&tx).await.unwrap();
     // Failed calls publish nothing.
     assert!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 9)).await.is_err());
-    assert!(registry.get_model(&tx).await.is_ok());
+    assert!(registry.delete_version(&tx, 1).await.is_err());
 
     let mut received = Vec::new();
     while let Ok(event) = events.try_recv() {
@@ -48,7 +50,9 @@ async fn every_mutation_is_published_once_in_order_with_old_and_new_alias_versio
             "version_tag_deleted",
             "alias_set",
             "alias_set",
-            "alias_deleted"
+            "alias_deleted",
+            "version_deleted",
+            "model_deleted"
         ]
     );
     assert!(
@@ -59,5 +63,6 @@ async fn every_mutation_is_published_once_in_order_with_old_and_new_alias_versio
         RegistryEvent::AliasSet { name: tx.clone(), alias: "champion".into(), version: 2, previous: Some(1) }
     );
     assert_eq!(received[9], RegistryEvent::AliasDeleted { name: tx.clone(), alias: "champion".into(), previous: 2 });
+    assert_eq!(received[10], RegistryEvent::VersionDeleted { name: tx.clone(), version: 1 });
     assert!(received.iter().all(|e| e.model() == &tx));
 }

@@ -188,3 +188,50 @@ async fn protected_aliases_fold_case_and_a_lost_audit_entry_never_fails_a_done_m
     assert_eq!(count, 2);
     assert!(latest[1].contains("`tester`") && latest[1].contains("the audit store is down"), "{latest:?}");
 }
+
+#[tokio::test]
+async fn deleting_needs_manage_spares_protected_aliases_and_is_audited() {
+    let governed = governed();
+    let (scientist, manager) = (
+        governed.as_principal(Principal::new("data-scientist")),
+        governed.as_principal(Principal::new("release-manager")),
+    );
+    let tx = name("main.fraud.transactions");
+    scientist.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    for l2 in [1.0, 0.5, 0.1] {
+        scientist.create_version(CreateVersion::new(tx.clone(), package(l2))).await.unwrap();
+    }
+    manager.set_alias(SetAlias::new(tx.clone(), "champion", 2)).await.unwrap();
+
+    assert!(matches!(
+        scientist.delete_version(&tx, 1).await,
+        Err(Error::PermissionDenied { action, .. }) if action == "delete a version of"
+    ));
+    manager.delete_version(&tx, 1).await.unwrap();
+    assert!(matches!(manager.delete_version(&tx, 2).await, Err(Error::InUse { .. })));
+    match manager.delete_model(&tx).await {
+        Err(Error::InUse { what, reason }) => {
+            assert_eq!(what, "model `main.fraud.transactions`");
+            assert!(reason.contains("protected alias `champion`"), "{reason}");
+        }
+        other => panic!("a model deleted under its champion: {other:?}"),
+    }
+    manager.delete_alias(&tx, "champion").await.unwrap();
+    manager.delete_model(&tx).await.unwrap();
+    assert!(matches!(manager.get_model(&tx).await, Err(Error::NotFound { .. })));
+
+    let entries = governed.audit().entries(&tx).await.unwrap();
+    let deletions: Vec<(Operation, Option<u64>, &AuditOutcome)> = entries
+        .iter()
+        .filter(|e| matches!(e.operation, Operation::DeleteVersion | Operation::DeleteModel))
+        .map(|e| (e.operation, e.version, &e.outcome))
+        .collect();
+    assert_eq!(deletions.len(), 5, "{deletions:?}");
+    assert!(matches!(deletions[0], (Operation::DeleteVersion, Some(1), AuditOutcome::Denied(_))));
+    assert!(matches!(deletions[1], (Operation::DeleteVersion, Some(1), AuditOutcome::Done)));
+    assert!(matches!(deletions[2], (Operation::DeleteVersion, Some(2), AuditOutcome::Failed(_))));
+    assert!(matches!(deletions[3], (Operation::DeleteModel, None, AuditOutcome::Failed(_))));
+    assert!(matches!(deletions[4], (Operation::DeleteModel, None, AuditOutcome::Done)));
+    let removed = entries.iter().find(|e| e.operation == Operation::DeleteVersion && e.outcome == AuditOutcome::Done);
+    assert_eq!(removed.unwrap().old.as_ref().unwrap()["version"], json!(1));
+}

@@ -14,6 +14,7 @@ mod local;
 mod memory;
 mod mlflow;
 mod processes;
+mod revisions;
 mod s3;
 mod servers;
 mod webhooks;
