@@ -69,6 +69,7 @@ mod mlflow;
 mod model;
 mod model_source;
 mod registry;
+mod retention;
 mod retry;
 mod store;
 pub mod telemetry;
@@ -92,6 +93,7 @@ pub use model_source::{ModelSlot, ModelSource};
 /// on: name stores through here to be on the same version.
 pub use object_store;
 pub use registry::{LoadedModel, Registry, RegistryExt};
+pub use retention::{RetentionOutcome, RetentionPlan, RetentionPolicy};
 pub use retry::Backoff;
 pub use store::{CompactionReport, GarbageCollection, GarbageReport, ObjectStoreRegistry, RevisionRetention};
 pub use version::{CreateVersion, DatasetRef, Lineage, ModelVersion, RunLink, SearchVersions};

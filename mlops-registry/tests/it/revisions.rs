@@ -18,7 +18,7 @@ use mlops_registry::object_store::{
 };
 use mlops_registry::{
     AliasMode, CreateModel, CreateVersion, Error, GarbageCollection, ObjectStoreRegistry, Registry, RegistryExt,
-    RevisionRetention, SetAlias,
+    RetentionPolicy, RevisionRetention, SearchVersions, SetAlias,
 };
 
 use crate::conformance::{name, package};
@@ -359,4 +359,42 @@ async fn alias_moves_racing_deletions_never_leave_an_alias_on_a_deleted_version(
         setup.get_version(&tx, version).await.unwrap();
         setup.download_package(&tx, version).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_retention_plan_keeps_the_newest_aliased_and_tagged_and_spares_what_an_alias_moved_onto() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = ObjectStoreRegistry::local(dir.path()).unwrap();
+    let tx = name("transactions");
+    registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
+    let shared = package(1.0);
+    for _ in 0..8 {
+        registry.create_version(CreateVersion::new(tx.clone(), shared.clone())).await.unwrap();
+    }
+    registry.set_alias(SetAlias::new(tx.clone(), "champion", 2)).await.unwrap();
+    registry.set_version_tag(&tx, 3, "audit", "keep").await.unwrap();
+    registry.set_version_tag(&tx, 4, "audit", "other").await.unwrap();
+    registry.set_version_tag(&tx, 5, "pinned", "").await.unwrap();
+
+    let policy = RetentionPolicy::keep_newest(2).keep_tagged("audit", "keep").keep_any_tagged("pinned");
+    let plan = policy.plan(&registry, &tx).await.unwrap();
+    assert_eq!((plan.keep.clone(), plan.delete.clone()), (vec![2, 3, 5, 7, 8], vec![1, 4, 6]));
+    assert_eq!(
+        registry.search_versions(SearchVersions::model(tx.clone())).await.unwrap().len(),
+        8,
+        "a plan deletes nothing"
+    );
+
+    // An alias lands on a planned version before the plan is applied; another goes first.
+    registry.set_alias(SetAlias::new(tx.clone(), "challenger", 4)).await.unwrap();
+    registry.delete_version(&tx, 6).await.unwrap();
+    let outcome = plan.apply(&registry).await.unwrap();
+    assert_eq!((outcome.deleted, outcome.spared, outcome.already_gone), (vec![1], vec![4], vec![6]));
+    let left: Vec<u64> =
+        registry.search_versions(SearchVersions::model(tx.clone())).await.unwrap().iter().map(|v| v.version).collect();
+    assert_eq!(left, [2, 3, 4, 5, 7, 8]);
+    // They all share one package, which stays.
+    let collected = registry.collect_garbage(&GarbageCollection::new().grace(Duration::ZERO)).await.unwrap();
+    assert!(collected.packages_removed.is_empty(), "{collected:?}");
+    registry.download_package(&tx, 2).await.unwrap();
 }
