@@ -17,6 +17,10 @@
 //! - [`ObservedRegistry`]: publishes a [`RegistryEvent`] for every mutation to in-process
 //!   subscribers; [`WebhookDispatcher`] delivers them to HTTP receivers in MLflow's signed
 //!   webhook format through a durable outbox.
+//! - [`copy_version`]: a version copied between any two registries (a development MLflow
+//!   server to a production bucket, say), package digest verified, idempotent.
+//! - `conformance` (feature `conformance`): the contract as a test suite, for a `Registry`
+//!   of your own.
 //! - [`LiveModel`]: the model behind an alias, swapped atomically when the alias moves; the
 //!   predict path never does I/O.
 //!
@@ -58,6 +62,10 @@
 
 mod alias;
 mod audit;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
+mod copy;
 mod documents;
 mod error;
 mod events;
@@ -78,6 +86,7 @@ mod webhooks;
 
 pub use alias::{AliasMode, SetAlias};
 pub use audit::{AuditEntry, AuditLog, AuditOutcome, MemoryAuditLog, ObjectStoreAuditLog, Operation};
+pub use copy::{COPIED_FROM_REGISTRY_TAG, COPIED_FROM_TAG, CopiedVersion, CopyVersion, copy_version};
 pub use error::{Error, Result};
 pub use events::{ObservedRegistry, RegistryEvent};
 pub use governance::{

@@ -12,7 +12,7 @@ use mlops_registry::{CreateModel, CreateVersion, Error, LiveModel, ObjectStoreRe
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::conformance::{name, package, training_frame};
+use mlops_registry::conformance::{name, package, training_frame};
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {

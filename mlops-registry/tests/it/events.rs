@@ -4,11 +4,11 @@ use mlops_registry::{
     CreateModel, CreateVersion, MemoryRegistry, ObservedRegistry, Registry, RegistryEvent, RegistryExt, SetAlias,
 };
 
-use crate::conformance::{name, package};
+use mlops_registry::conformance::{name, package};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_observed_registry_keeps_the_contract() {
-    crate::conformance::run_all(|| ObservedRegistry::new(Arc::new(MemoryRegistry::new()), 1024)).await;
+    mlops_registry::conformance::run_all(|| ObservedRegistry::new(Arc::new(MemoryRegistry::new()), 1024)).await;
 }
 
 #[tokio::test]

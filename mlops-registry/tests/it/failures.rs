@@ -15,7 +15,7 @@ use object_store::{
     PutOptions, PutPayload, PutResult,
 };
 
-use crate::conformance::{name, package};
+use mlops_registry::conformance::{name, package};
 
 /// An in-memory store whose package uploads fail while `broken` is set, as a network or
 /// disk failure in the middle of a registration would.

@@ -7,11 +7,11 @@ use mlops_registry::{
 };
 use serde_json::json;
 
-use crate::conformance::{name, package};
+use mlops_registry::conformance::{name, package};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_governed_registry_that_allows_everything_keeps_the_contract() {
-    crate::conformance::run_all(|| {
+    mlops_registry::conformance::run_all(|| {
         GovernedRegistry::new(Arc::new(MemoryRegistry::new()), Arc::new(AllowAll), Arc::new(MemoryAuditLog::new()))
             .as_principal(Principal::new("tester"))
     })

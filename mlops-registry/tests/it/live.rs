@@ -9,7 +9,7 @@ use mlops_registry::{
 };
 use polars::prelude::*;
 
-use crate::conformance::{name, package, training_frame};
+use mlops_registry::conformance::{name, package, training_frame};
 
 const PENALTIES: [f64; 3] = [1.0, 0.01, 30.0];
 

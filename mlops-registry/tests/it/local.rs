@@ -5,13 +5,13 @@ use mlops_registry::{CreateModel, CreateVersion, Error, ObjectStoreRegistry, Reg
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
 
-use crate::conformance::{name, package};
+use mlops_registry::conformance::{name, package};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_directory_registry_keeps_the_contract() {
     let root = tempfile::tempdir().unwrap();
     let counter = AtomicUsize::new(0);
-    crate::conformance::run_all(|| {
+    mlops_registry::conformance::run_all(|| {
         let dir = root.path().join(counter.fetch_add(1, Ordering::SeqCst).to_string());
         ObjectStoreRegistry::local(dir).unwrap()
     })
@@ -20,8 +20,10 @@ async fn local_directory_registry_keeps_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn object_store_registry_keeps_the_contract_on_an_in_memory_store() {
-    crate::conformance::run_all(|| ObjectStoreRegistry::new(Arc::new(InMemory::new()), StorePath::from("registry")))
-        .await;
+    mlops_registry::conformance::run_all(|| {
+        ObjectStoreRegistry::new(Arc::new(InMemory::new()), StorePath::from("registry"))
+    })
+    .await;
 }
 
 #[tokio::test]

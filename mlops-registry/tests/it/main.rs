@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod chaos;
-mod conformance;
+mod copying;
 mod events;
 mod failures;
 mod governance;

@@ -2,5 +2,5 @@ use mlops_registry::MemoryRegistry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_registry_keeps_the_contract() {
-    crate::conformance::run_all(MemoryRegistry::new).await;
+    mlops_registry::conformance::run_all(MemoryRegistry::new).await;
 }

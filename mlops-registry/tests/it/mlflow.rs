@@ -10,8 +10,8 @@ use mlops_registry::{
     AliasMode, CreateModel, CreateVersion, DatasetRef, Error, Lineage, MlflowRegistry, Registry, RegistryExt, SetAlias,
 };
 
-use crate::conformance::{Backend, name, package, training_frame};
 use crate::servers::{MLFLOW_URI, PYTHON, server};
+use mlops_registry::conformance::{Capabilities, name, package, training_frame};
 
 /// One test at a time on the server.
 static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -48,8 +48,8 @@ async fn mlflow_registry_keeps_the_contract() {
     let Some(uri) = server(MLFLOW_URI, "an MLflow tracking server") else { return };
     let _turn = SERVER.lock().await;
     let registry = MlflowRegistry::builder(&uri).experiment("conformance").build().unwrap();
-    let backend = Backend::mlflow(registry.clone());
-    crate::conformance::run_suite(
+    let backend = Capabilities::mlflow(registry.clone());
+    mlops_registry::conformance::run_suite(
         async || {
             wipe(&uri).await;
             registry.clone()
@@ -265,4 +265,60 @@ async fn a_busy_server_is_retried_after_the_wait_it_asks_for_within_the_policy()
     let registry = MlflowRegistry::builder(&uri).retry(quick).build().unwrap();
     assert!(registry.get_model(&name("transactions")).await.is_err());
     assert_eq!(received.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_version_travels_from_mlflow_to_s3_and_back_unchanged() {
+    use mlops_registry::{COPIED_FROM_REGISTRY_TAG, COPIED_FROM_TAG, CopyVersion, SearchVersions, copy_version};
+
+    let Some(uri) = server(MLFLOW_URI, "an MLflow tracking server") else { return };
+    let Some(bucket) = crate::servers::s3_bucket_url() else { return };
+    let _turn = SERVER.lock().await;
+    wipe(&uri).await;
+    let mlflow = MlflowRegistry::builder(&uri).experiment("copies").build().unwrap();
+    let s3 = crate::servers::open(&format!("{bucket}/{}", crate::servers::unique_prefix("copies")));
+    let tx = name("transactions");
+    mlflow.create_model(CreateModel::new(tx.clone()).description("fraud probability")).await.unwrap();
+    let run = mlflow.create_run("training").await.unwrap();
+    let source = mlflow
+        .create_version(
+            CreateVersion::new(tx.clone(), package(0.5))
+                .description("trained on November")
+                .tag("validation_status", "passed_tests")
+                .run(&run, "model")
+                .lineage(crate::copying::lineage()),
+        )
+        .await
+        .unwrap();
+
+    let to_s3 = CopyVersion::new(tx.clone(), source.version).source_registry(uri.clone());
+    let in_s3 = copy_version(&mlflow, &s3, to_s3.clone()).await.unwrap();
+    assert!(in_s3.created);
+    assert_eq!(in_s3.version.run, source.run, "the MLflow run stays linked");
+    assert_eq!(in_s3.version.tags[COPIED_FROM_REGISTRY_TAG], uri);
+    crate::copying::assert_copied(&mlflow, &source, &s3, &in_s3.version).await;
+    assert!(!copy_version(&mlflow, &s3, to_s3).await.unwrap().created);
+
+    // Back, under another name: MLflow sees the run it knows and the lineage read from it.
+    let back_name = name("transactions-promoted");
+    let back =
+        CopyVersion::new(tx.clone(), in_s3.version.version).target_model(back_name.clone()).source_registry("s3");
+    let in_mlflow = copy_version(&s3, &mlflow, back.clone()).await.unwrap();
+    assert!(in_mlflow.created);
+    assert_eq!(in_mlflow.version.run, source.run);
+    assert_eq!(in_mlflow.version.tags[COPIED_FROM_TAG], format!("models:/transactions/{}", in_s3.version.version));
+    crate::copying::assert_copied(&s3, &in_s3.version, &mlflow, &in_mlflow.version).await;
+    let again = copy_version(&s3, &mlflow, back).await.unwrap();
+    assert_eq!((again.created, again.version.version), (false, in_mlflow.version.version));
+    assert_eq!(mlflow.search_versions(SearchVersions::model(back_name.clone())).await.unwrap().len(), 1);
+    assert_eq!(mlflow.get_model(&back_name).await.unwrap().description, "fraud probability");
+
+    // Python sees the promoted copy, its provenance in its tags and its run's lineage.
+    mlflow.set_alias(SetAlias::new(back_name.clone(), "champion", in_mlflow.version.version)).await.unwrap();
+    if server(PYTHON, "Python with mlflow").is_some() {
+        let seen = python_client(&uri, &["describe", back_name.as_str(), "champion"]);
+        assert_eq!(seen["tags"][COPIED_FROM_REGISTRY_TAG], "s3", "{seen}");
+        assert_eq!(seen["run_id"], run.as_str(), "{seen}");
+        assert_eq!(seen["params"]["l2_penalty"], "0.5", "{seen}");
+    }
 }

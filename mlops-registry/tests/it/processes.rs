@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 
 use mlops_registry::{AliasMode, CreateModel, CreateVersion, Error, Registry, RegistryExt, SearchVersions, SetAlias};
 
-use crate::conformance::{name, package};
 use crate::servers::open;
+use mlops_registry::conformance::{name, package};
 
 const REGISTRY_URL: &str = "MLOPS_TEST_WRITER_REGISTRY";
 const OUT_DIR: &str = "MLOPS_TEST_WRITER_OUT";

@@ -21,7 +21,7 @@ use mlops_registry::{
     RetentionPolicy, RevisionRetention, SearchVersions, SetAlias,
 };
 
-use crate::conformance::{name, package};
+use mlops_registry::conformance::{name, package};
 
 /// A store that counts the requests made to it.
 #[derive(Debug)]

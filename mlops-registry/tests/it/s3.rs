@@ -2,13 +2,13 @@
 
 use mlops_registry::{CreateModel, CreateVersion, Registry, RegistryExt};
 
-use crate::conformance::{name, package};
 use crate::servers::{open, s3_bucket_url, unique_prefix};
+use mlops_registry::conformance::{name, package};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_registry_keeps_the_contract() {
     let Some(bucket) = s3_bucket_url() else { return };
-    crate::conformance::run_all(|| open(&format!("{bucket}/{}", unique_prefix("conformance")))).await;
+    mlops_registry::conformance::run_all(|| open(&format!("{bucket}/{}", unique_prefix("conformance")))).await;
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use object_store::path::Path;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::conformance::{name, package};
+use mlops_registry::conformance::{name, package};
 
 const SECRET: &str = "webhook-secret";
 

@@ -1,19 +1,45 @@
-//! The contract of [`Registry`], as functions every backend runs.
+//! The contract of [`Registry`] as a test suite: every backend of this crate runs it, and so
+//! can a `Registry` of your own (on Postgres, on Unity Catalog, ...), with the `conformance`
+//! feature, in its own tests.
+//!
+//! Each function takes a fresh, empty registry, exercises one part of the contract and
+//! panics with the failed assertion, as a test does. [`run_all`] runs them all:
+//!
+//! ```
+//! use mlops_registry::MemoryRegistry;
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! // In a `#[tokio::test(flavor = "multi_thread")]` of your crate: `make` returns a fresh,
+//! // empty registry each time (a new schema, a new prefix).
+//! mlops_registry::conformance::run_all(MemoryRegistry::new).await;
+//! # });
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! A backend without atomic conditional alias moves runs [`run_suite`] with
+//! [`Capabilities::without_compare_and_swap`].
+//!
+//! [`concurrent_writers`] spawns tasks: run the suite on a multi-threaded Tokio runtime.
+
+// A test suite: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use mlops_core::{FlavorRegistry, Model, ModelName, ModelUri, Package, TabularClassifierParams};
-use mlops_registry::{
+use polars::prelude::*;
+
+use crate::{
     AliasMode, CreateModel, CreateVersion, DatasetRef, Error, Lineage, MlflowRegistry, Registry, RegistryExt,
     SearchVersions, SetAlias,
 };
-use polars::prelude::*;
 
+/// `s` as a model name.
 pub fn name(s: &str) -> ModelName {
     s.parse().unwrap()
 }
 
+/// The frame the suite's models are trained and scored on.
 pub fn training_frame() -> DataFrame {
     df!(
         "Product" => ["A", "B", "A", "B", "C", "C", "A", "B"],
@@ -23,6 +49,7 @@ pub fn training_frame() -> DataFrame {
     .unwrap()
 }
 
+/// A small logistic-regression package; packages of different `l2` predict differently.
 pub fn package(l2: f64) -> Package {
     let train = training_frame();
     TabularClassifierParams::new("Label")
@@ -37,23 +64,37 @@ pub fn package(l2: f64) -> Package {
         .unwrap()
 }
 
-/// What a backend can do, and how the suite names training runs on it.
-pub struct Backend {
-    /// Whether conditional alias moves are atomic; a backend without them must refuse them
-    /// with `NotImplemented`.
-    pub compare_and_swap: bool,
+/// What the registry under test can do, and how the suite names training runs on it.
+#[derive(Debug)]
+pub struct Capabilities {
+    compare_and_swap: bool,
     /// Makes the runs the suite links versions to; `None`: run ids are used as named.
     mlflow: Option<MlflowRegistry>,
     runs: tokio::sync::Mutex<BTreeMap<String, String>>,
 }
 
-impl Backend {
-    /// Compare-and-swap aliases, any string as run id.
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+impl Capabilities {
+    /// Atomic compare-and-swap alias moves, any string as a run id.
     pub fn standard() -> Self {
         Self { compare_and_swap: true, mlflow: None, runs: tokio::sync::Mutex::default() }
     }
 
-    /// MLflow: unconditional alias moves only, run ids of runs that exist on the server.
+    /// Without atomic conditional alias moves: the suite checks that the registry refuses
+    /// them with [`Error::NotImplemented`] and moves nothing.
+    #[must_use]
+    pub fn without_compare_and_swap(mut self) -> Self {
+        self.compare_and_swap = false;
+        self
+    }
+
+    /// An MLflow server: unconditional alias moves only, and run ids of runs the suite
+    /// creates on the server through `registry`.
     pub fn mlflow(registry: MlflowRegistry) -> Self {
         Self { compare_and_swap: false, mlflow: Some(registry), runs: tokio::sync::Mutex::default() }
     }
@@ -73,15 +114,15 @@ impl Backend {
     }
 }
 
-/// Runs every conformance function against registries made by `make`; each function gets a
-/// fresh, empty registry.
+/// Runs every conformance function against registries made by `make`, with
+/// [`Capabilities::standard`]; each function gets a fresh, empty registry.
 pub async fn run_all<R: Registry + 'static>(make: impl Fn() -> R) {
-    run_suite(async || make(), &Backend::standard()).await;
+    run_suite(async || make(), &Capabilities::standard()).await;
 }
 
 /// Runs every conformance function against `backend`, each on the fresh, empty registry
 /// `make` returns.
-pub async fn run_suite<R: Registry + 'static>(make: impl AsyncFn() -> R, backend: &Backend) {
+pub async fn run_suite<R: Registry + 'static>(make: impl AsyncFn() -> R, backend: &Capabilities) {
     models(&make().await).await;
     versions(&make().await, backend).await;
     aliases(&make().await, backend).await;
@@ -91,6 +132,8 @@ pub async fn run_suite<R: Registry + 'static>(make: impl AsyncFn() -> R, backend
     concurrent_writers(Arc::new(make().await), backend).await;
 }
 
+/// Models: create (a taken name refused), list sorted by name, descriptions and tags,
+/// unknown models and invalid tags named.
 pub async fn models(registry: &dyn Registry) {
     let tx = name("main.fraud.transactions");
     let created = registry
@@ -117,11 +160,13 @@ pub async fn models(registry: &dyn Registry) {
     assert!(matches!(registry.get_model(&name("nope")).await, Err(Error::NotFound { what }) if what == "model `nope`"));
     assert!(matches!(registry.set_model_tag(&name("nope"), "k", "v").await, Err(Error::NotFound { .. })));
     assert!(matches!(registry.set_model_tag(&tx, "", "v").await, Err(Error::InvalidArgument(_))));
-    let huge = "x".repeat(mlops_registry::MAX_TAG_VALUE_LEN + 1);
+    let huge = "x".repeat(crate::MAX_TAG_VALUE_LEN + 1);
     assert!(matches!(registry.set_model_tag(&tx, "k", &huge).await, Err(Error::InvalidArgument(_))));
 }
 
-pub async fn versions(registry: &dyn Registry, backend: &Backend) {
+/// Versions: numbers from 1, description, tags, run link and lineage kept, packages back
+/// byte for byte with their digest, non-finite metrics refused with nothing registered.
+pub async fn versions(registry: &dyn Registry, backend: &Capabilities) {
     let run_1 = backend.run_id("run-1").await;
     let tx = name("transactions");
     assert!(matches!(
@@ -196,6 +241,8 @@ pub async fn versions(registry: &dyn Registry, backend: &Backend) {
     assert_eq!(listed.iter().map(|v| v.version).max(), Some(v4.version));
 }
 
+/// Deleting: a version an alias points at stays, a deleted number is never given again, a
+/// deleted model goes with its versions and aliases and starts afresh when recreated.
 pub async fn deletion(registry: &dyn Registry) {
     let tx = name("transactions");
     registry.create_model(CreateModel::new(tx.clone()).tag("team", "risk")).await.unwrap();
@@ -250,7 +297,9 @@ pub async fn deletion(registry: &dyn Registry) {
     assert_eq!(registry.create_version(CreateVersion::new(tx.clone(), package(1.0))).await.unwrap().version, 1);
 }
 
-pub async fn aliases(registry: &dyn Registry, backend: &Backend) {
+/// Aliases: moves (conditional ones when the registry has them), names validated, only
+/// existing versions, aliases shown on every version read.
+pub async fn aliases(registry: &dyn Registry, backend: &Capabilities) {
     let tx = name("transactions");
     registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
     for l2 in [1.0, 0.5, 0.1] {
@@ -331,7 +380,8 @@ pub async fn aliases(registry: &dyn Registry, backend: &Backend) {
     ));
 }
 
-pub async fn resolution_and_loading(registry: &dyn Registry, backend: &Backend) {
+/// Resolving `models:/` and `runs:/` URIs, and loading the model they designate.
+pub async fn resolution_and_loading(registry: &dyn Registry, backend: &Capabilities) {
     let (run_a, run_b) = (backend.run_id("run-a").await, backend.run_id("run-b").await);
     let tx = name("transactions");
     registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
@@ -370,7 +420,8 @@ pub async fn resolution_and_loading(registry: &dyn Registry, backend: &Backend) 
     ));
 }
 
-pub async fn search(registry: &dyn Registry, backend: &Backend) {
+/// Searching versions by model, tag and run.
+pub async fn search(registry: &dyn Registry, backend: &Capabilities) {
     for model in ["a", "b"] {
         registry.create_model(CreateModel::new(name(model))).await.unwrap();
         // One run, one model in it, registered three times.
@@ -408,7 +459,7 @@ pub async fn search(registry: &dyn Registry, backend: &Backend) {
 
 /// Many writers at once: version numbers stay unique and dense, no tag update is lost, and
 /// exactly one of several racing compare-and-swaps wins.
-pub async fn concurrent_writers<R: Registry + 'static>(registry: Arc<R>, backend: &Backend) {
+pub async fn concurrent_writers<R: Registry + 'static>(registry: Arc<R>, backend: &Capabilities) {
     let tx = name("transactions");
     registry.create_model(CreateModel::new(tx.clone())).await.unwrap();
     let shared = package(1.0);
