@@ -12,7 +12,10 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::json_objects::read_json_objects;
+
+mod segments;
+
+pub use segments::{AuditCompactionReport, AuditRetention};
 
 /// What a call did or tried to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +122,10 @@ impl AuditLog for MemoryAuditLog {
 
 /// An audit log on an object store, shared by every process that writes to it: one object
 /// per entry under `<root>/audit/<model>/`, named by time and writer, written create-only so
-/// no entry ever overwrites another.
+/// no entry ever overwrites another. [`compact`](Self::compact) merges older entries into
+/// segments (`<model>/segments/`, ten thousand entries each), so reading a log that has
+/// grown for years takes a listing and a request per segment, and drops entries past the
+/// [`AuditRetention`] you set.
 #[derive(Debug, Clone)]
 pub struct ObjectStoreAuditLog {
     store: Arc<dyn ObjectStore>,
@@ -139,39 +145,44 @@ impl ObjectStoreAuditLog {
     fn prefix(&self, model: &ModelName) -> Path {
         self.root.clone().join("audit").join(model.as_str())
     }
+
+    /// Writes `bytes` create-only under `dir`, named by `at`, this writer and a sequence
+    /// number, so no object ever overwrites another.
+    async fn put_new(&self, dir: &Path, at: DateTime<Utc>, extension: &str, bytes: Vec<u8>) -> Result<()> {
+        let micros = at.timestamp_micros();
+        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let path = dir.clone().join(format!("{micros:020}-{}-{sequence:010}.{extension}", self.writer));
+        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        self.store
+            .put_opts(&path, PutPayload::from(bytes), options)
+            .await
+            .map_err(|e| Error::backend(format!("writing `{path}`"), e))?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl AuditLog for ObjectStoreAuditLog {
     async fn append(&self, entry: &AuditEntry) -> Result<()> {
-        let micros = entry.at.timestamp_micros();
-        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-        let path = self.prefix(&entry.model).join(format!("{micros:020}-{}-{sequence:010}.json", self.writer));
         let bytes = serde_json::to_vec(entry).map_err(|e| Error::backend("encoding an audit entry", e))?;
-        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        self.store
-            .put_opts(&path, PutPayload::from(bytes), options)
-            .await
-            .map_err(|e| Error::backend(format!("writing audit entry `{path}`"), e))?;
-        Ok(())
+        self.put_new(&self.prefix(&entry.model), entry.at, "json", bytes).await
     }
 
-    /// Every entry that parses; one that does not is left out (see
-    /// [`ObjectStoreAuditLog::unreadable_entries`]) rather than hiding the others.
+    /// Every entry that parses, from segments and loose entries; one that does not is left
+    /// out (see [`ObjectStoreAuditLog::unreadable_entries`]) rather than hiding the others.
     async fn entries(&self, model: &ModelName) -> Result<Vec<AuditEntry>> {
-        let read = read_json_objects(self.store.as_ref(), &self.prefix(model)).await?;
-        Ok(read.documents.into_iter().map(|(_, entry)| entry).collect())
+        Ok(self.snapshot(&self.prefix(model)).await?.entries.into_values().collect())
     }
 }
 
 impl ObjectStoreAuditLog {
-    /// The objects under `model`'s audit prefix that do not parse as entries, with why:
-    /// what [`AuditLog::entries`] leaves out, for an operator to inspect or remove.
+    /// The objects (or segment lines) under `model`'s audit prefix that do not parse as
+    /// entries, with why: what [`AuditLog::entries`] leaves out, for an operator to inspect
+    /// or remove. Compaction leaves them where they are.
     ///
     /// # Errors
     /// [`Error::Backend`] when the store cannot be listed or read.
     pub async fn unreadable_entries(&self, model: &ModelName) -> Result<Vec<(String, String)>> {
-        let read = read_json_objects::<AuditEntry>(self.store.as_ref(), &self.prefix(model)).await?;
-        Ok(read.unreadable.into_iter().map(|(path, why)| (path.to_string(), why)).collect())
+        Ok(self.snapshot(&self.prefix(model)).await?.unreadable)
     }
 }

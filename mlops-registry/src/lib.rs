@@ -85,7 +85,10 @@ mod version;
 mod webhooks;
 
 pub use alias::{AliasMode, SetAlias};
-pub use audit::{AuditEntry, AuditLog, AuditOutcome, MemoryAuditLog, ObjectStoreAuditLog, Operation};
+pub use audit::{
+    AuditCompactionReport, AuditEntry, AuditLog, AuditOutcome, AuditRetention, MemoryAuditLog, ObjectStoreAuditLog,
+    Operation,
+};
 pub use copy::{COPIED_FROM_REGISTRY_TAG, COPIED_FROM_TAG, CopiedVersion, CopyVersion, copy_version};
 pub use error::{Error, Result};
 pub use events::{ObservedRegistry, RegistryEvent};
