@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Alias resolution and alias moves, side by side on one machine: the Rust registry
 # (criterion: LiveModel, a local directory, S3 on a moto server, the MLflow backend) and the
-# Python MlflowClient against the same local MLflow tracking server (SQLite backend).
+# Python MlflowClient against the same local MLflow tracking server (SQLite backend); then
+# the same operations on a model that lived through 10, 1,000 and 100,000 updates, and
+# garbage collection racing registrations (benches/registry_lifecycle.rs; REVISIONS and
+# GC_VERSIONS change the sizes).
 #
 #   benches/compare-registry.sh
 set -euo pipefail
@@ -23,6 +26,9 @@ wait_for_mlflow
 
 echo "== Rust: cargo bench -p mlops-benches --bench alias_resolution"
 cargo bench -p mlops-benches --bench alias_resolution -- --noplot
+
+echo "== Rust: cargo bench -p mlops-benches --bench registry_lifecycle (10 to 100,000 revisions, garbage collection)"
+cargo bench -p mlops-benches --bench registry_lifecycle -- --noplot | tee "$work/lifecycle.log"
 
 echo "== Python: MlflowClient against the MLflow server"
 # MLflow prints run links on stdout; the figures are the last line.
@@ -48,4 +54,28 @@ for bench, label in [
     if estimates.exists():
         show(label, json.loads(estimates.read_text())["median"]["point_estimate"] / 1e9)
 show(f"resolve champion: MlflowClient {peer['mlflow']} + server", peer["median_seconds"])
+PY
+
+"$MLOPS_PYTHON" - "$CARGO_TARGET_DIR/criterion" "$work/lifecycle.log" <<'PY'
+import json, sys
+from pathlib import Path
+criterion_dir, log = Path(sys.argv[1]), Path(sys.argv[2]).read_text()
+print()
+print(f"{'registry that lived':<44} {'revisions':>10} {'median':>12} {'vs 10':>8}")
+for group, where in [("registry_at_scale_local_dir", "local directory"), ("registry_at_scale_s3", "S3 (moto)")]:
+    for operation in ["resolve", "compare_and_swap"]:
+        sizes = sorted((criterion_dir / group / operation).glob("*/new/estimates.json"), key=lambda p: int(p.parts[-3]))
+        base = None
+        for estimates in sizes:
+            median = json.loads(estimates.read_text())["median"]["point_estimate"] / 1e9
+            base = base or median
+            label = f"{operation.replace('_', '-')}, {where}"
+            print(f"{label:<44} {int(estimates.parts[-3]):>10,} {median * 1e6:>10.1f}us {median / base:>7.2f}x")
+for line in log.splitlines():
+    if line.startswith("garbage collection: "):
+        gc = json.loads(line.removeprefix("garbage collection: "))
+        print(f"garbage collection of {gc['versions']:,} versions' packages: {gc['seconds']:.2f} s, "
+              f"{gc['packages_removed']:,} removed, {gc['packages_live']:,} live, "
+              f"{gc['registered_while_collecting']} registered meanwhile, "
+              f"{gc['live_versions_lost']} of {gc['live_versions_checked']:,} live versions lost")
 PY

@@ -131,14 +131,6 @@ impl Documents {
         }
     }
 
-    async fn exists(&self, path: &Path) -> Result<bool> {
-        match self.store.head(path).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::backend(format!("reading `{path}`"), e)),
-        }
-    }
-
     /// The revisions under `prefix`, newest first.
     async fn listed(&self, prefix: &Path) -> Result<Vec<(u64, ObjectMeta)>> {
         let listing: Vec<ObjectMeta> = self
@@ -196,23 +188,37 @@ impl Documents {
         from: u64,
         document: T,
     ) -> Result<Option<Newest<T>>> {
+        // Compaction removes revisions oldest first and never the newest, so when `from` is
+        // still there and the revision after it is not, `from` is the newest. Both are asked
+        // at once: on a local directory each request is a round trip to a blocking thread.
+        let after = from.checked_add(1);
+        let from_path = Self::revision_path(prefix, from);
+        let (next, from_exists) = futures::try_join!(
+            async {
+                match after {
+                    Some(next) => self.read_revision::<T>(prefix, next).await,
+                    None => Ok(None),
+                }
+            },
+            object_exists(self.store.as_ref(), &from_path),
+        )?;
         let mut newest =
             Newest { highest: from, problems: Vec::new(), readable: Some(Revision { number: from, document }) };
-        while let Some(next) = newest.highest.checked_add(1) {
-            match self.read_revision(prefix, next).await? {
-                None => break,
-                Some(Ok(document)) => {
+        let Some(next) = next else { return Ok(from_exists.then_some(newest)) };
+        let mut found = Some(next);
+        while let Some(revision) = found {
+            newest.highest = newest.highest.saturating_add(1);
+            match revision {
+                Ok(document) => {
                     newest.problems.clear();
-                    newest.readable = Some(Revision { number: next, document });
+                    newest.readable = Some(Revision { number: newest.highest, document });
                 }
-                Some(Err(why)) => newest.problems.push(why),
+                Err(why) => newest.problems.push(why),
             }
-            newest.highest = next;
-        }
-        // Compaction removes revisions oldest first and never the newest, so when `from` is
-        // still there, the revision after it was never removed.
-        if newest.highest == from && !self.exists(&Self::revision_path(prefix, from)).await? {
-            return Ok(None);
+            found = match newest.highest.checked_add(1) {
+                Some(next) => self.read_revision(prefix, next).await?,
+                None => None,
+            };
         }
         Ok(Some(newest))
     }
@@ -502,6 +508,15 @@ struct Newest<T> {
 impl<T> Newest<T> {
     fn exact(number: u64, document: T) -> Self {
         Self { highest: number, problems: Vec::new(), readable: Some(Revision { number, document }) }
+    }
+}
+
+/// Whether an object is at `path`.
+pub(crate) async fn object_exists(store: &dyn ObjectStore, path: &Path) -> Result<bool> {
+    match store.head(path).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(Error::backend(format!("reading `{path}`"), e)),
     }
 }
 

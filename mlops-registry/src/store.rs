@@ -19,7 +19,7 @@ pub use gc::{CompactionReport, GarbageCollection, GarbageReport, RevisionRetenti
 use model_document::ModelDocument;
 
 use crate::alias::SetAlias;
-use crate::documents::{Documents, POINTER_FILE, revision_number};
+use crate::documents::{Documents, POINTER_FILE, object_exists, revision_number};
 use crate::error::{Error, Result, model_not_found, refuse_if_aliased, version_not_found};
 use crate::model::{Change, CreateModel, RegisteredModel};
 use crate::registry::Registry;
@@ -71,6 +71,8 @@ pub struct ObjectStoreRegistry {
     /// Where the registry's root is (a URL where there is one), the base of each version's
     /// `source`.
     location: String,
+    /// A local directory, whose reads run their file calls on one thread ([`Self::read_files`]).
+    local_files: bool,
 }
 
 impl ObjectStoreRegistry {
@@ -78,7 +80,7 @@ impl ObjectStoreRegistry {
     /// (`PutMode::Create`): local directories, memory, S3, GCS and Azure do.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
         let location = if root.is_root() { store.to_string() } else { format!("{store}/{root}") };
-        Self { documents: Documents::new(Arc::clone(&store)), store, root, location }
+        Self { documents: Documents::new(Arc::clone(&store)), store, root, location, local_files: false }
     }
 
     /// A registry in a local directory, created if absent.
@@ -93,7 +95,11 @@ impl ObjectStoreRegistry {
             .map_err(|e| Error::backend(format!("opening `{}`", dir.display()), e))?
             .with_automatic_cleanup(true);
         let absolute = dir.canonicalize().map_err(|e| Error::backend(format!("resolving `{}`", dir.display()), e))?;
-        Ok(Self { location: format!("file://{}", absolute.display()), ..Self::new(Arc::new(store), Path::default()) })
+        Ok(Self {
+            location: format!("file://{}", absolute.display()),
+            local_files: true,
+            ..Self::new(Arc::new(store), Path::default())
+        })
     }
 
     /// Opens the registry at `url`, configuring the store with `options` (object_store's
@@ -178,6 +184,24 @@ impl ObjectStoreRegistry {
 
     fn package_prefix(&self, name: &ModelName, digest: &str) -> Path {
         self.model_prefix(name).join("packages").join(digest)
+    }
+
+    /// Runs `read` on this registry. On a local directory the read runs on a thread of the
+    /// `blocking` pool, outside the tokio runtime, where object_store's `LocalFileSystem` makes
+    /// its file calls inline: under the runtime it hands each call to a blocking thread and
+    /// back, and those round trips cost several times the file calls themselves. A read that
+    /// makes several calls (a resolve makes six) thus pays for one round trip.
+    async fn read_files<T, F, Fut>(&self, read: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Self) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>>,
+    {
+        if !self.local_files {
+            return read(self.clone()).await;
+        }
+        let this = self.clone();
+        blocking::unblock(move || futures::executor::block_on(read(this))).await
     }
 
     /// The model's document, deleted or not; `None` when there is none.
@@ -345,14 +369,6 @@ impl ObjectStoreRegistry {
             .map_err(|e| Error::backend("listing models", e))?;
         Ok(listing.common_prefixes.iter().filter_map(|p| ModelName::new(p.filename()?).ok()).collect())
     }
-
-    async fn exists(&self, path: &Path) -> Result<bool> {
-        match self.store.head(path).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::backend(format!("reading `{path}`"), e)),
-        }
-    }
 }
 
 fn nested(base: &Path, relative: &str) -> Path {
@@ -448,7 +464,7 @@ impl Registry for ObjectStoreRegistry {
                 }
                 // A garbage collection that found the package unreferenced a moment ago may
                 // have removed it since: upload it again, so the version never lacks it.
-                if !self.exists(&prefix.clone().join(MANIFEST_FILE)).await? {
+                if !object_exists(self.store.as_ref(), &prefix.clone().join(MANIFEST_FILE)).await? {
                     self.upload_package(&prefix, &request.package).await?;
                 }
                 Ok(version)
@@ -460,13 +476,16 @@ impl Registry for ObjectStoreRegistry {
         traced(BACKEND, "get_version")
             .model(name)
             .version(version)
-            .run(async {
-                let doc = self.live_model_document(name).await?;
-                if doc.deleted_versions.contains(version) {
-                    return Err(version_not_found(name, version));
+            .run(self.read_files({
+                let name = name.clone();
+                move |this| async move {
+                    let doc = this.live_model_document(&name).await?;
+                    if doc.deleted_versions.contains(version) {
+                        return Err(version_not_found(&name, version));
+                    }
+                    Ok(doc.model.label(this.read_version(&name, version).await?))
                 }
-                Ok(doc.model.label(self.read_version(name, version).await?))
-            })
+            }))
             .await
     }
 
@@ -635,11 +654,15 @@ impl Registry for ObjectStoreRegistry {
         traced(BACKEND, "version_by_alias")
             .model(name)
             .alias(alias)
-            .run(async {
-                let model = self.read_model(name).await?;
-                let version = *model.aliases.get(alias).ok_or_else(|| crate::error::alias_not_found(name, alias))?;
-                Ok(model.label(self.read_version(name, version).await?))
-            })
+            .run(self.read_files({
+                let (name, alias) = (name.clone(), alias.to_owned());
+                move |this| async move {
+                    let model = this.read_model(&name).await?;
+                    let version =
+                        *model.aliases.get(&alias).ok_or_else(|| crate::error::alias_not_found(&name, &alias))?;
+                    Ok(model.label(this.read_version(&name, version).await?))
+                }
+            }))
             .await
     }
 }

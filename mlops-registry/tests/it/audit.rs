@@ -16,7 +16,7 @@ use mlops_registry::{
     ObjectStoreAuditLog, ObjectStoreRegistry, Operation, Principal, Registry, SetAlias,
 };
 
-use crate::revisions::Counting;
+use crate::stores::InstrumentedStore;
 use mlops_registry::conformance::{name, package};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -76,7 +76,7 @@ async fn compaction_keeps_the_alias_history_whole_and_reading_costs_two_requests
     assert_eq!(objects(registry.store().as_ref(), "audit/transactions").await.len(), 1);
 
     // A compacted log costs a listing and its segment, however many entries it holds.
-    let counting = Arc::new(Counting::new(InMemory::new()));
+    let counting = Arc::new(InstrumentedStore::new(InMemory::new()));
     let counted = ObjectStoreAuditLog::new(counting.clone(), Path::default());
     for version in 0..500 {
         counted.append(&entry(&tx, 2, Operation::UpdateVersion, version)).await.unwrap();

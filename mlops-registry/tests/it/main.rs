@@ -18,4 +18,5 @@ mod processes;
 mod revisions;
 mod s3;
 mod servers;
+mod stores;
 mod webhooks;

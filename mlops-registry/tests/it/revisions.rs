@@ -2,20 +2,12 @@
 //! garbage collection on the object-store registry.
 
 use std::num::NonZeroU64;
-use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use mlops_registry::object_store::memory::InMemory;
 use mlops_registry::object_store::path::Path;
-use mlops_registry::object_store::{
-    self, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-};
+use mlops_registry::object_store::{self, ObjectStore, ObjectStoreExt, PutPayload};
 use mlops_registry::{
     AliasMode, CreateModel, CreateVersion, Error, GarbageCollection, ObjectStoreRegistry, Registry, RegistryExt,
     RetentionPolicy, RevisionRetention, SearchVersions, SetAlias,
@@ -23,102 +15,7 @@ use mlops_registry::{
 
 use mlops_registry::conformance::{name, package};
 
-/// A store that counts the requests made to it.
-#[derive(Debug)]
-pub struct Counting<S> {
-    inner: S,
-    requests: AtomicU64,
-}
-
-impl<S> Counting<S> {
-    pub fn new(inner: S) -> Self {
-        Self { inner, requests: AtomicU64::new(0) }
-    }
-
-    fn count(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-}
-
-impl<S: std::fmt::Display> std::fmt::Display for Counting<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Counting({})", self.inner)
-    }
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<S: ObjectStore> ObjectStore for Counting<S> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.count();
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.count();
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        self.count();
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        self.count();
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.count();
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.count();
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.count();
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.count();
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-        self.count();
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> object_store::Result<()> {
-        self.count();
-        self.inner.rename_opts(from, to, options).await
-    }
-}
+use crate::stores::InstrumentedStore;
 
 /// A model with one version, `champion` on it, and `updates` alias moves and tag edits.
 async fn lived(registry: &ObjectStoreRegistry, updates: usize) {
@@ -136,7 +33,7 @@ async fn lived(registry: &ObjectStoreRegistry, updates: usize) {
 
 /// Requests a resolve and an alias compare-and-swap take, each on a fresh registry instance
 /// over `store` (nothing cached).
-async fn requests_per_operation(store: &Arc<Counting<impl ObjectStore>>) -> (u64, u64) {
+async fn requests_per_operation(store: &Arc<InstrumentedStore<impl ObjectStore>>) -> (u64, u64) {
     let tx = name("transactions");
     let uri = "models:/transactions@champion".parse().unwrap();
     let registry = ObjectStoreRegistry::new(Arc::clone(store) as Arc<dyn ObjectStore>, Path::default());
@@ -156,11 +53,13 @@ async fn requests_per_operation(store: &Arc<Counting<impl ObjectStore>>) -> (u64
 async fn reads_and_swaps_cost_the_same_after_many_updates() {
     let mut costs = Vec::new();
     for updates in [5, 400] {
-        let memory = Arc::new(Counting::new(InMemory::new()));
+        let memory = Arc::new(InstrumentedStore::new(InMemory::new()));
         lived(&ObjectStoreRegistry::new(Arc::clone(&memory) as Arc<dyn ObjectStore>, Path::default()), updates).await;
         let dir = tempfile::tempdir().unwrap();
         lived(&ObjectStoreRegistry::local(dir.path()).unwrap(), updates).await;
-        let local = Arc::new(Counting::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()));
+        let local = Arc::new(InstrumentedStore::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+        ));
         costs.push((requests_per_operation(&memory).await, requests_per_operation(&local).await));
     }
     let [(memory_few, local_few), (memory_many, local_many)] = costs[..] else { unreachable!() };

@@ -63,7 +63,7 @@ async fn an_s3_registry_resolves_in_two_requests_through_conditional_overwrites(
     for _ in 0..20 {
         registry.set_alias(SetAlias::new(tx.clone(), "champion", 1)).await.unwrap();
     }
-    let counting = Arc::new(crate::revisions::Counting::new(Arc::clone(&store)));
+    let counting = Arc::new(crate::stores::InstrumentedStore::new(Arc::clone(&store)));
     let root = Path::from(url.trim_start_matches(&format!("{bucket}/")));
     let fresh = ObjectStoreRegistry::new(Arc::clone(&counting) as Arc<dyn ObjectStore>, root);
     let uri = "models:/transactions@champion".parse().unwrap();
