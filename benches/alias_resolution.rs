@@ -33,17 +33,8 @@ async fn populate(registry: &dyn Registry, name: &ModelName) {
 }
 
 fn s3_registry(runtime: &tokio::runtime::Runtime, name: &ModelName) -> Option<ObjectStoreRegistry> {
-    let endpoint = std::env::var("MLOPS_S3_ENDPOINT").ok()?;
-    let bucket = std::env::var("MLOPS_S3_BUCKET").unwrap_or_else(|_| "mlops-test".into());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let options = [
-        ("aws_endpoint", endpoint.as_str()),
-        ("aws_allow_http", "true"),
-        ("aws_region", "us-east-1"),
-        ("aws_access_key_id", "testing"),
-        ("aws_secret_access_key", "testing"),
-    ];
-    let registry = ObjectStoreRegistry::open(&format!("s3://{bucket}/bench-{nanos}"), options).expect("s3 registry");
+    let registry = mlops_benches::s3_registry_at(&format!("bench-{nanos}"))?;
     runtime.block_on(populate(&registry, name));
     Some(registry)
 }

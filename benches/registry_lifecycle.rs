@@ -82,17 +82,8 @@ fn local_registry(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, revi
 }
 
 fn s3_registry(runtime: &tokio::runtime::Runtime, revisions: u64) -> Option<Lived> {
-    let endpoint = std::env::var("MLOPS_S3_ENDPOINT").ok()?;
-    let bucket = std::env::var("MLOPS_S3_BUCKET").unwrap_or_else(|_| "mlops-test".into());
     let root = format!("lifecycle-{}-{revisions}", nanos());
-    let options = [
-        ("aws_endpoint", endpoint.as_str()),
-        ("aws_allow_http", "true"),
-        ("aws_region", "us-east-1"),
-        ("aws_access_key_id", "testing"),
-        ("aws_secret_access_key", "testing"),
-    ];
-    let registry = ObjectStoreRegistry::open(&format!("s3://{bucket}/{root}"), options).expect("s3 registry");
+    let registry = mlops_benches::s3_registry_at(&root)?;
     let memory = Arc::new(InMemory::new());
     let written = ObjectStoreRegistry::new(memory.clone(), Path::default());
     let name: ModelName = "transactions".parse().expect("name");

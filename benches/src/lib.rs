@@ -18,6 +18,24 @@ pub const L2_PENALTY: f64 = 1.0;
 /// Optimizer iterations of the benchmarked model.
 pub const MAX_ITERATIONS: u64 = 50;
 
+/// A registry under `root` on the S3-compatible server `MLOPS_S3_ENDPOINT` names (bucket
+/// `MLOPS_S3_BUCKET`, `mlops-test` by default), `None` when there is none.
+///
+/// # Panics
+/// When the store cannot be set up from those variables.
+pub fn s3_registry_at(root: &str) -> Option<mlops_registry::ObjectStoreRegistry> {
+    let endpoint = std::env::var("MLOPS_S3_ENDPOINT").ok()?;
+    let bucket = std::env::var("MLOPS_S3_BUCKET").unwrap_or_else(|_| "mlops-test".into());
+    let options = [
+        ("aws_endpoint", endpoint.as_str()),
+        ("aws_allow_http", "true"),
+        ("aws_region", "us-east-1"),
+        ("aws_access_key_id", "testing"),
+        ("aws_secret_access_key", "testing"),
+    ];
+    Some(mlops_registry::ObjectStoreRegistry::open(&format!("s3://{bucket}/{root}"), options).expect("s3 registry"))
+}
+
 /// The rows a benchmark works on: `MLOPS_BENCH_ROWS` when set, else `benchmarking` under
 /// `cargo bench` (which passes `--bench`) and `testing` in test mode.
 ///
