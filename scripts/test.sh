@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: format check, clippy with warnings as errors, each feature built
-# alone, the docs with warnings as errors, every crate's tests and doc tests, the
-# benchmarks in test mode, the quickstart (run twice on one directory: the second run
-# must add versions to the first run's registry), 20 seconds of the transactions
+# The whole test suite: format check, clippy with warnings as errors, the library crates
+# built with no features and with the features that share their dependency tree
+# (`scripts/check-features.sh --all` checks every feature alone), the docs with warnings
+# as errors, every crate's tests and doc tests, the benchmarks in test mode, the quickstart
+# (run twice on one directory: the second run must add versions to the first run's
+# registry), 20 seconds of the transactions
 # lifecycle example, the serving example answering requests to itself, a model
 # registered from Python scored by the predict example and served by the serving
 # example, the RAG evaluation example graded by the scripted judge server, the
@@ -51,7 +53,7 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
-step "each feature of the library crates builds alone"
+step "the library crates build with no features, and with the features sharing that tree"
 scripts/check-features.sh
 
 step "cargo doc (warnings are errors: broken links, unclosed markup)"
