@@ -283,6 +283,12 @@ impl Documents {
         Ok(Some(ForUpdate { number: newest.highest, document: readable.document, pointer }))
     }
 
+    /// Whether the document under `prefix` exists: it has a pointer from its first revision
+    /// on until it is removed. One request.
+    pub(crate) async fn exists(&self, prefix: &Path) -> Result<bool> {
+        object_exists(self.store.as_ref(), &Self::pointer_path(prefix)).await
+    }
+
     /// Writes revision 1 of a new document; `Ok(false)` when the document exists already.
     pub(crate) async fn create<T: Serialize>(&self, prefix: &Path, document: &T) -> Result<bool> {
         let path = Self::revision_path(prefix, 1);

@@ -13,6 +13,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
 mod gc;
 mod model_document;
+mod version_numbers;
 
 pub use gc::{CompactionReport, GarbageCollection, GarbageReport, RevisionRetention};
 
@@ -442,26 +443,35 @@ impl Registry for ObjectStoreRegistry {
                 let prefix = self.package_prefix(name, &digest);
                 self.upload_package(&prefix, &request.package).await?;
                 let source = self.location_of(&prefix);
-                // Listed before the model is read: a version deleted after the listing is in
-                // the model's deleted set by then, so no number is given twice.
-                let listed = self.version_numbers(name).await?.last().copied();
-                let deleted = self.live_model_document(name).await?.deleted_versions.max();
-                let mut number = listed.max(deleted).map_or(Some(1), |v| v.checked_add(1));
+                let mut deleted = self.live_model_document(name).await?.deleted_versions;
+                let mut candidate = self.first_candidate(name, &deleted).await?;
                 let version = loop {
-                    let Some(next) = number else {
-                        return Err(Error::InvalidArgument(format!("model `{name}` has used every version number")));
-                    };
-                    let version = request.to_version(next, source.clone(), digest.clone())?;
-                    if self.documents.create(&self.version_doc(name, next), &version).await? {
-                        break version;
+                    let number = candidate.number();
+                    let doc = self.version_doc(name, number);
+                    // A version compacted down to its newest revisions has no revision 1 for
+                    // the create-only write to collide with: ask first.
+                    if !self.documents.exists(&doc).await? {
+                        let version = request.to_version(number, source.clone(), digest.clone())?;
+                        if self.documents.create(&doc, &version).await? {
+                            match self.live_model_document(name).await {
+                                Ok(model) if !model.deleted_versions.contains(number) => break version,
+                                // Deleted since its number was picked: the number stays given.
+                                Ok(model) => {
+                                    self.documents.remove(&doc).await?;
+                                    deleted = model.deleted_versions;
+                                }
+                                // A `delete_model` that began meanwhile did not see this
+                                // version: take it back.
+                                Err(e) => {
+                                    self.documents.remove(&doc).await?;
+                                    return Err(e);
+                                }
+                            }
+                        }
                     }
-                    number = next.checked_add(1);
+                    candidate = self.next_candidate(name, candidate, &deleted).await?;
                 };
-                // A `delete_model` that began meanwhile did not see this version: take it back.
-                if self.live_model_document(name).await.is_err() {
-                    self.documents.remove(&self.version_doc(name, version.version)).await?;
-                    return Err(model_not_found(name));
-                }
+                self.advance_hint(name, version.version).await;
                 // A garbage collection that found the package unreferenced a moment ago may
                 // have removed it since: upload it again, so the version never lacks it.
                 if !object_exists(self.store.as_ref(), &prefix.clone().join(MANIFEST_FILE)).await? {

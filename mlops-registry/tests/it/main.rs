@@ -19,4 +19,5 @@ mod revisions;
 mod s3;
 mod servers;
 mod stores;
+mod version_numbers;
 mod webhooks;

@@ -16,10 +16,12 @@ use parking_lot::RwLock;
 /// Which puts fail, as a network or disk failure would.
 type FailingPuts = Box<dyn Fn(&Path) -> bool + Send + Sync>;
 
-/// A store that counts the requests made to it and fails the puts [`fail_puts`] picks.
+/// A store that counts the requests made to it, keeps the prefixes it was asked to list,
+/// and fails the puts [`fail_puts`] picks.
 pub struct InstrumentedStore<S> {
     inner: S,
     requests: AtomicU64,
+    listed: RwLock<Vec<String>>,
     failing: RwLock<Option<FailingPuts>>,
 }
 
@@ -31,7 +33,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for InstrumentedStore<S> {
 
 impl<S> InstrumentedStore<S> {
     pub fn new(inner: S) -> Self {
-        Self { inner, requests: AtomicU64::new(0), failing: RwLock::new(None) }
+        Self { inner, requests: AtomicU64::new(0), listed: RwLock::new(Vec::new()), failing: RwLock::new(None) }
     }
 
     /// Fails every put whose location `which` picks, from now until [`heal`](Self::heal).
@@ -49,6 +51,16 @@ impl<S> InstrumentedStore<S> {
 
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The prefixes listed so far, oldest first (`""` for the whole store).
+    pub fn listed(&self) -> Vec<String> {
+        self.listed.read().clone()
+    }
+
+    fn count_listing(&self, prefix: Option<&Path>) {
+        self.count();
+        self.listed.write().push(prefix.map(|p| p.to_string()).unwrap_or_default());
     }
 }
 
@@ -102,7 +114,7 @@ impl<S: ObjectStore> ObjectStore for InstrumentedStore<S> {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.count();
+        self.count_listing(prefix);
         self.inner.list(prefix)
     }
 
@@ -111,12 +123,12 @@ impl<S: ObjectStore> ObjectStore for InstrumentedStore<S> {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.count();
+        self.count_listing(prefix);
         self.inner.list_with_offset(prefix, offset)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.count();
+        self.count_listing(prefix);
         self.inner.list_with_delimiter(prefix).await
     }
 
