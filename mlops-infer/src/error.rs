@@ -56,6 +56,23 @@ pub enum Error {
         /// The store's error.
         source: object_store::Error,
     },
+    /// A stream's checkpoint holds an offset that does not parse as one of its source's:
+    /// the file is damaged, or another kind of stream wrote it. The stream does not guess
+    /// past it (a wrong guess scores records twice or never); an operator who finds the file
+    /// damaged sets it aside with
+    /// [`Checkpoint::set_offset_aside`](crate::stream::Checkpoint::set_offset_aside).
+    #[cfg(feature = "stream")]
+    #[error(
+        "checkpoint offset `{path}` is not an offset of this stream's source ({problem}); if the file is damaged, set it aside with `Checkpoint::set_offset_aside({batch})` and the batch is planned again"
+    )]
+    CorruptCheckpoint {
+        /// The offset file.
+        path: String,
+        /// The batch it plans.
+        batch: u64,
+        /// Why it does not parse.
+        problem: String,
+    },
     /// Frames could not be converted to or from Arrow.
     #[cfg(feature = "delta")]
     #[error("{context}: {source}")]

@@ -66,7 +66,7 @@ impl InferenceTableConfig {
 }
 
 /// What an append wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Appended {
     /// Rows written.
     pub rows: usize,
@@ -187,7 +187,7 @@ impl InferenceTable {
     /// [`Error::InvalidArgument`] naming a missing key or output column; [`Error::Delta`]
     /// when the table cannot be written (the commit did not happen).
     pub async fn append(&self, scored: &DataFrame) -> Result<Appended> {
-        self.append_with(scored, CommitProperties::default(), false).await
+        Ok(self.append_with(scored, None, false).await?.unwrap_or_default())
     }
 
     /// [`append`](Self::append), adding to the table's schema the columns of `scored` that
@@ -198,19 +198,27 @@ impl InferenceTable {
     /// As [`append`](Self::append), and [`Error::Delta`] for a column whose type differs
     /// from the table's.
     pub async fn append_merging_schema(&self, scored: &DataFrame) -> Result<Appended> {
-        self.append_with(scored, CommitProperties::default(), true).await
+        Ok(self.append_with(scored, None, true).await?.unwrap_or_default())
     }
 
     /// [`append`](Self::append), committing `transaction` (an application id and a version,
-    /// Delta's `txn` action) atomically with the rows: a writer that records its progress this
-    /// way finds it again with [`transaction_version`](Self::transaction_version) and never
-    /// writes a batch twice.
+    /// Delta's `txn` action) atomically with the rows, unless the table already records
+    /// `version` or a later one for `app_id`: then nothing is written and the answer is
+    /// `None`. A writer that records its progress this way finds it again with
+    /// [`transaction_version`](Self::transaction_version) and never writes a batch twice, even
+    /// when two writers race: the check is made on the snapshot the commit is built on, and
+    /// a writer that commits the same application in between makes Delta refuse the commit,
+    /// which is then checked again.
     ///
     /// # Errors
     /// As [`append`](Self::append).
-    pub async fn append_in_transaction(&self, scored: &DataFrame, app_id: &str, version: i64) -> Result<Appended> {
-        let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id, version));
-        self.append_with(scored, properties, false).await
+    pub async fn append_in_transaction(
+        &self,
+        scored: &DataFrame,
+        app_id: &str,
+        version: i64,
+    ) -> Result<Option<Appended>> {
+        self.append_with(scored, Some(Transaction::new(app_id, version)), false).await
     }
 
     /// The last version committed by application `app_id`, if any.
@@ -223,12 +231,13 @@ impl InferenceTable {
         state.transaction_version(table.log_store().as_ref(), app_id).await.map_err(|e| self.failed("reading", e))
     }
 
+    /// `None` when `once` is recorded already.
     async fn append_with(
         &self,
         scored: &DataFrame,
-        properties: CommitProperties,
+        once: Option<Transaction>,
         merge_schema: bool,
-    ) -> Result<Appended> {
+    ) -> Result<Option<Appended>> {
         for column in
             self.config.keys.iter().map(String::as_str).chain([PREDICTION, MODEL_NAME, MODEL_VERSION, SCORED_AT])
         {
@@ -242,7 +251,7 @@ impl InferenceTable {
             }
         }
         if scored.height() == 0 {
-            return Ok(Appended { rows: 0, version: None, labels_error: None });
+            return Ok(Some(Appended::default()));
         }
         let (mut rows, label_type) = (scored.clone(), self.config.label_type.clone());
         let (height, batches) = off_runtime(move || {
@@ -251,17 +260,19 @@ impl InferenceTable {
             Ok((rows.height(), frame_to_batches(&rows)?))
         })
         .await?;
-        let table =
-            write_with_retries(&self.location, batches, SaveMode::Append, properties, &[], merge_schema).await?;
+        let Some(table) = append_once(&self.location, batches, once, merge_schema).await? else {
+            return Ok(None);
+        };
         // The rows are committed: a failure from here on is reported with them, never as the
         // append's failure (a caller retrying it would append them twice).
         let labels_error = self.apply_pending_labels().await.err().map(|e| e.to_string());
-        Ok(Appended { rows: height, version: table.version(), labels_error })
+        Ok(Some(Appended { rows: height, version: table.version(), labels_error }))
     }
 
     /// Scores the records of `input` that are inside `window` (if given) and whose keys are
     /// not in the table yet, and appends them. Running it again on the same input adds
-    /// nothing.
+    /// nothing; two runs at once on overlapping input can both append a record, so give
+    /// concurrent workers disjoint input (or files, with [`score_files`](Self::score_files)).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming a missing key or window column; scoring and
@@ -347,6 +358,8 @@ impl InferenceTable {
         let mut report = FilesScored::default();
         for file in files {
             let app_id = format!("mlops.file:{file}");
+            // A cheap look first, so a file scored before is not read again; the append
+            // checks again on the snapshot it commits to, for a worker racing this one.
             if self.transaction_version(&app_id).await?.is_some() {
                 report.already_scored.push(file.to_string());
                 continue;
@@ -360,10 +373,14 @@ impl InferenceTable {
                 scorer.score(&input)
             })
             .await?;
-            let appended = self.append_in_transaction(&scored, &app_id, 0).await?;
-            report.rows += appended.rows;
-            report.labels_error = appended.labels_error.or(report.labels_error);
-            report.scored.push(file.to_string());
+            match self.append_in_transaction(&scored, &app_id, 0).await? {
+                Some(appended) => {
+                    report.rows += appended.rows;
+                    report.labels_error = appended.labels_error.or(report.labels_error);
+                    report.scored.push(file.to_string());
+                }
+                None => report.already_scored.push(file.to_string()),
+            }
         }
         Ok(report)
     }
@@ -398,10 +415,9 @@ impl InferenceTable {
 const CREATION_RACE_ATTEMPTS: usize = 5;
 
 /// Writes `batches`; when several writers create the same table at once, all but one lose
-/// the race for version 0 (their commit carries the table's protocol and metadata too), so
-/// the losers write again to the table the winner created. Delta retries every other kind of
-/// concurrent blind append itself. `configuration` is recorded in the table's metadata when
-/// the write creates it.
+/// the race for version 0, and the losers write again to the table the winner created.
+/// Delta retries every other kind of concurrent blind append itself. `configuration` is
+/// recorded in the table's metadata when the write creates it.
 pub(crate) async fn write_retrying_creation_races(
     location: &TableLocation,
     batches: Vec<RecordBatch>,
@@ -409,45 +425,89 @@ pub(crate) async fn write_retrying_creation_races(
     properties: CommitProperties,
     configuration: &[(&str, String)],
 ) -> Result<DeltaTable> {
-    write_with_retries(location, batches, mode, properties, configuration, false).await
-}
-
-/// [`write_retrying_creation_races`], merging new columns into the table's schema when
-/// `merge_schema` is set.
-pub(crate) async fn write_with_retries(
-    location: &TableLocation,
-    batches: Vec<RecordBatch>,
-    mode: SaveMode,
-    properties: CommitProperties,
-    configuration: &[(&str, String)],
-    merge_schema: bool,
-) -> Result<DeltaTable> {
     let mut attempt = 1;
     loop {
         let table = location.load_or_new().await?;
-        let mut write = table
+        let creating = table.state.is_none();
+        let written = table
             .write(batches.clone())
             .with_save_mode(mode)
-            .with_commit_properties(properties.clone())
-            .with_configuration(configuration.iter().map(|(k, v)| (*k, Some(v.clone()))));
+            .with_commit_properties(creation_safe(properties.clone(), creating))
+            .with_configuration(configuration.iter().map(|(k, v)| (*k, Some(v.clone()))))
+            .await;
+        match written {
+            Err(e) if lost_creation_race(&e, creating) && attempt < CREATION_RACE_ATTEMPTS => attempt += 1,
+            other => return other.map_err(|e| Error::delta(format!("writing table `{}`", location.url()), e)),
+        }
+    }
+}
+
+/// Appends `batches`, retrying creation races as [`write_retrying_creation_races`] does and
+/// merging new columns into the table's schema when `merge_schema` is set. With `once`, the
+/// commit also records that transaction, and is written only while the snapshot it is built
+/// on records a lower version for the application: `None` when it records as much already.
+/// A writer that commits the same application after that snapshot makes Delta's conflict
+/// check refuse this commit, which is then checked again on a fresh snapshot.
+async fn append_once(
+    location: &TableLocation,
+    batches: Vec<RecordBatch>,
+    once: Option<Transaction>,
+    merge_schema: bool,
+) -> Result<Option<DeltaTable>> {
+    let failed = |e| Error::delta(format!("writing table `{}`", location.url()), e);
+    let mut attempt = 1;
+    loop {
+        let table = location.load_or_new().await?;
+        let creating = table.state.is_none();
+        let mut properties = creation_safe(CommitProperties::default(), creating);
+        if let Some(once) = &once {
+            if let Some(snapshot) = table.state.as_ref() {
+                let recorded = snapshot
+                    .transaction_version(table.log_store().as_ref(), &once.app_id)
+                    .await
+                    .map_err(|e| Error::delta(format!("reading table `{}`", location.url()), e))?;
+                if recorded.is_some_and(|recorded| recorded >= once.version) {
+                    return Ok(None);
+                }
+            }
+            properties = properties.with_application_transaction(once.clone());
+        }
+        let mut write =
+            table.write(batches.clone()).with_save_mode(SaveMode::Append).with_commit_properties(properties);
         if merge_schema {
             write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
         }
-        let written = write.await;
-        match written {
+        match write.await {
+            Err(e) if lost_creation_race(&e, creating) && attempt < CREATION_RACE_ATTEMPTS => attempt += 1,
             Err(DeltaTableError::Transaction {
-                source:
-                    TransactionError::CommitConflict(
-                        CommitConflictError::MetadataChanged | CommitConflictError::ProtocolChanged(_),
-                    ),
-            })
-            | Err(DeltaTableError::VersionAlreadyExists(_))
-                if attempt < CREATION_RACE_ATTEMPTS =>
-            {
-                attempt += 1;
-            }
-            other => return other.map_err(|e| Error::delta(format!("writing table `{}`", location.url()), e)),
+                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+            }) if attempt < CREATION_RACE_ATTEMPTS => attempt += 1,
+            other => return other.map(Some).map_err(failed),
         }
+    }
+}
+
+/// `properties` for a write that may create the table. A creating commit that finds
+/// version 0 taken is retried by Delta at the next version without a conflict check, as a
+/// second creation carrying its rows and any `txn` past the winner's: no retries, so that
+/// the loser fails instead and is written again to the table the winner created.
+fn creation_safe(properties: CommitProperties, creating: bool) -> CommitProperties {
+    if creating { properties.with_max_retries(0) } else { properties }
+}
+
+/// Whether a write lost the race to create the table: another writer's commit set the
+/// protocol and metadata first, or (for a commit made [`creation_safe`]) took version 0.
+fn lost_creation_race(error: &DeltaTableError, creating: bool) -> bool {
+    match error {
+        DeltaTableError::Transaction {
+            source:
+                TransactionError::CommitConflict(
+                    CommitConflictError::MetadataChanged | CommitConflictError::ProtocolChanged(_),
+                ),
+        }
+        | DeltaTableError::VersionAlreadyExists(_) => true,
+        DeltaTableError::Transaction { source: TransactionError::MaxCommitAttempts(_) } => creating,
+        _ => false,
     }
 }
 

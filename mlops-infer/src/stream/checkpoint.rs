@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 /// offsets/<batch>.json         what batch N is made of (create-only: one writer per batch)
 /// commits/<batch>              batch N's output is committed
 /// dead_letters/<batch>.jsonl   what batch N could not score, and why
+/// set_aside/offsets/<batch>-<millis>.json   an offset an operator set aside
 /// ```
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
@@ -68,20 +69,86 @@ impl Checkpoint {
                 continue;
             };
             let bytes = read_object(self.store.as_ref(), &path).await?;
-            let offset = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "checkpoint offset `{path}` is not an offset of this stream's source: {e}"
-                ))
+            let offset = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
+                path: path.to_string(),
+                batch,
+                problem: e.to_string(),
             })?;
             offsets.push((batch, offset));
         }
         Ok(offsets)
     }
 
+    fn offset_path(&self, batch: u64) -> Path {
+        self.prefix.clone().join("offsets").join(format!("{}.json", Self::batch_name(batch)))
+    }
+
+    /// Moves the offset of batch `batch` out of the stream's way, to
+    /// `set_aside/offsets/<batch>-<millis>.json` beside it, and returns where it went: the
+    /// repair for an offset file that is damaged
+    /// ([`Error::CorruptCheckpoint`] names the batch). Call it while no stream runs on the
+    /// checkpoint.
+    ///
+    /// The next run plans the batch's records again as the source sees them: a
+    /// [`FileSource`](super::FileSource) reads the batch's files again, since nothing marks
+    /// them read any more; a [`DeltaSource`](super::DeltaSource) or
+    /// [`ChannelSource`](super::ChannelSource) goes on after the offsets that remain, so
+    /// it reads the batch again only when it was the last one planned. A batch the sink had
+    /// committed is then written a second time under a new batch number, never under its
+    /// old one.
+    ///
+    /// ```
+    /// # async fn repair() -> mlops_infer::Result<()> {
+    /// use mlops_infer::Error;
+    /// use mlops_infer::stream::Checkpoint;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # std::fs::create_dir_all(dir.path().join("offsets")).unwrap();
+    /// # std::fs::write(dir.path().join("offsets/00000000000000000003.json"), b"{\"fil").unwrap();
+    /// let checkpoint = Checkpoint::local(dir.path())?;
+    /// let aside = checkpoint.set_offset_aside(3).await?;
+    /// assert!(aside.as_ref().starts_with("set_aside/offsets/00000000000000000003-"));
+    /// assert!(matches!(checkpoint.set_offset_aside(3).await, Err(Error::InvalidArgument(_))));
+    /// # Ok(())
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(repair()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the checkpoint has no offset for `batch`;
+    /// [`Error::Storage`] when the store fails, in which case the offset is still in place
+    /// or already copied aside, and calling again is safe.
+    pub async fn set_offset_aside(&self, batch: u64) -> Result<Path> {
+        let path = self.offset_path(batch);
+        let bytes = match self.store.get(&path).await {
+            Ok(found) => found.bytes().await.map_err(|e| self.failed("reading", e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::InvalidArgument(format!(
+                    "checkpoint `{}` has no offset for batch {batch} to set aside",
+                    self.prefix
+                )));
+            }
+            Err(e) => return Err(self.failed("reading", e)),
+        };
+        let millis =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
+        let aside = self
+            .prefix
+            .clone()
+            .join("set_aside")
+            .join("offsets")
+            .join(format!("{}-{millis}.json", Self::batch_name(batch)));
+        self.store.put(&aside, PutPayload::from(bytes)).await.map_err(|e| self.failed("writing", e))?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(aside),
+            Err(e) => Err(self.failed("deleting", e)),
+        }
+    }
+
     /// Records what batch `batch` is made of, before it is read. Fails if the batch was
     /// planned already with another offset: two streams must not share a checkpoint.
     pub(crate) async fn plan(&self, batch: u64, offset: &impl Serialize) -> Result<()> {
-        let path = self.prefix.clone().join("offsets").join(format!("{}.json", Self::batch_name(batch)));
+        let path = self.offset_path(batch);
         let bytes = serde_json::to_vec(offset).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let create = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
         match self.store.put_opts(&path, PutPayload::from(bytes.clone()), create).await {

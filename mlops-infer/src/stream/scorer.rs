@@ -310,6 +310,13 @@ impl<S: Source> StreamingScorer<S> {
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
         report: &mut StreamReport,
     ) -> Result<Option<u64>> {
+        // Committed batches are read before planned ones: a batch is planned before it is
+        // committed, so every committed batch's offset is in what is read next (unless an
+        // operator set it aside), even while another run of the stream goes on.
+        let committed = match (self.checkpoint.last_commit().await?, self.sink.last_batch(&self.stream).await?) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let planned = self.checkpoint.offsets::<S::Offset>().await?;
         // A source is resumed once: after a failed run of this stream it already stands past
         // every batch it handed on, and only the batches the sink lacks are replayed.
@@ -318,13 +325,12 @@ impl<S: Source> StreamingScorer<S> {
             self.source.resume(&offsets).await?;
             self.resumed = true;
         }
-        let committed = match (self.checkpoint.last_commit().await?, self.sink.last_batch(&self.stream).await?) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let next = match planned.last() {
-            Some((batch, _)) => next_after(*batch)?,
-            None => 0,
+        // Past the sink's last batch too: a batch whose offset was set aside is planned
+        // again, and must not take a number the sink has committed and would skip.
+        let next = match (planned.last().map(|(batch, _)| *batch), committed) {
+            (None, None) => 0,
+            (Some(batch), None) | (None, Some(batch)) => next_after(batch)?,
+            (Some(planned), Some(done)) => next_after(planned.max(done))?,
         };
         for (batch, offset) in planned {
             if committed.is_none_or(|done| batch > done) {
@@ -457,8 +463,9 @@ impl<S: Source> StreamingScorer<S> {
         if !dead_letters.is_empty() {
             self.checkpoint.write_dead_letters(batch, &dead_letters).await?;
         }
-        // `run` only processes batches past the last one the sink holds, and the checkpoint's
-        // create-only offsets keep a second stream out, so the sink never holds this batch.
+        // `run` only processes batches past the last one the sink held when it looked; a run
+        // of the same stream racing this one may have written the batch since, and the
+        // sink then keeps that run's rows.
         if scored.height() > 0 {
             self.sink.write(&self.stream, batch, &scored).await?;
         }

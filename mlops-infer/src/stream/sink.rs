@@ -20,7 +20,9 @@ pub trait Sink: Send + Sync {
     /// The last micro-batch of stream `stream` written here, if any.
     async fn last_batch(&self, stream: &str) -> Result<Option<u64>>;
 
-    /// Writes micro-batch `batch` of stream `stream`, recording the batch number with it.
+    /// Writes micro-batch `batch` of stream `stream`, recording the batch number with it;
+    /// writes nothing for a batch it holds already (another run of the same stream may have
+    /// written it a moment before), and decides that in the same atomic step.
     async fn write(&self, stream: &str, batch: u64, scored: &DataFrame) -> Result<()>;
 }
 
@@ -40,6 +42,7 @@ impl Sink for InferenceTable {
 
     async fn write(&self, stream: &str, batch: u64, scored: &DataFrame) -> Result<()> {
         let version = i64::try_from(batch).map_err(|_| Error::InvalidArgument(format!("batch number {batch}")))?;
+        // `None`: a racing run of the same stream wrote this batch first.
         self.append_in_transaction(scored, &app_id(stream), version).await.map(|_| ())
     }
 }

@@ -442,6 +442,48 @@ async fn a_batch_that_cannot_be_scored_is_set_aside_whole_and_the_stream_goes_on
 }
 
 #[tokio::test]
+async fn a_damaged_offset_stops_the_stream_until_it_is_set_aside_and_then_its_files_are_read_again() {
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    layout.drop_csv("a.csv", 0..10);
+    layout.drop_csv("b.csv", 10..20);
+    let first = layout.stream(FileFormat::Csv, 1).run(std::future::pending()).await.unwrap();
+    assert_eq!(first.batches, 2);
+
+    let offsets = layout.checkpoint.join("offsets");
+    let damaged = offsets.join("00000000000000000001.json");
+    std::fs::write(&damaged, br#"{"files":["b.c"#).unwrap();
+    layout.drop_csv("c.csv", 20..30);
+    let error = layout.stream(FileFormat::Csv, 1).run(std::future::pending()).await.unwrap_err();
+    assert!(matches!(error, mlops_infer::Error::CorruptCheckpoint { batch: 1, .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("00000000000000000001.json") && message.contains("Checkpoint::set_offset_aside(1)"),
+        "{message}"
+    );
+    assert_eq!(id_counts(&layout.table()).await.len(), 20, "nothing is written past a damaged offset");
+
+    let aside = Checkpoint::local(&layout.checkpoint).unwrap().set_offset_aside(1).await.unwrap();
+    assert_eq!(std::fs::read(layout.checkpoint.join(aside.as_ref())).unwrap(), br#"{"files":["b.c"#);
+    assert!(!damaged.exists());
+
+    // b.csv is no longer marked read: it is planned again with c.csv, under numbers past the
+    // sink's last batch, so neither is taken for a batch already written.
+    let repaired = layout.stream(FileFormat::Csv, 1).run(std::future::pending()).await.unwrap();
+    assert_eq!((repaired.batches, repaired.replayed, repaired.scored), (2, 0, 20));
+    let counts = id_counts(&layout.table()).await;
+    assert_eq!(counts.len(), 30);
+    assert!(
+        counts.iter().all(|(id, &n)| n == if (10..20).any(|i| *id == format!("r{i}")) { 2 } else { 1 }),
+        "{counts:?}"
+    );
+    let mut planned: Vec<String> =
+        std::fs::read_dir(&offsets).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    planned.sort();
+    assert_eq!(planned, ["00000000000000000000.json", "00000000000000000002.json", "00000000000000000003.json"]);
+}
+
+#[tokio::test]
 async fn a_source_that_panics_on_a_batch_costs_that_batch_only() {
     let root = tempfile::tempdir().unwrap();
     let layout = Layout::new(root.path());
@@ -545,6 +587,51 @@ fn stream_process() {
     });
 }
 
+/// A child process running [`stream_process`] on the layout at `root`, its output kept
+/// when `output` says so (else discarded).
+fn spawn_stream_process(root: &FsPath, output: bool) -> std::process::Child {
+    let stdio = || if output { Stdio::piped() } else { Stdio::null() };
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "streaming::stream_process", "--test-threads", "1"])
+        .env(DIR, root)
+        .stdout(stdio())
+        .stderr(stdio())
+        .spawn()
+        .unwrap()
+}
+
+/// Drops `files` CSV files of `rows` records each, with ids counting up from `r0`.
+fn drop_numbered_csvs(layout: &Layout, files: usize, rows: usize) {
+    for file in 0..files {
+        layout.drop_csv(&format!("{file:03}.csv"), file * rows..(file + 1) * rows);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_one_stream_overlapping_in_three_processes_write_every_batch_once() {
+    const FILES: usize = 24;
+    const ROWS: usize = 20;
+    let root = tempfile::tempdir().unwrap();
+    let layout = Layout::new(root.path());
+    drop_numbered_csvs(&layout, FILES, ROWS);
+    // The same files planned in the same order under the same numbers: every batch is
+    // scored by each process that gets to it, and the sink must keep only the first.
+    let children: Vec<_> = (0..3).map(|_| spawn_stream_process(root.path(), true)).collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "a stream process failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let counts = id_counts(&layout.table()).await;
+    assert_eq!(counts.len(), FILES * ROWS, "every record is in the table");
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(doubled.is_empty(), "records written more than once: {doubled:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_killed_at_random_instants_writes_every_record_exactly_once() {
     // Enough files that the work outlasts the kill instants even on a fast, idle machine:
@@ -553,20 +640,11 @@ async fn a_stream_killed_at_random_instants_writes_every_record_exactly_once() {
     const ROWS: usize = 50;
     let root = tempfile::tempdir().unwrap();
     let layout = Layout::new(root.path());
-    for file in 0..FILES {
-        layout.drop_csv(&format!("{file:03}.csv"), file * ROWS..(file + 1) * ROWS);
-    }
-    let exe = std::env::current_exe().unwrap();
+    drop_numbered_csvs(&layout, FILES, ROWS);
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261124);
     let mut kills = 0;
     for _ in 0..12 {
-        let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "streaming::stream_process", "--test-threads", "1"])
-            .env(DIR, root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_stream_process(root.path(), false);
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..600))).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL: no chance to clean up
