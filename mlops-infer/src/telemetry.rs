@@ -34,6 +34,11 @@ pub const STREAM_BATCH_SECONDS: &str = "mlops_stream_batch_duration_seconds";
 pub const LABELS_RECEIVED: &str = "mlops_labels_received_total";
 /// Counter: labels applied to predictions, labelled `table`.
 pub const LABELS_APPLIED: &str = "mlops_labels_applied_total";
+/// Gauge: labels waiting for their prediction after the last label merge or append,
+/// labelled `table`.
+pub const LABELS_PENDING: &str = "mlops_labels_pending";
+/// Counter: pending labels removed by expiry, labelled `table`.
+pub const LABELS_EXPIRED: &str = "mlops_labels_expired_total";
 /// Histogram: seconds a label merge took, labelled `table`.
 pub const LABEL_MERGE_SECONDS: &str = "mlops_label_merge_duration_seconds";
 /// Counter: rows an inference capture appended to its table.

@@ -1,6 +1,7 @@
 //! Ground truth that arrives late (or early): labels merged into the inference table, and
 //! kept in a pending-labels table until their prediction lands.
 
+use chrono::{DateTime, Utc};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
@@ -130,12 +131,77 @@ impl InferenceTable {
     }
 
     /// Applies waiting labels whose prediction is now in the table (appends call it), and
-    /// returns what it did (`received` and `superseded` are 0).
+    /// returns what it did (`received` and `superseded` are 0). Sets the
+    /// [`LABELS_PENDING`](telemetry::LABELS_PENDING) gauge.
     ///
     /// # Errors
     /// [`Error::Delta`] when a table cannot be read or written; nothing is lost then, the
     /// labels stay pending.
     pub async fn apply_pending_labels(&self) -> Result<LabelMerge> {
+        let applied = self.apply_pending().await?;
+        metrics::gauge!(telemetry::LABELS_PENDING, "table" => self.location().url_without_secrets())
+            .set(applied.pending as f64);
+        Ok(applied)
+    }
+
+    /// The labels waiting for their prediction: the latest of each key, with the key
+    /// columns, `actual_label` and [`RECEIVED_AT`], oldest first (a frame without columns
+    /// when no label ever waited). Labels whose key is never
+    /// scored wait here for good, and every append looks them up again: watch the
+    /// [`LABELS_PENDING`](telemetry::LABELS_PENDING) gauge, and remove the stale ones with
+    /// [`expire_pending_labels`](Self::expire_pending_labels).
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the pending-labels table cannot be read.
+    pub async fn pending_labels(&self) -> Result<DataFrame> {
+        let Some(pending_table) = self.pending_location().load().await? else { return Ok(DataFrame::empty()) };
+        let (waiting, keys) = (scan_frame(&pending_table, None).await?, self.config().keys.clone());
+        off_runtime(move || {
+            let latest = latest_per_key(waiting, &keys)?;
+            Ok(latest.lazy().sort([RECEIVED_AT], SortMultipleOptions::default().with_maintain_order(true)).collect()?)
+        })
+        .await
+    }
+
+    /// Removes the pending labels received before `received_before` whose prediction is
+    /// still not in the table, and returns them (as [`pending_labels`](Self::pending_labels)
+    /// lists them) so that they can be kept elsewhere or reported. Labels whose prediction
+    /// has landed are applied first, never expired. Counts them in
+    /// [`LABELS_EXPIRED`](telemetry::LABELS_EXPIRED).
+    ///
+    /// A label for the same key received on or after `received_before` stays, and so does
+    /// the key's pending entry: only labels as old as the cut leave.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when a table cannot be read or written; the labels stay pending
+    /// then (a failure after the removal committed reports nothing removed, and the next
+    /// call finds nothing more to remove).
+    pub async fn expire_pending_labels(&self, received_before: DateTime<Utc>) -> Result<DataFrame> {
+        self.apply_pending_labels().await?;
+        let Some(pending_table) = self.pending_location().load().await? else { return Ok(DataFrame::empty()) };
+        let cut = received_before.timestamp_micros();
+        let (waiting, keys) = (scan_frame(&pending_table, None).await?, self.config().keys.clone());
+        let keys_owned = keys.clone();
+        let (expired, latest_expired) = off_runtime(move || {
+            let expired = waiting
+                .lazy()
+                .filter(col(RECEIVED_AT).cast(DataType::Int64).lt(lit(cut)))
+                .sort([RECEIVED_AT], SortMultipleOptions::default().with_maintain_order(true))
+                .collect()?;
+            let latest_expired = latest_per_key(expired.clone(), &keys_owned)?;
+            Ok((expired, latest_expired))
+        })
+        .await?;
+        if expired.height() == 0 {
+            return Ok(latest_expired);
+        }
+        self.remove_pending(pending_table, &expired, "=", "expiring labels of").await?;
+        let table = self.location().url_without_secrets();
+        metrics::counter!(telemetry::LABELS_EXPIRED, "table" => table).increment(latest_expired.height() as u64);
+        Ok(latest_expired)
+    }
+
+    async fn apply_pending(&self) -> Result<LabelMerge> {
         let keys = self.config().keys.clone();
         let Some(pending_table) = self.pending_location().load().await? else {
             return Ok(LabelMerge::default());
@@ -193,24 +259,44 @@ impl InferenceTable {
 
         // Only now may the applied labels leave the pending table; labels received after the
         // ones applied stay.
-        let applied = context
-            .read_batches(frame_to_batches(&matched.select(keys.iter().map(String::as_str).chain([RECEIVED_AT]))?)?)
-            .map_err(|e| self.failed_pending("preparing labels for", e.into()))?;
-        let received = quoted(RECEIVED_AT);
-        pending_table
-            .merge(applied, format!("{same_keys} AND target.{received} <= source.{received}"))
-            .with_source_alias("source")
-            .with_target_alias("target")
-            .when_matched_delete(|delete| delete)
-            .map_err(|e| self.failed_pending("removing applied labels from", e))?
-            .await
-            .map_err(|e| self.failed_pending("removing applied labels from", e))?;
+        self.remove_pending(pending_table, &matched, "<=", "removing applied labels from").await?;
         Ok(LabelMerge {
             matched: matched.height(),
             rows_updated: metrics.num_target_rows_updated,
             pending,
             ..LabelMerge::default()
         })
+    }
+
+    /// Deletes from the pending table the labels of `labels`' keys received `received`
+    /// (`<=` or `=`) their `received_at`, in one MERGE.
+    async fn remove_pending(
+        &self,
+        pending_table: deltalake::DeltaTable,
+        labels: &DataFrame,
+        received: &str,
+        operation: &str,
+    ) -> Result<()> {
+        let keys = &self.config().keys;
+        let at = quoted(RECEIVED_AT);
+        let on = keys
+            .iter()
+            .map(|k| format!("target.{q} = source.{q}", q = quoted(k)))
+            .chain([format!("target.{at} {received} source.{at}")])
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let source = SessionContext::new()
+            .read_batches(frame_to_batches(&labels.select(keys.iter().map(String::as_str).chain([RECEIVED_AT]))?)?)
+            .map_err(|e| self.failed_pending("preparing labels for", e.into()))?;
+        pending_table
+            .merge(source, on)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .when_matched_delete(|delete| delete)
+            .map_err(|e| self.failed_pending(operation, e))?
+            .await
+            .map_err(|e| self.failed_pending(operation, e))?;
+        Ok(())
     }
 
     fn failed_pending(&self, operation: &str, error: deltalake::DeltaTableError) -> Error {

@@ -152,6 +152,37 @@ async fn labels_late_early_duplicated_or_corrected_are_applied_once_and_never_lo
     assert_eq!(label_map(&table).await[1], ("t1".to_owned(), Some(1.0)), "the null label changed nothing");
 }
 
+fn ids_of(frame: &DataFrame) -> Vec<String> {
+    frame.column("id").unwrap().str().unwrap().no_null_iter().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn pending_labels_are_listed_and_the_stale_ones_expire_unless_their_prediction_landed() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = table(dir.path());
+    assert_eq!(table.pending_labels().await.unwrap().height(), 0);
+    table.merge_labels(&labels(&[("t8", 1.0), ("t1", 0.0)]), "is_fraud").await.unwrap();
+    let cut = Utc::now();
+    table.merge_labels(&labels(&[("t9", 1.0)]), "is_fraud").await.unwrap();
+    let pending = table.pending_labels().await.unwrap();
+    assert_eq!(ids_of(&pending), ["t8", "t1", "t9"], "oldest first");
+    assert!(pending.column("received_at").is_ok());
+
+    // t1's prediction lands while the pending-labels table is out of reach, so its label
+    // stays pending: expiry applies it rather than expire it.
+    let log = table.pending_location().url().to_file_path().unwrap().join("_delta_log");
+    let away = log.with_file_name("_delta_log.away");
+    std::fs::rename(&log, &away).unwrap();
+    table.append(&scorer().score(&records(0..3)).unwrap()).await.unwrap();
+    std::fs::rename(&away, &log).unwrap();
+    assert_eq!(label_map(&table).await[1], ("t1".to_owned(), None));
+    let expired = table.expire_pending_labels(cut).await.unwrap();
+    assert_eq!(ids_of(&expired), ["t8"], "only the label older than the cut whose key was never scored");
+    assert_eq!(label_map(&table).await[1], ("t1".to_owned(), Some(0.0)));
+    assert_eq!(ids_of(&table.pending_labels().await.unwrap()), ["t9"]);
+    assert_eq!(table.expire_pending_labels(cut).await.unwrap().height(), 0, "nothing more to expire");
+}
+
 #[tokio::test]
 async fn an_append_that_committed_reports_success_even_when_its_labels_cannot_be_applied() {
     let dir = tempfile::tempdir().unwrap();
