@@ -41,7 +41,8 @@ pub fn jensen_shannon_distance(p: &[f64], q: &[f64]) -> f64 {
 
 /// A sample's finite values sorted ascending, with prefix sums: the empirical distribution
 /// function `F` and its integral answer in `O(log n)`, so comparing a window of `m` rows
-/// with a baseline of `n` costs `O(m log n)` instead of `O(n + m)`.
+/// with a baseline of `n` can cost `O(m log n)` instead of the `O(n + m)` of walking both
+/// samples together; [`SortedSample::distances`] takes whichever is cheaper.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SortedSample {
     values: Vec<f64>,
@@ -92,6 +93,20 @@ impl SortedSample {
         (below as f64 * (x - self.origin) - self.prefix[below]) / self.len() as f64
     }
 
+    /// The two-sample Kolmogorov-Smirnov statistic and the first Wasserstein distance, 0
+    /// when a sample is empty: by walking both samples together, unless one is so much
+    /// smaller that searching the other for each of its values touches fewer of them.
+    pub(crate) fn distances(&self, other: &Self) -> (f64, f64) {
+        let (large, small) = if self.len() >= other.len() { (self, other) } else { (other, self) };
+        // Each of the small sample's values costs about four searches of the large one.
+        let searched = small.len().saturating_mul(4 * (usize::BITS - large.len().leading_zeros()) as usize);
+        if searched < large.len() + small.len() {
+            (self.kolmogorov_smirnov(other), self.wasserstein(other))
+        } else {
+            merged_distances(&self.values, &other.values)
+        }
+    }
+
     /// The two-sample Kolmogorov-Smirnov statistic; 0 when a sample is empty.
     pub(crate) fn kolmogorov_smirnov(&self, other: &Self) -> f64 {
         let (large, small) = if self.len() >= other.len() { (self, other) } else { (other, self) };
@@ -139,6 +154,35 @@ impl SortedSample {
             area += (largest - last) - integral(last, largest);
         }
         area
+    }
+}
+
+/// The Kolmogorov-Smirnov statistic and the Wasserstein distance of two sorted samples of
+/// finite values, in one walk over both: at each distinct value the two distribution
+/// functions step, and their gap holds until the next value.
+fn merged_distances(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let (Some(&first_a), Some(&first_b)) = (a.first(), b.first()) else { return (0.0, 0.0) };
+    let (n, m) = (a.len() as f64, b.len() as f64);
+    let (mut i, mut j) = (0, 0);
+    let (mut largest, mut area) = (0f64, 0f64);
+    let mut x = first_a.min(first_b);
+    loop {
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        let gap = (i as f64 / n - j as f64 / m).abs();
+        largest = largest.max(gap);
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&u), Some(&v)) => u.min(v),
+            (Some(&u), None) => u,
+            (None, Some(&v)) => v,
+            (None, None) => return (largest, area),
+        };
+        area += gap * (next - x);
+        x = next;
     }
 }
 
@@ -213,6 +257,9 @@ mod tests {
     fn kolmogorov_smirnov_and_wasserstein_match_scipy() {
         assert!((kolmogorov_smirnov(&A, &B) - 1.0 / 3.0).abs() < 1e-12);
         assert!((wasserstein(&A, &B) - 1.375).abs() < 1e-12);
+        let (ks, area) = merged_distances(&A, &B);
+        assert!((ks - 1.0 / 3.0).abs() < 1e-12 && (area - 1.375).abs() < 1e-12);
+        assert_eq!(merged_distances(&A, &[]), (0.0, 0.0));
         assert_eq!(kolmogorov_smirnov(&A, &A), 0.0);
         assert_eq!(wasserstein(&A, &A), 0.0);
         assert_eq!(kolmogorov_smirnov(&A, &[]), 0.0);
@@ -242,7 +289,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn binary_searched_statistics_equal_the_definitions(
+        fn searched_and_merged_statistics_equal_the_definitions(
             a in proptest::collection::vec(-50i32..50, 1..120),
             b in proptest::collection::vec(-50i32..50, 1..40),
             scale in 0.1f64..10.0,
@@ -255,6 +302,15 @@ mod tests {
             proptest::prop_assert!((kolmogorov_smirnov(&b, &a) - ks).abs() < 1e-12);
             proptest::prop_assert!((wasserstein(&a, &b) - area).abs() < 1e-9 * (1.0 + area));
             proptest::prop_assert!((wasserstein(&b, &a) - area).abs() < 1e-9 * (1.0 + area));
+            let (sa, sb) = (SortedSample::new(a), SortedSample::new(b));
+            for (x, y) in [(&sa, &sb), (&sb, &sa)] {
+                let (merged_ks, merged_area) = merged_distances(x.values(), y.values());
+                proptest::prop_assert!((merged_ks - ks).abs() < 1e-12);
+                proptest::prop_assert!((merged_area - area).abs() < 1e-9 * (1.0 + area));
+                let (chosen_ks, chosen_area) = x.distances(y);
+                proptest::prop_assert!((chosen_ks - ks).abs() < 1e-12);
+                proptest::prop_assert!((chosen_area - area).abs() < 1e-9 * (1.0 + area));
+            }
         }
     }
 

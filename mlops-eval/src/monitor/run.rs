@@ -438,11 +438,12 @@ fn numeric_drift(
     shares: &[f64],
 ) -> [DriftRow; 4] {
     let row = |metric, value| DriftRow::new(group, name, metric, reference, value);
+    let (kolmogorov_smirnov, wasserstein) = reference_sample.distances(sample);
     [
         row(DriftMetric::Psi, population_stability_index(reference_shares, shares)),
         row(DriftMetric::JensenShannon, jensen_shannon_distance(reference_shares, shares)),
-        row(DriftMetric::KolmogorovSmirnov, reference_sample.kolmogorov_smirnov(sample)),
-        row(DriftMetric::Wasserstein, reference_sample.wasserstein(sample)),
+        row(DriftMetric::KolmogorovSmirnov, kolmogorov_smirnov),
+        row(DriftMetric::Wasserstein, wasserstein),
     ]
 }
 
