@@ -17,10 +17,6 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mlops_core::{FlavorRegistry, Package, read_parquet};
 use mlops_infer::BatchScorer;
 
-fn benchmarking() -> bool {
-    std::env::args().any(|a| a == "--bench")
-}
-
 fn rows() -> usize {
     mlops_benches::bench_rows(1_000_000, 2_000)
 }
@@ -42,7 +38,7 @@ fn boosted_scoring(c: &mut Criterion) {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peer").join("boosted_batch.py");
         let mut command = Command::new(python);
         command.arg(script).arg("prepare").arg(&data).arg(rows.to_string());
-        if !benchmarking() {
+        if !mlops_benches::benchmarking() {
             // Small models in test mode: the point is that the path runs.
             command.env("MLOPS_BENCH_TREES", "20");
         }

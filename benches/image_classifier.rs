@@ -17,11 +17,11 @@ fn images() -> usize {
     if let Ok(images) = std::env::var("MLOPS_BENCH_IMAGES") {
         return images.parse().expect("MLOPS_BENCH_IMAGES is an image count");
     }
-    if std::env::args().any(|a| a == "--bench") { 1024 } else { 64 }
+    if mlops_benches::benchmarking() { 1024 } else { 64 }
 }
 
 fn image_classifier(c: &mut Criterion) {
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = mlops_benches::benchmarking();
     let (train_images, epochs) = if full { (1200, 6) } else { (120, 1) };
     let train = shapes::generate(&shapes::Config::new(train_images, 32, 1)).expect("training images");
     let model = ImageClassifierParams::new(LABEL, ImagePreprocessing::rgb(IMAGE, 32, 32))

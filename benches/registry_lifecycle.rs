@@ -4,7 +4,8 @@
 //! garbage collection of 10,000 versions' packages with registrations racing it.
 //!
 //! `REVISIONS` (comma-separated, default `10,1000,100000`) and `GC_VERSIONS` (default
-//! 10,000) change the sizes. The local histories are written by real alias moves. An S3
+//! 10,000) change the sizes. In test mode (`cargo test --benches`, an unoptimized build)
+//! the defaults are `10,100` and 200: a check that it runs, in seconds. The local histories are written by real alias moves. An S3
 //! history is written by the same moves on an in-memory store (which keeps the pointer the
 //! way S3 does, by conditional overwrite), then uploaded object by object: 100,000 moves
 //! against a Python S3 server one request at a time would take hours. Each alias-move
@@ -35,7 +36,7 @@ const COMPACT_EVERY: u64 = 100;
 
 fn sizes() -> Vec<u64> {
     std::env::var("REVISIONS")
-        .unwrap_or_else(|_| "10,1000,100000".into())
+        .unwrap_or_else(|_| if mlops_benches::benchmarking() { "10,1000,100000" } else { "10,100" }.into())
         .split(',')
         .map(|size| size.trim().parse().expect("REVISIONS: comma-separated revision counts"))
         .collect()
@@ -162,7 +163,8 @@ fn registry_at_scale(c: &mut Criterion) {
 /// registration loop adds versions (new packages, and packages just deleted) until it ends.
 /// One run: collecting is not repeatable on the same registry. Prints one JSON line.
 fn garbage_collection_racing_registrations(_: &mut Criterion) {
-    let versions: u64 = std::env::var("GC_VERSIONS").map_or(10_000, |v| v.parse().expect("GC_VERSIONS: a count"));
+    let versions: u64 = std::env::var("GC_VERSIONS")
+        .map_or(if mlops_benches::benchmarking() { 10_000 } else { 200 }, |v| v.parse().expect("GC_VERSIONS: a count"));
     if versions == 0 {
         return;
     }

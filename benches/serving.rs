@@ -40,7 +40,7 @@ fn payloads(score: &DataFrame, dir: &std::path::Path) -> Vec<(usize, PathBuf)> {
 }
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
+    let bench = mlops_benches::benchmarking();
     // `1`: both; `metrics` or `tracing`: one of them, to tell their costs apart; `debug`:
     // both, the subscriber at debug, so every request span is recorded and its events written.
     let telemetry = std::env::var("MLOPS_SERVE_TELEMETRY").unwrap_or_default();

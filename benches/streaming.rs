@@ -23,10 +23,6 @@ use polars::prelude::*;
 
 const BATCH_ROWS: usize = 10_000;
 
-fn bench_mode() -> bool {
-    std::env::args().any(|a| a == "--bench")
-}
-
 fn data_dir() -> PathBuf {
     mlops_benches::bench_dir(env!("CARGO_TARGET_TMPDIR"))
 }
@@ -60,7 +56,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn streaming(c: &mut Criterion) {
-    let rows = if bench_mode() { 200_000 } else { 2 * BATCH_ROWS };
+    let rows = if mlops_benches::benchmarking() { 200_000 } else { 2 * BATCH_ROWS };
     let prepared = mlops_benches::prepare(&data_dir(), rows).expect("benchmark data");
     let model =
         FlavorRegistry::with_builtins().load(&mlops_benches::package(&prepared).expect("package")).expect("model");
@@ -133,7 +129,7 @@ fn streaming(c: &mut Criterion) {
 
 /// Appends of 10,000 scored rows and MERGEs of 1,000 labels into tables of growing size.
 fn table_growth(c: &mut Criterion) {
-    let sizes: &[usize] = if bench_mode() { &[0, 100_000, 1_000_000] } else { &[0, BATCH_ROWS] };
+    let sizes: &[usize] = if mlops_benches::benchmarking() { &[0, 100_000, 1_000_000] } else { &[0, BATCH_ROWS] };
     let largest = sizes.iter().max().copied().unwrap_or(0);
     let prepared = mlops_benches::prepare(&data_dir(), largest + 20 * BATCH_ROWS).expect("benchmark data");
     let model =

@@ -45,7 +45,13 @@ pub fn bench_rows(benchmarking: usize, testing: usize) -> usize {
     if let Ok(rows) = std::env::var("MLOPS_BENCH_ROWS") {
         return rows.parse().expect("MLOPS_BENCH_ROWS is a row count");
     }
-    if std::env::args().any(|a| a == "--bench") { benchmarking } else { testing }
+    if crate::benchmarking() { benchmarking } else { testing }
+}
+
+/// Whether criterion measures (`cargo bench`, `--bench`) rather than runs each benchmark
+/// once as a test (`cargo test --benches`, an unoptimized build).
+pub fn benchmarking() -> bool {
+    std::env::args().any(|a| a == "--bench")
 }
 
 /// Where benchmark data lives: `MLOPS_BENCH_DIR` when set, else `default` (a benchmark
