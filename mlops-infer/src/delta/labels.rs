@@ -146,8 +146,8 @@ impl InferenceTable {
 
     /// The labels waiting for their prediction: the latest of each key, with the key
     /// columns, `actual_label` and [`RECEIVED_AT`], oldest first (a frame without columns
-    /// when no label ever waited). Labels whose key is never
-    /// scored wait here for good, and every append looks them up again: watch the
+    /// when no label ever waited). Labels whose key is never scored wait here for good, and
+    /// every append looks them up again: watch the
     /// [`LABELS_PENDING`](telemetry::LABELS_PENDING) gauge, and remove the stale ones with
     /// [`expire_pending_labels`](Self::expire_pending_labels).
     ///
