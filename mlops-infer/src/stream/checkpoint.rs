@@ -120,16 +120,6 @@ impl Checkpoint {
     /// or already copied aside, and calling again is safe.
     pub async fn set_offset_aside(&self, batch: u64) -> Result<Path> {
         let path = self.offset_path(batch);
-        let bytes = match self.store.get(&path).await {
-            Ok(found) => found.bytes().await.map_err(|e| self.failed("reading", e))?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::InvalidArgument(format!(
-                    "checkpoint `{}` has no offset for batch {batch} to set aside",
-                    self.prefix
-                )));
-            }
-            Err(e) => return Err(self.failed("reading", e)),
-        };
         let millis =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
         let aside = self
@@ -138,7 +128,17 @@ impl Checkpoint {
             .join("set_aside")
             .join("offsets")
             .join(format!("{}-{millis}.json", Self::batch_name(batch)));
-        self.store.put(&aside, PutPayload::from(bytes)).await.map_err(|e| self.failed("writing", e))?;
+        // Copied by the store: a damaged file may be of any size.
+        match self.store.copy(&path, &aside).await {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::InvalidArgument(format!(
+                    "checkpoint `{}` has no offset for batch {batch} to set aside",
+                    self.prefix
+                )));
+            }
+            Err(e) => return Err(self.failed("copying", e)),
+        }
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(aside),
             Err(e) => Err(self.failed("deleting", e)),

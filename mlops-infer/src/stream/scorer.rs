@@ -327,11 +327,7 @@ impl<S: Source> StreamingScorer<S> {
         }
         // Past the sink's last batch too: a batch whose offset was set aside is planned
         // again, and must not take a number the sink has committed and would skip.
-        let next = match (planned.last().map(|(batch, _)| *batch), committed) {
-            (None, None) => 0,
-            (Some(batch), None) | (None, Some(batch)) => next_after(batch)?,
-            (Some(planned), Some(done)) => next_after(planned.max(done))?,
-        };
+        let next = planned.last().map(|(batch, _)| *batch).max(committed).map_or(Ok(0), next_after)?;
         for (batch, offset) in planned {
             if committed.is_none_or(|done| batch > done) {
                 let Some(model) = self.model_when_loaded(shutdown).await? else { return Ok(None) };

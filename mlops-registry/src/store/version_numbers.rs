@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 /// The hint's name beside the model's document.
 const NEXT_VERSION_FILE: &str = "next-version";
 
+/// The largest hint object read.
+const MAX_HINT_BYTES: u64 = 64;
+
 /// How many taken numbers a registration steps over before it lists the versions again:
 /// writers racing for the same numbers, or a hint left behind by a writer that stopped.
 const PROBES_BEFORE_LISTING: u32 = 16;
@@ -75,11 +78,17 @@ impl ObjectStoreRegistry {
         let path = self.next_version_hint(name);
         let reading = |e| Error::backend(format!("reading `{path}`"), e);
         let bytes = match self.store.get(&path).await {
-            Ok(object) => object.bytes().await.map_err(reading)?,
+            // A number is at most 20 digits: anything far larger is not a hint, and is not
+            // read into memory.
+            Ok(object) if object.meta.size > MAX_HINT_BYTES => None,
+            Ok(object) => Some(object.bytes().await.map_err(reading)?),
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(reading(e)),
         };
-        let hint = std::str::from_utf8(&bytes).ok().and_then(|text| text.trim().parse::<u64>().ok());
+        let hint = bytes
+            .as_deref()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .and_then(|text| text.trim().parse::<u64>().ok());
         if hint.is_none() {
             tracing::warn!(target: "mlops_registry", hint = %path, "next version hint unreadable; listing versions");
         }

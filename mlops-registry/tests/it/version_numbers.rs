@@ -94,4 +94,8 @@ async fn a_wrong_or_missing_hint_never_skips_nor_repeats_a_number() {
         registry.search_versions(SearchVersions::model(tx)).await.unwrap().iter().map(|v| v.version).collect();
     live.sort_unstable();
     assert_eq!(live, [1, 2, 3, 4, 5, 8, 9]);
+
+    // Far too large to be a number: not read, and the versions are listed instead.
+    store.put(&hint, PutPayload::from(vec![b'9'; 1 << 20])).await.unwrap();
+    assert_eq!(register(&registry).await, 10, "a hint of a megabyte");
 }
