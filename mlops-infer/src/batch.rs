@@ -169,6 +169,13 @@ impl BatchScorer {
     }
 
     fn score_chunks(&self, frame: &DataFrame) -> Result<DataFrame> {
+        let outputs = self.outputs(frame)?;
+        self.assemble(frame, outputs)
+    }
+
+    /// The model's output columns for `frame`, scored chunk by chunk in parallel, with the
+    /// row count checked.
+    pub(crate) fn outputs(&self, frame: &DataFrame) -> Result<DataFrame> {
         // Check the whole frame once up front, so a bad column is reported by name before
         // any work and regardless of which chunk would have met it first.
         self.model.signature().enforce(&frame.head(Some(0)))?;
@@ -189,11 +196,10 @@ impl BatchScorer {
                 Ok(predicted)
             })
             .collect::<Result<_>>()?;
-        let outputs = match stack(predictions)? {
-            Some(all) => all,
-            None => self.model.predict(frame)?,
-        };
-        self.assemble(frame, outputs)
+        match stack(predictions)? {
+            Some(all) => Ok(all),
+            None => Ok(self.model.predict(frame)?),
+        }
     }
 
     /// Collects `frame` and scores it.

@@ -82,6 +82,15 @@ pub enum Error {
         /// Arrow's error.
         source: deltalake::arrow::error::ArrowError,
     },
+    /// A query could not be planned or run.
+    #[cfg(feature = "sql")]
+    #[error("{context}: {source}")]
+    Query {
+        /// What was being done.
+        context: String,
+        /// DataFusion's error.
+        source: deltalake::datafusion::error::DataFusionError,
+    },
 }
 
 impl Error {
@@ -95,6 +104,12 @@ impl Error {
             #[cfg(feature = "delta")]
             Self::Delta { .. } => true,
             Self::Registry(mlops_registry::Error::Backend { .. }) => true,
+            #[cfg(feature = "sql")]
+            Self::Query { source, .. } => matches!(
+                source,
+                deltalake::datafusion::error::DataFusionError::ObjectStore(_)
+                    | deltalake::datafusion::error::DataFusionError::IoError(_)
+            ),
             _ => false,
         }
     }
@@ -116,3 +131,21 @@ impl Error {
 
 /// `Result` with [`enum@Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(feature = "sql")]
+impl Error {
+    /// A DataFusion error as ours: an error of this crate raised inside a query comes back as
+    /// it was, anything else is wrapped with `context`.
+    pub(crate) fn query(context: impl Into<String>, source: deltalake::datafusion::error::DataFusionError) -> Self {
+        match source {
+            deltalake::datafusion::error::DataFusionError::External(inner) => match inner.downcast::<Self>() {
+                Ok(ours) => *ours,
+                Err(other) => Self::Query {
+                    context: context.into(),
+                    source: deltalake::datafusion::error::DataFusionError::External(other),
+                },
+            },
+            other => Self::Query { context: context.into(), source: other },
+        }
+    }
+}

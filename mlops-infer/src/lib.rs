@@ -48,6 +48,8 @@ mod feature_store;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod shard;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "stream")]
 pub mod stream;
 pub mod telemetry;

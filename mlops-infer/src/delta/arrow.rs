@@ -19,20 +19,29 @@ use crate::error::{Error, Result};
 
 /// The frame as Arrow record batches with Delta-compatible types.
 pub(crate) fn frame_to_batches(frame: &DataFrame) -> Result<Vec<RecordBatch>> {
+    Ok(frame_to_arrow(frame)?.1)
+}
+
+/// The frame as Arrow record batches with Delta-compatible types, and their schema (which a
+/// frame without rows has too).
+pub(crate) fn frame_to_arrow(frame: &DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let mut frame = frame.clone();
     let mut buffer = Vec::new();
     IpcStreamWriter::new(&mut buffer).with_compat_level(CompatLevel::oldest()).finish(&mut frame)?;
     let reader = StreamReader::try_new(Cursor::new(buffer), None).map_err(|e| arrow_error("reading a frame", e))?;
-    reader
-        .map(|batch| {
-            let batch = batch.map_err(|e| arrow_error("reading a frame", e))?;
-            retype(&batch, |t| match t {
-                DataType::Timestamp(_, None) => Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
-                DataType::LargeUtf8 | DataType::Utf8View => Some(DataType::Utf8),
-                _ => None,
-            })
-        })
-        .collect()
+    let schema = retype_schema(&reader.schema(), delta_type);
+    let batches = reader
+        .map(|batch| retype(&batch.map_err(|e| arrow_error("reading a frame", e))?, delta_type))
+        .collect::<Result<_>>()?;
+    Ok((schema, batches))
+}
+
+fn delta_type(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Timestamp(_, None) => Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
+        DataType::LargeUtf8 | DataType::Utf8View => Some(DataType::Utf8),
+        _ => None,
+    }
 }
 
 /// Record batches (all of one schema) as one frame.
@@ -54,6 +63,7 @@ fn polars_type(t: &DataType) -> Option<DataType> {
     match t {
         DataType::Timestamp(unit, Some(_)) => Some(DataType::Timestamp(*unit, None)),
         DataType::Utf8View => Some(DataType::LargeUtf8),
+        DataType::BinaryView => Some(DataType::LargeBinary),
         _ => None,
     }
 }
@@ -83,6 +93,6 @@ fn retype(batch: &RecordBatch, change: impl Fn(&DataType) -> Option<DataType>) -
     RecordBatch::try_new(schema, columns).map_err(|e| arrow_error("converting a frame", e))
 }
 
-fn arrow_error(context: &str, error: deltalake::arrow::error::ArrowError) -> Error {
+pub(crate) fn arrow_error(context: &str, error: deltalake::arrow::error::ArrowError) -> Error {
     Error::Arrow { context: context.to_owned(), source: error }
 }

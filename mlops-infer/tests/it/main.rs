@@ -21,5 +21,7 @@ mod serve_limits;
 #[path = "../../../mlops-registry/tests/it/servers.rs"]
 #[allow(dead_code)]
 mod servers;
+#[cfg(feature = "sql")]
+mod sql;
 #[cfg(feature = "delta")]
 mod streaming;
