@@ -9,6 +9,7 @@ pub(crate) use arrow::batches_to_frame;
 pub(crate) mod inference_table;
 mod labels;
 mod location;
+mod sharded_job;
 
 pub use feature_store::{DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY};
 pub use inference_table::{
@@ -16,3 +17,4 @@ pub use inference_table::{
 };
 pub use labels::{LabelMerge, RECEIVED_AT, RejectedLabel};
 pub use location::TableLocation;
+pub use sharded_job::{DEFAULT_COMMIT_BYTES, ShardRun, ShardedJob};

@@ -57,13 +57,13 @@ pub mod telemetry;
 pub use batch::{BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PREDICTION, SCORED_AT};
 #[cfg(feature = "delta")]
 pub use delta::{
-    ACTUAL_LABEL, Appended, DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY, FilesScored,
-    IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT, ROW_ID, RejectedLabel,
-    TableLocation, TimeWindow,
+    ACTUAL_LABEL, Appended, DEFAULT_COMMIT_BYTES, DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY,
+    FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT, ROW_ID, RejectedLabel,
+    ShardRun, ShardedJob, TableLocation, TimeWindow,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "stream")]
 pub use feature_cache::FeatureCache;
 #[cfg(feature = "stream")]
 pub use feature_store::FeatureStore;
-pub use shard::shard_of;
+pub use shard::{JOB_COMPLETION_INDEX, Shard, assign_by_size, shard_of};

@@ -13,6 +13,7 @@ use mlops_registry::ModelSource;
 
 /// Traffic shares are counted in basis points of this total.
 const BUCKETS: usize = 10_000;
+const BUCKET_COUNT: std::num::NonZeroUsize = std::num::NonZeroUsize::new(BUCKETS).expect("BUCKETS is not zero");
 
 /// One route of an endpoint: a name, the model it serves, and its share of traffic.
 #[derive(Clone)]
@@ -118,7 +119,7 @@ impl Endpoint {
     /// pseudo-random draw.
     pub(crate) fn pick(&self, sticky: Option<&str>) -> &Route {
         let bucket = match sticky {
-            Some(key) => shard_of(key, BUCKETS),
+            Some(key) => shard_of(key, BUCKET_COUNT),
             None => (splitmix64(self.requests.fetch_add(1, Ordering::Relaxed)) % BUCKETS as u64) as usize,
         };
         let mut upper = 0;
