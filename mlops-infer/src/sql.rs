@@ -8,6 +8,9 @@
 //!   row (a struct of its outputs when it has several). Arguments fill the signature's columns
 //!   in order, or by name with one `named_struct('amount', x, ...)` argument; the signature
 //!   is enforced as everywhere else, with types checked while the query is planned.
+//!   A model with several outputs is best spread with `score`, or with `unnest` of the
+//!   struct: DataFusion's optimizer pushes each `p['field']` taken from a subquery's
+//!   `predict(...) AS p` down into a call of its own, which runs the model once per field.
 //! - `model_version('models:/fraud@champion')`: the version the query scores with.
 //! - `SELECT * FROM score('models:/fraud@champion', 'transactions')`: the table with the
 //!   model's outputs, `prediction`, `model_name`, `model_version` and `scored_at`, the rows

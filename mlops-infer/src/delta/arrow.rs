@@ -62,8 +62,8 @@ pub(crate) fn batches_to_frame(schema: &SchemaRef, batches: &[RecordBatch]) -> R
 fn polars_type(t: &DataType) -> Option<DataType> {
     match t {
         DataType::Timestamp(unit, Some(_)) => Some(DataType::Timestamp(*unit, None)),
-        DataType::Utf8View => Some(DataType::LargeUtf8),
-        DataType::BinaryView => Some(DataType::LargeBinary),
+        // Polars holds strings as views: small and large strings become views when read,
+        // while views are taken as they are.
         _ => None,
     }
 }

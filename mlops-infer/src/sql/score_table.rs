@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use deltalake::datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider, view::ViewTable};
-use deltalake::datafusion::common::{Result as DfResult, ScalarValue, TableReference, plan_err};
+use deltalake::datafusion::common::{Column, Result as DfResult, ScalarValue, TableReference, plan_err};
 use deltalake::datafusion::datasource::provider_as_source;
 use deltalake::datafusion::execution::context::SessionState;
-use deltalake::datafusion::functions::core::expr_fn::{get_field, named_struct};
+use deltalake::datafusion::functions::core::expr_fn::named_struct;
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, ident, lit};
 use futures::FutureExt;
 
@@ -19,8 +19,8 @@ use crate::error::Error;
 /// The SQL name of the table function.
 pub const SCORE_TABLE_FUNCTION: &str = "score";
 
-/// Where the model's outputs sit between the two projections of a scored plan: computed once,
-/// then spread into columns.
+/// Where the model's outputs sit between the projections of a scored plan: computed once, then
+/// spread into columns.
 const OUTPUTS: &str = "__mlops_outputs";
 
 #[derive(Debug)]
@@ -108,9 +108,13 @@ pub(crate) fn scored_plan(
     }
     let passed: Vec<Expr> = input_schema.columns().into_iter().map(Expr::Column).collect();
     let computed = predict.call(vec![lit(uri), named_struct(arguments)]).alias(OUTPUTS);
-    let output = |name: &str| match outputs.len() {
-        1 => ident(OUTPUTS),
-        _ => get_field(ident(OUTPUTS), name),
+    // Several outputs come as a struct, unnested into columns `<OUTPUTS>.<field>`: taking its
+    // fields with `get_field` instead would let the optimizer push each one down through the
+    // projection, calling the model once per output.
+    let several = outputs.len() > 1;
+    let output = |name: &str| match several {
+        false => ident(OUTPUTS),
+        true => Expr::Column(Column::from_name(format!("{OUTPUTS}.{name}"))),
     };
     let mut spread: Vec<Expr> = input_schema.columns().into_iter().map(Expr::Column).collect();
     spread.extend(outputs.iter().map(|f| output(f.name()).alias(f.name())));
@@ -125,5 +129,9 @@ pub(crate) fn scored_plan(
         lit(pinned.version() as i64).alias(MODEL_VERSION),
         lit(scored_at).alias(SCORED_AT),
     ]);
-    LogicalPlanBuilder::from(input).project(passed.into_iter().chain([computed]))?.project(spread)?.build()
+    let mut plan = LogicalPlanBuilder::from(input).project(passed.into_iter().chain([computed]))?;
+    if several {
+        plan = plan.unnest_column(OUTPUTS)?;
+    }
+    plan.project(spread)?.build()
 }

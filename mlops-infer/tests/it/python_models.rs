@@ -82,10 +82,56 @@ async fn a_model_python_registers_is_served_and_followed_when_python_moves_champ
     let expected: Vec<i64> = first["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
     assert_eq!(labels, expected);
 
+    // The same model in SQL, pinned by alias from the MLflow server: two outputs, so
+    // `predict` returns a struct, whose label is Python's.
+    #[cfg(feature = "sql")]
+    sql_labels_match(&registry, &champion_uri(&name), &first).await;
+
     let second = python(&uri, &["log", &name, "2"]);
     assert_eq!(second["version"], 2);
     assert_eq!(live.refresh().await.unwrap(), Some(2), "the live model follows champion to version 2");
     assert_eq!(score_and_check(&url, &second).await, 2, "version 2 answers after the move");
+}
+
+fn champion_uri(name: &str) -> String {
+    format!("models:/{name}@champion")
+}
+
+/// Scores Python's request rows with `predict` in SQL and checks the labels.
+#[cfg(feature = "sql")]
+async fn sql_labels_match(registry: &Arc<dyn Registry>, uri: &str, logged: &Value) {
+    use deltalake::arrow::array::{Array, Float32Array, Int64Array, RecordBatch, StringArray, StructArray};
+    use mlops_infer::sql::ModelCatalog;
+    use mlops_infer::sql::datafusion::prelude::SessionContext;
+
+    let mut catalog = ModelCatalog::new();
+    catalog.pin(registry.as_ref(), &uri.parse().unwrap(), &FlavorRegistry::with_builtins()).await.unwrap();
+    let ctx = SessionContext::new();
+    catalog.register(&ctx);
+    let records = logged["records"].as_array().unwrap();
+    let positions: Vec<i64> = (0..records.len() as i64).collect();
+    let product: Vec<Option<&str>> = records.iter().map(|r| r["Product"].as_str()).collect();
+    let customer: Vec<i64> = records.iter().map(|r| r["CustomerID"].as_i64().unwrap()).collect();
+    let amount: Vec<Option<f32>> = records.iter().map(|r| r["Amount"].as_f64().map(|v| v as f32)).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("position", Arc::new(Int64Array::from(positions)) as Arc<dyn Array>),
+        ("Product", Arc::new(StringArray::from(product)) as Arc<dyn Array>),
+        ("CustomerID", Arc::new(Int64Array::from(customer)) as Arc<dyn Array>),
+        ("Amount", Arc::new(Float32Array::from(amount)) as Arc<dyn Array>),
+    ])
+    .unwrap();
+    ctx.register_batch("requests", batch).unwrap();
+    let sql =
+        format!(r#"SELECT predict('{uri}', "Product", "CustomerID", "Amount") AS p FROM requests ORDER BY position"#);
+    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let mut labels = Vec::new();
+    for batch in &batches {
+        let outputs = batch.column(0).as_any().downcast_ref::<StructArray>().unwrap();
+        let label = outputs.column_by_name("output_label").unwrap();
+        labels.extend(label.as_any().downcast_ref::<Int64Array>().unwrap().values().iter().copied());
+    }
+    let expected: Vec<i64> = logged["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(labels, expected);
 }
 
 /// Python's request rows as a frame.

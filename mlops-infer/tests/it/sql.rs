@@ -3,6 +3,7 @@
 //! server, into inference tables.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deltalake::arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, StructArray};
 use deltalake::arrow::compute::concat_batches;
@@ -179,8 +180,9 @@ async fn calls_that_break_the_signature_fail_while_planning_and_name_the_culprit
     assert!(no_table.contains("no table `nowhere`"), "{no_table}");
 }
 
-/// Scores `Amount` twice and labels it: two outputs, so `predict` returns a struct.
-struct TwoOutputs(Signature);
+/// Scores `Amount` twice and labels it: two outputs, so `predict` returns a struct. Counts
+/// its calls.
+struct TwoOutputs(Signature, Arc<AtomicUsize>);
 
 impl Model for TwoOutputs {
     fn signature(&self) -> &Signature {
@@ -188,6 +190,7 @@ impl Model for TwoOutputs {
     }
 
     fn predict(&self, input: &DataFrame) -> mlops_core::Result<DataFrame> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         let input = self.0.enforce(input)?;
         let amount = input.column("Amount")?.f64()?;
         let doubled: Float64Chunked = amount.apply_values(|a| a * 2.0);
@@ -205,7 +208,8 @@ async fn a_model_with_several_outputs_returns_a_struct_and_score_spreads_it() {
     let signature = Signature::new(Schema::new(vec![ColSpec::new("Amount", ColumnType::Double)]).unwrap());
     let uri: ModelUri = "models:/bands/4".parse().unwrap();
     let mut catalog = ModelCatalog::new();
-    let scorer = BatchScorer::new("bands", 4, Arc::new(TwoOutputs(signature)));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let scorer = BatchScorer::new("bands", 4, Arc::new(TwoOutputs(signature, Arc::clone(&calls))));
     catalog.insert(PinnedModel::new(uri, scorer, None).unwrap());
     let ctx = session_with(&records(0..40));
     catalog.register(&ctx);
@@ -213,7 +217,9 @@ async fn a_model_with_several_outputs_returns_a_struct_and_score_spreads_it() {
     let nested = query(&ctx, "SELECT predict('models:/bands/4', \"Amount\") AS p FROM transactions ORDER BY id").await;
     let outputs = nested.column(0).as_any().downcast_ref::<StructArray>().unwrap();
     assert_eq!(outputs.column_names(), ["doubled", "band"]);
+    let before = calls.load(Ordering::SeqCst);
     let spread = query(&ctx, "SELECT * FROM score('models:/bands/4', 'transactions') ORDER BY id").await;
+    assert_eq!(calls.load(Ordering::SeqCst) - before, 1, "one call for the table's one batch, not one per output");
     let names: Vec<&str> = spread.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, ["id", "Amount", "doubled", "band", PREDICTION, "model_name", MODEL_VERSION, "scored_at"]);
     let amounts = floats(&spread, "Amount");
