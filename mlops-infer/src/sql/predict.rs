@@ -7,9 +7,12 @@ use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, StructArray, new_emp
 use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::arrow::datatypes::{DataType, Field, FieldRef, Schema, TimeUnit};
 use deltalake::datafusion::common::{DataFusionError, Result as DfResult, ScalarValue, plan_err};
+use deltalake::datafusion::logical_expr::expr::ScalarFunction;
+use deltalake::datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use deltalake::datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
+use mlops_core::ModelUri;
 use polars::prelude::DataFrame;
 
 use super::catalog::{ModelCatalog, PinnedModel};
@@ -77,6 +80,17 @@ impl ScalarUDFImpl for PredictFunction {
         let frame = to_frame(inputs, arrays).map_err(external)?;
         pinned.scorer().signature().enforce(&frame).map_err(|e| external(e.into()))?;
         Ok(Arc::new(Field::new(PREDICT, output_type(&pinned), true)))
+    }
+
+    /// An alias becomes the version it is pinned to: the plan names the version, and any
+    /// process that runs part of it scores with that version.
+    fn simplify(&self, mut args: Vec<Expr>, _: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        let Some(version) = pinned_version_uri(&self.catalog.0, args.first()) else {
+            return Ok(ExprSimplifyResult::Original(args));
+        };
+        args[0] = lit(version);
+        let same = ScalarUDF::new_from_impl(Self::new(Arc::clone(&self.catalog.0)));
+        Ok(ExprSimplifyResult::Simplified(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(same), args))))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -160,6 +174,18 @@ impl ScalarUDFImpl for ModelVersionFunction {
         Ok(Arc::new(Field::new(MODEL_VERSION_FUNCTION, DataType::Int64, false)))
     }
 
+    /// The pinned version, as a literal.
+    fn simplify(&self, args: Vec<Expr>, _: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        let pinned = match args.as_slice() {
+            [Expr::Literal(uri, _)] => pinned_of(&self.catalog.0, Some(uri), MODEL_VERSION_FUNCTION).ok(),
+            _ => None,
+        };
+        Ok(match pinned {
+            Some(pinned) => ExprSimplifyResult::Simplified(lit(pinned.version() as i64)),
+            None => ExprSimplifyResult::Original(args),
+        })
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let uri = match args.args.first() {
             Some(ColumnarValue::Scalar(uri)) => Some(uri),
@@ -168,6 +194,17 @@ impl ScalarUDFImpl for ModelVersionFunction {
         let pinned = pinned_of(&self.catalog.0, uri, MODEL_VERSION_FUNCTION)?;
         Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(pinned.version() as i64))))
     }
+}
+
+/// The version URI (`models:/<name>/<version>`) of the model a literal first argument pins,
+/// when the argument names it otherwise (an alias, `latest`, a run).
+fn pinned_version_uri(catalog: &ModelCatalog, first: Option<&Expr>) -> Option<String> {
+    let Some(Expr::Literal(value, _)) = first else { return None };
+    let written = value.try_as_str().flatten()?;
+    let pinned = catalog.get(written).ok()?;
+    let version = ModelUri::version(pinned.name(), pinned.version()).ok()?.to_string();
+    let canonical = written.parse::<ModelUri>().ok()?.to_string();
+    (version != canonical).then_some(version)
 }
 
 /// The model a call names with its first argument, a string literal.

@@ -134,6 +134,12 @@ async fn an_alias_stays_pinned_until_it_is_pinned_again() {
     catalog.register(&ctx);
     let repinned = query(&ctx, &format!("SELECT model_version('{CHAMPION}') FROM transactions")).await;
     assert_eq!(version_of(repinned), 2);
+    // Plans name the version an alias is pinned to, so every process running a part of one
+    // scores with it.
+    let plan = query(&ctx, &format!(r#"EXPLAIN SELECT predict('{CHAMPION}', "Amount") FROM transactions"#)).await;
+    let text = deltalake::arrow::util::pretty::pretty_format_batches(&[plan]).unwrap().to_string();
+    assert!(text.contains("predict(models:/fraud/2"), "{text}");
+    assert!(!text.contains("fraud@champion, "), "{text}");
     // The version URI designates what the alias was pinned to.
     let by_version = query(&ctx, "SELECT model_version('models:/fraud/2') FROM transactions").await;
     assert_eq!(version_of(by_version), 2);
