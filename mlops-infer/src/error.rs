@@ -135,17 +135,27 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(feature = "sql")]
 impl Error {
     /// A DataFusion error as ours: an error of this crate raised inside a query comes back as
-    /// it was, anything else is wrapped with `context`.
+    /// it was (unwrapped from the context and sharing DataFusion adds as it passes the error
+    /// between operators), anything else is wrapped with `context`.
     pub(crate) fn query(context: impl Into<String>, source: deltalake::datafusion::error::DataFusionError) -> Self {
-        match source {
-            deltalake::datafusion::error::DataFusionError::External(inner) => match inner.downcast::<Self>() {
-                Ok(ours) => *ours,
-                Err(other) => Self::Query {
-                    context: context.into(),
-                    source: deltalake::datafusion::error::DataFusionError::External(other),
+        use deltalake::datafusion::error::DataFusionError as E;
+        let context = context.into();
+        let mut source = source;
+        loop {
+            source = match source {
+                E::External(inner) => match inner.downcast::<Self>() {
+                    Ok(ours) => return *ours,
+                    Err(other) => return Self::Query { context, source: E::External(other) },
                 },
-            },
-            other => Self::Query { context: context.into(), source: other },
+                E::Context(_, inner) => *inner,
+                // Shared by several consumers, it cannot be taken out: the wrapped error still
+                // shows it in full.
+                E::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+                    Ok(inner) => inner,
+                    Err(shared) => return Self::Query { context, source: E::Shared(shared) },
+                },
+                other => return Self::Query { context, source: other },
+            };
         }
     }
 }

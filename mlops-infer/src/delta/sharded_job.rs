@@ -104,6 +104,8 @@ pub struct ShardRun {
     /// Commits found made already (by an earlier run, or a worker of the same shard that
     /// overlaps this one).
     pub already_committed: usize,
+    /// Commits whose files hold no rows: nothing to append (and no model call).
+    pub empty_commits: usize,
     /// Files this worker appended.
     pub files: usize,
     /// Rows this worker appended.
@@ -165,10 +167,13 @@ impl JobPlan {
         }
     }
 
-    /// Refuses a plan written for another split or input than this worker's.
+    /// Refuses a plan written for another split or input than this worker's. The plan's
+    /// `commit_bytes` wins over the worker's: commits are numbered by the plan.
     fn check(&self, job: &ShardedJob, input: &Path, at: &Path) -> Result<()> {
-        let problem = if self.shards != job.shards.get() || self.commits.len() != self.shards {
+        let problem = if self.shards != job.shards.get() {
             format!("{} shards, not {}", self.shards, job.shards)
+        } else if self.commits.len() != self.shards {
+            format!("{} shards but {} lists of commits", self.shards, self.commits.len())
         } else if self.input != input.as_ref() {
             format!("input `{}`, not `{input}`", self.input)
         } else if self.job != job.id {
@@ -196,11 +201,13 @@ impl InferenceTable {
     /// loses only its uncommitted commit, which the next run of its shard makes.
     ///
     /// Files that are not Parquet (names not ending in `.parquet`, such as `_SUCCESS`
-    /// markers) are left out of the plan.
+    /// markers) and files under names starting with `_` or `.` are left out of the plan. A
+    /// commit whose files hold no rows is counted in `empty_commits` and not appended.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a shard of another job size, a plan written for other
-    /// shards or input, or a file that is not Parquet or whose columns differ from its
+    /// shards or input, an input without Parquet files (no plan is written then), or a file
+    /// that is not Parquet, has changed size since the plan, or whose columns differ from its
     /// commit's other files; [`Error::Storage`] when listing, the plan or a file fails;
     /// scoring and [`append`](Self::append) errors. Commits made before the error stay.
     pub async fn score_shard(
@@ -231,7 +238,10 @@ impl InferenceTable {
                 run.already_committed += 1;
                 continue;
             }
-            let scored = score_commit(scorer, store, files).await?;
+            let Some(scored) = score_commit(scorer, store, files).await? else {
+                run.empty_commits += 1;
+                continue;
+            };
             match self.append_in_transaction(&scored, &app_id, version).await? {
                 Some(appended) => {
                     tracing::info!(
@@ -270,13 +280,27 @@ impl InferenceTable {
         }
         let files: Vec<ObjectMeta> = store
             .list(Some(input))
-            .try_filter(|meta| std::future::ready(meta.location.as_ref().ends_with(".parquet")))
+            .try_filter(|meta| std::future::ready(is_input_file(input, &meta.location)))
             .try_collect()
             .await
             .map_err(|e| Error::storage(format!("listing `{input}`"), e))?;
+        if files.is_empty() {
+            // A plan is for good: one made before the input landed would score nothing, ever.
+            return Err(Error::InvalidArgument(format!(
+                "no Parquet files under `{input}`: job `{}` is planned once its input has landed",
+                job.id
+            )));
+        }
         let plan = JobPlan::new(job, input, files);
         let bytes = serde_json::to_vec(&plan)
             .map_err(|e| Error::InvalidArgument(format!("writing the plan of job `{}`: {e}", job.id)))?;
+        if bytes.len() as u64 > MAX_PLAN_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "the plan of job `{}` takes {} bytes, more than the {MAX_PLAN_BYTES} a plan may; split the input into several jobs",
+                job.id,
+                bytes.len()
+            )));
+        }
         let create = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
         match plans.put_opts(&at, PutPayload::from(bytes), create).await {
             Ok(_) => Ok((plan, true)),
@@ -290,6 +314,18 @@ impl InferenceTable {
             Err(e) => Err(Error::storage(format!("writing plan `{at}`"), e)),
         }
     }
+}
+
+/// A Parquet file of the input: named `*.parquet`, and in no folder (below `input`) and
+/// with no name starting with `_` or `.`, which writers keep for their own files
+/// (`_temporary/`, `_delta_log/`, `.crc` files).
+fn is_input_file(input: &Path, location: &Path) -> bool {
+    let Some(parts) = location.prefix_match(input) else { return false };
+    let mut hidden = false;
+    for part in parts {
+        hidden |= part.as_ref().starts_with('_') || part.as_ref().starts_with('.');
+    }
+    !hidden && location.as_ref().ends_with(".parquet")
 }
 
 async fn read_plan(store: &dyn ObjectStore, at: &Path) -> Result<Option<JobPlan>> {
@@ -306,14 +342,31 @@ async fn read_plan(store: &dyn ObjectStore, at: &Path) -> Result<Option<JobPlan>
     let bytes = read_object(store, at).await?;
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| Error::InvalidArgument(format!("plan `{at}` is damaged ({e}); remove it to plan the job again")))
+        .map_err(|e| {
+            Error::InvalidArgument(format!(
+                "plan `{at}` is damaged ({e}); score the input under a new job id (removing the plan is safe only if no shard of the job has committed, as commits are numbered by it)"
+            ))
+        })
 }
 
-/// The files of one commit, read, stacked and scored.
-async fn score_commit(scorer: &BatchScorer, store: &dyn ObjectStore, files: &[PlannedFile]) -> Result<DataFrame> {
+/// The files of one commit, read, stacked and scored; `None` when they hold no rows.
+async fn score_commit(
+    scorer: &BatchScorer,
+    store: &dyn ObjectStore,
+    files: &[PlannedFile],
+) -> Result<Option<DataFrame>> {
     let mut contents = Vec::with_capacity(files.len());
     for file in files {
-        contents.push((file.path.clone(), read_object(store, &Path::from(file.path.as_str())).await?));
+        let bytes = read_object(store, &Path::from(file.path.as_str())).await?;
+        if bytes.len() as u64 != file.size {
+            return Err(Error::InvalidArgument(format!(
+                "input file `{}` holds {} bytes, not the {} it held when the job was planned: input must not change under a job",
+                file.path,
+                bytes.len(),
+                file.size
+            )));
+        }
+        contents.push((file.path.clone(), bytes));
     }
     let scorer = scorer.clone();
     off_runtime(move || {
@@ -335,8 +388,10 @@ async fn score_commit(scorer: &BatchScorer, store: &dyn ObjectStore, files: &[Pl
             }
             frames.push(frame);
         }
-        let input = stack(frames)?.unwrap_or_default();
-        scorer.score(&input)
+        match stack(frames)? {
+            Some(input) if input.height() > 0 => scorer.score(&input).map(Some),
+            _ => Ok(None),
+        }
     })
     .await
 }

@@ -54,8 +54,8 @@ impl ModelFunctions {
     }
 
     /// `frame` scored by the model pinned under `uri`: its columns, the model's outputs,
-    /// `prediction`, `model_name`, `model_version` and `scored_at`, as the SQL table
-    /// function `score(uri, table)` returns them.
+    /// `prediction`, `model_name`, `model_version` and `scored_at` (when this is called, one
+    /// stamp for every row), as the SQL table function `score(uri, table)` returns them.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a model not pinned, an input without any of its

@@ -27,7 +27,8 @@ impl InferenceTable {
     /// [`append_query`](Self::append_query) committing `transaction` with the rows, as
     /// [`append_in_transaction`](Self::append_in_transaction) does: a job that records its
     /// id and run this way appends once however often it is re-run. `None` when the table
-    /// records that version already (the query is not run then).
+    /// records that version already (the query is not run then). A query without rows
+    /// appends and records nothing, so a re-run runs it again.
     ///
     /// # Errors
     /// As [`append_query`](Self::append_query).

@@ -41,14 +41,25 @@ impl TableFunctionImpl for ScoreTableFunction {
             return plan_err!("{SCORE_TABLE_FUNCTION} takes a model URI and a table name");
         };
         let uri = string_literal(uri, "its first argument, the model URI")?;
-        let table = match table {
-            Expr::Column(column) => column.flat_name(),
-            other => string_literal(other, "its second argument, the table")?,
+        // A table named as an identifier keeps its case as the parser left it; one named by
+        // a string is parsed as SQL names are.
+        let reference = match table {
+            Expr::Column(column) => match &column.relation {
+                None => TableReference::bare(column.name.as_str()),
+                Some(TableReference::Bare { table }) => TableReference::partial(table.as_ref(), column.name.as_str()),
+                Some(TableReference::Partial { schema, table }) => {
+                    TableReference::full(schema.as_ref(), table.as_ref(), column.name.as_str())
+                }
+                Some(TableReference::Full { .. }) => {
+                    return plan_err!("{SCORE_TABLE_FUNCTION}: `{column}` names more than catalog, schema and table");
+                }
+            },
+            other => TableReference::from(string_literal(other, "its second argument, the table")?.as_str()),
         };
+        let table = reference.to_string();
         let Some(state) = args.session().as_any().downcast_ref::<SessionState>() else {
             return plan_err!("{SCORE_TABLE_FUNCTION} runs in a DataFusion `SessionState`");
         };
-        let reference = TableReference::from(table.as_str());
         let schema = state.schema_for_ref(reference.clone())?;
         // Tables registered in a session are held in memory and answer at once; a catalog
         // that looks tables up remotely cannot be awaited while a query is planned.
@@ -76,7 +87,8 @@ fn string_literal(expr: &Expr, what: &str) -> DfResult<String> {
 
 /// `input` with the model's output columns, `prediction` (a copy of the first output when none
 /// is named so), `model_name`, `model_version` and `scored_at`: the columns a `BatchScorer`
-/// writes, which an inference table takes.
+/// writes, which an inference table takes. `scored_at` is when the plan is made, one stamp
+/// for the whole query.
 pub(crate) fn scored_plan(
     catalog: &ModelCatalog,
     predict: &ScalarUDF,

@@ -226,8 +226,41 @@ async fn a_worker_of_another_job_size_or_input_is_refused() {
     let elsewhere = prefix.clone().join("elsewhere");
     let error =
         table.score_shard(&scorer(), store.as_ref(), &elsewhere, &job, Shard::new(0, 2).unwrap()).await.unwrap_err();
-    assert!(error.to_string().contains("new input needs a new job id"), "{error}");
+    assert!(error.to_string().contains("was planned with input `"), "{error}");
     let error =
         table.score_shard(&scorer(), store.as_ref(), &prefix, &job, Shard::new(0, 3).unwrap()).await.unwrap_err();
     assert!(error.to_string().contains("does not belong to job"), "{error}");
+}
+
+#[tokio::test]
+async fn an_empty_input_is_not_planned_and_files_without_rows_append_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = url::Url::from_directory_path(dir.path()).unwrap();
+    let (table_url, input_url) = (base.join("inference").unwrap(), base.join("input/").unwrap());
+    let (store, prefix) = store_at(input_url.as_str());
+    let table = table_at(table_url.as_str());
+    let job = ShardedJob::new(JOB, 3).unwrap();
+    // Only files a job must not read: a marker, a writer's temporary folder, a hidden file.
+    for hidden in ["_SUCCESS", "_temporary/part-0.parquet", ".part-1.parquet"] {
+        store.put(&prefix.clone().join(hidden), PutPayload::from_static(b"not parquet")).await.unwrap();
+    }
+    let error =
+        table.score_shard(&scorer(), store.as_ref(), &prefix, &job, Shard::new(0, 3).unwrap()).await.unwrap_err();
+    assert!(error.to_string().contains("no Parquet files under"), "{error}");
+
+    // One file of rows and one without: three shards, one left without files.
+    write_input(input_url.as_str(), 0..1).await;
+    let mut empty = records(0..0);
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut empty).unwrap();
+    store.put(&prefix.clone().join("part-empty.parquet"), PutPayload::from(bytes)).await.unwrap();
+    let mut runs = Vec::new();
+    for index in 0..3 {
+        let shard = Shard::new(index, 3).unwrap();
+        runs.push(table.score_shard(&scorer(), store.as_ref(), &prefix, &job, shard).await.unwrap());
+    }
+    assert_eq!(runs.iter().map(|r| r.rows).sum::<usize>(), ROWS_PER_FILE, "{runs:?}");
+    assert_eq!(runs.iter().map(|r| r.empty_commits).sum::<usize>(), 1, "{runs:?}");
+    assert_eq!(runs.iter().filter(|r| r.planned_commits == 0).count(), 1, "{runs:?}");
+    assert_eq!(id_counts(&table).await.len(), ROWS_PER_FILE);
 }

@@ -125,13 +125,14 @@ async fn an_alias_stays_pinned_until_it_is_pinned_again() {
         assert!(versions.values().iter().all(|&v| v == versions.value(0)));
         versions.value(0)
     };
-    let batch = concat_batches(&Arc::new(planned.schema().as_arrow().clone()), &planned.collect().await.unwrap());
-    assert_eq!(version_of(batch.unwrap()), 1, "a query planned before the move scores with version 1");
     let after = query(&ctx, &format!("SELECT model_version('{CHAMPION}') FROM transactions")).await;
     assert_eq!(version_of(after), 1, "the alias moved in the registry, but the catalog pinned version 1");
 
     catalog.pin(&registry, &CHAMPION.parse().unwrap(), &FlavorRegistry::with_builtins()).await.unwrap();
     catalog.register(&ctx);
+    let schema = Arc::new(planned.schema().as_arrow().clone());
+    let batch = concat_batches(&schema, &planned.collect().await.unwrap());
+    assert_eq!(version_of(batch.unwrap()), 1, "a query planned before the re-pin still scores with version 1");
     let repinned = query(&ctx, &format!("SELECT model_version('{CHAMPION}') FROM transactions")).await;
     assert_eq!(version_of(repinned), 2);
     // Plans name the version an alias is pinned to, so every process running a part of one
@@ -310,4 +311,20 @@ async fn errors_raised_inside_a_query_come_back_as_they_were() {
     assert!(matches!(error, Error::Core(_)), "the model's schema error, naming the column: {error}");
     assert!(error.to_string().contains("Amount"), "{error}");
     assert_eq!(inference.version().await.unwrap(), None, "nothing was written");
+
+    // The same over many batches in several partitions, where DataFusion passes the error
+    // between operators.
+    let config = deltalake::datafusion::prelude::SessionConfig::new().with_target_partitions(4).with_batch_size(512);
+    let ctx = SessionContext::new_with_config(config);
+    let functions = catalog.register(&ctx);
+    let many = session_with(&records(0..20_000)).table("transactions").await.unwrap().collect().await.unwrap();
+    let schema = many[0].schema();
+    let table = deltalake::datafusion::datasource::MemTable::try_new(schema, vec![many.clone(), many]).unwrap();
+    ctx.register_table("many", Arc::new(table)).unwrap();
+    let query = ctx
+        .sql(r#"SELECT id, CASE WHEN "Amount" > 30 THEN NULL ELSE "Amount" END AS "Amount" FROM many"#)
+        .await
+        .unwrap();
+    let error = inference.append_query(functions.score(CHAMPION, query).unwrap()).await.unwrap_err();
+    assert!(matches!(&error, Error::Core(_)) && error.to_string().contains("Amount"), "{error:?}");
 }
