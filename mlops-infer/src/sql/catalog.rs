@@ -81,11 +81,7 @@ impl PinnedModel {
 
 /// The model's outputs for no rows: their names and types.
 fn learn_outputs(uri: &ModelUri, scorer: &BatchScorer, example: Option<&DataFrame>) -> Result<DataFrame> {
-    let no_rows = match empty_frame(&scorer.signature().inputs) {
-        Ok(frame) => scorer.outputs(&frame),
-        Err(e) => Err(e),
-    };
-    let refused = match no_rows {
+    let refused = match empty_frame(&scorer.signature().inputs).and_then(|frame| scorer.outputs(&frame)) {
         Ok(outputs) if outputs.width() > 0 => return Ok(outputs),
         Ok(_) => "it returned no column".to_owned(),
         Err(e) => e.to_string(),

@@ -94,11 +94,7 @@ impl ScalarUDFImpl for PredictFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let uri = match args.args.first() {
-            Some(ColumnarValue::Scalar(uri)) => Some(uri),
-            _ => None,
-        };
-        let pinned = pinned_of(&self.catalog.0, uri, PREDICT)?;
+        let pinned = pinned_of_call(&self.catalog.0, &args.args, PREDICT)?;
         let rows = args.number_rows;
         let inputs = named_inputs(&pinned, &args.arg_fields[1..])?;
         let mut arrays = Vec::with_capacity(inputs.len());
@@ -187,11 +183,7 @@ impl ScalarUDFImpl for ModelVersionFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let uri = match args.args.first() {
-            Some(ColumnarValue::Scalar(uri)) => Some(uri),
-            _ => None,
-        };
-        let pinned = pinned_of(&self.catalog.0, uri, MODEL_VERSION_FUNCTION)?;
+        let pinned = pinned_of_call(&self.catalog.0, &args.args, MODEL_VERSION_FUNCTION)?;
         Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(pinned.version() as i64))))
     }
 }
@@ -205,6 +197,15 @@ fn pinned_version_uri(catalog: &ModelCatalog, first: Option<&Expr>) -> Option<St
     let version = ModelUri::version(pinned.name(), pinned.version()).ok()?.to_string();
     let canonical = written.parse::<ModelUri>().ok()?.to_string();
     (version != canonical).then_some(version)
+}
+
+/// The model an executed call names with its first argument.
+fn pinned_of_call(catalog: &ModelCatalog, args: &[ColumnarValue], function: &str) -> DfResult<Arc<PinnedModel>> {
+    let uri = match args.first() {
+        Some(ColumnarValue::Scalar(uri)) => Some(uri),
+        _ => None,
+    };
+    pinned_of(catalog, uri, function)
 }
 
 /// The model a call names with its first argument, a string literal.

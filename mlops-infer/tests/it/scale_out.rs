@@ -230,6 +230,14 @@ async fn a_worker_of_another_job_size_or_input_is_refused() {
     let error =
         table.score_shard(&scorer(), store.as_ref(), &prefix, &job, Shard::new(0, 3).unwrap()).await.unwrap_err();
     assert!(error.to_string().contains("does not belong to job"), "{error}");
+
+    // A damaged plan stops the job, naming the plan, rather than being planned over.
+    let (plans, at) = store_at(table_url.as_str());
+    let plan = at.join("_mlops_jobs").join(format!("{JOB}.json"));
+    plans.put(&plan, PutPayload::from_static(b"{\"job\": 7")).await.unwrap();
+    let shard = Shard::new(0, 2).unwrap();
+    let error = table.score_shard(&scorer(), store.as_ref(), &prefix, &job, shard).await.unwrap_err();
+    assert!(error.to_string().contains("is damaged") && error.to_string().contains("_mlops_jobs"), "{error}");
 }
 
 #[tokio::test]
