@@ -8,7 +8,8 @@
 # lifecycle example, the serving example answering requests to itself, a model
 # registered from Python scored by the predict example and served by the serving
 # example, the RAG evaluation example graded by the scripted judge server, the
-# forecasting example and the image classifier example.
+# forecasting example, the image classifier example, and the Ballista scheduler and
+# executor examples listening.
 #
 # Builds go to $CARGO_TARGET_DIR (default: ~/.cache/mlops-rs/target), outside the clone,
 # so repeated runs reuse them.
@@ -168,6 +169,40 @@ step "image classifier: train, register, score by alias, a corrupt row, one serv
 if ! grep -q 'found row 2: undecodable image' "$work/images.log" \
   || ! grep -Eq 'POST http://127.0.0.1:[0-9]+/invocations \(2 images\) -> 200 OK' "$work/images.log"; then
   echo "the image classifier example should have named the corrupt row and answered a scoring request" >&2
+  exit 1
+fi
+
+step "Ballista scheduler and executor examples: both listen, a bad registry is named"
+listening() {
+  "$MLOPS_PYTHON" - "$@" <<'PY'
+import socket, sys, time
+deadline = time.time() + 60
+for port in map(int, sys.argv[1:]):
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                sys.exit(f"nothing listens on port {port} within 60 s")
+            time.sleep(0.2)
+PY
+}
+scheduler_port=$(free_port) flight_port=$(free_port) grpc_port=$(free_port)
+"$CARGO_TARGET_DIR/debug/examples/ballista_scheduler" --registry "$work/cluster-registry" --bind-host 127.0.0.1 \
+  --external-host 127.0.0.1 --port "$scheduler_port" >"$work/scheduler.log" 2>&1 &
+server_pids+=($!)
+listening "$scheduler_port"
+"$CARGO_TARGET_DIR/debug/examples/ballista_executor" --registry "$work/cluster-registry" --scheduler-host 127.0.0.1 \
+  --scheduler-port "$scheduler_port" --bind-host 127.0.0.1 --external-host 127.0.0.1 --port "$flight_port" \
+  --grpc-port "$grpc_port" --vcores 1 --work-dir "$work/executor" >"$work/executor.log" 2>&1 &
+server_pids+=($!)
+listening "$flight_port" "$grpc_port"
+status=0
+"$CARGO_TARGET_DIR/debug/examples/ballista_executor" --registry ftp://nowhere/models 2>"$work/executor-error.log" \
+  || status=$?
+if [ "$status" != 1 ] || ! grep -q 'ftp://nowhere/models' "$work/executor-error.log"; then
+  echo "the executor example should exit with 1 naming a registry it cannot open (got $status)" >&2
   exit 1
 fi
 

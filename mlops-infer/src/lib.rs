@@ -35,6 +35,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "ballista")]
+pub mod ballista;
 mod batch;
 #[cfg(feature = "stream")]
 mod blocking;

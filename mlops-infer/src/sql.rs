@@ -53,6 +53,8 @@ mod functions;
 mod inference_table;
 mod predict;
 mod score_table;
+mod snapshot_files;
+mod version_loader;
 
 /// The DataFusion these functions are built for, so a session and its plans are of the same
 /// version.
@@ -62,3 +64,4 @@ pub use catalog::{ModelCatalog, PinnedModel};
 pub use functions::ModelFunctions;
 pub use predict::{MODEL_VERSION_FUNCTION, PREDICT};
 pub use score_table::SCORE_TABLE_FUNCTION;
+pub use snapshot_files::{DataFile, SnapshotFiles};

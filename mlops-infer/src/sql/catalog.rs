@@ -10,6 +10,7 @@ use mlops_registry::{Registry, RegistryExt};
 use polars::prelude::{Column, DataFrame, IntoColumn, Series};
 
 use super::functions::ModelFunctions;
+use super::version_loader::VersionLoader;
 use crate::batch::BatchScorer;
 use crate::delta::arrow::frame_to_arrow;
 use crate::error::{Error, Result};
@@ -163,12 +164,28 @@ fn empty_frame(schema: &Schema) -> Result<DataFrame> {
 #[derive(Debug, Clone, Default)]
 pub struct ModelCatalog {
     models: HashMap<String, Arc<PinnedModel>>,
+    loader: Option<Arc<VersionLoader>>,
 }
 
 impl ModelCatalog {
     /// A catalog without models.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A catalog that also loads, from `registry`, any version URI (`models:/<name>/<version>`)
+    /// a plan names that is not pinned, on first use: the catalog of a process that runs
+    /// plans other processes pinned, such as a Ballista scheduler or executor. Plans name the
+    /// version each alias was pinned to where they were planned, so every process scores with
+    /// that version. Aliases are not loaded on demand (they could have moved meanwhile); they
+    /// can still be pinned.
+    ///
+    /// A load blocks the function call that asked for it (once per version and process).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the loader's runtime cannot start.
+    pub fn loading(registry: Arc<dyn Registry>, flavors: FlavorRegistry) -> Result<Self> {
+        Ok(Self { models: HashMap::new(), loader: Some(Arc::new(VersionLoader::new(registry, flavors)?)) })
     }
 
     /// Resolves `uri` in `registry`, loads the version it designates now, and pins it: queries
@@ -203,23 +220,28 @@ impl ModelCatalog {
     }
 
     /// The model pinned under `uri` (written as in a query: it is parsed and compared in its
-    /// canonical form).
+    /// canonical form), or, in a [`loading`](Self::loading) catalog, the version it names.
     ///
     /// # Errors
-    /// [`Error::Core`] for a malformed URI; [`Error::InvalidArgument`] for one not pinned.
-    pub fn get(&self, uri: &str) -> Result<&Arc<PinnedModel>> {
+    /// [`Error::Core`] for a malformed URI; [`Error::InvalidArgument`] for one not pinned;
+    /// in a loading catalog, the error of loading the version.
+    pub fn get(&self, uri: &str) -> Result<Arc<PinnedModel>> {
         let parsed: ModelUri = uri.parse()?;
-        self.models.get(&parsed.to_string()).ok_or_else(|| {
-            let mut pinned: Vec<&str> = self.models.keys().map(String::as_str).collect();
-            pinned.sort_unstable();
-            Error::InvalidArgument(format!(
-                "model `{parsed}` is not pinned in the catalog (pinned: {}); pin it with `ModelCatalog::pin` before planning",
-                if pinned.is_empty() { "none".to_owned() } else { pinned.join(", ") }
-            ))
-        })
+        if let Some(pinned) = self.models.get(&parsed.to_string()) {
+            return Ok(Arc::clone(pinned));
+        }
+        if let Some(loader) = &self.loader {
+            return loader.get(&parsed);
+        }
+        let mut pinned: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        pinned.sort_unstable();
+        Err(Error::InvalidArgument(format!(
+            "model `{parsed}` is not pinned in the catalog (pinned: {}); pin it with `ModelCatalog::pin` before planning",
+            if pinned.is_empty() { "none".to_owned() } else { pinned.join(", ") }
+        )))
     }
 
-    /// Whether no model is pinned.
+    /// Whether no model is pinned (a [`loading`](Self::loading) catalog may still load some).
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
     }

@@ -28,6 +28,12 @@ impl ModelFunctions {
         Self { catalog, predict, model_version }
     }
 
+    /// `predict` and `model_version`, for registries of functions other than a session's.
+    #[cfg(feature = "ballista")]
+    pub(crate) fn scalar_functions(&self) -> [Arc<ScalarUDF>; 2] {
+        [Arc::clone(&self.predict), Arc::clone(&self.model_version)]
+    }
+
     pub(crate) fn register(&self, ctx: &SessionContext) {
         ctx.register_udf(self.predict.as_ref().clone());
         ctx.register_udf(self.model_version.as_ref().clone());

@@ -214,7 +214,7 @@ fn pinned_of(catalog: &ModelCatalog, uri: Option<&ScalarValue>, function: &str) 
         return plan_err!("{function}'s first argument is the model's URI, written as a string literal");
     };
     let Some(uri) = uri else { return plan_err!("{function}'s model URI is null") };
-    catalog.get(uri).cloned().map_err(external)
+    catalog.get(uri).map_err(external)
 }
 
 /// The signature's column each argument after the URI fills, with the Arrow type it is

@@ -3,6 +3,8 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+#[cfg(feature = "ballista")]
+mod ballista;
 mod batch;
 #[cfg(feature = "delta")]
 mod features;

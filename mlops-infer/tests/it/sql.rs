@@ -26,6 +26,12 @@ const CHAMPION: &str = "models:/fraud@champion";
 /// A registry holding `fraud` versions 1 and 2 (different thresholds), `champion` on 1.
 async fn registry() -> MemoryRegistry {
     let registry = MemoryRegistry::new();
+    fill_registry(&registry).await;
+    registry
+}
+
+/// Registers `fraud` versions 1 and 2 (different thresholds) in `registry`, `champion` on 1.
+pub async fn fill_registry(registry: &dyn Registry) {
     let name: ModelName = "fraud".parse().unwrap();
     registry.create_model(CreateModel::new(name.clone())).await.unwrap();
     for shift in [0.0, 12.0] {
@@ -33,7 +39,6 @@ async fn registry() -> MemoryRegistry {
         registry.create_version(CreateVersion::new(name.clone(), package)).await.unwrap();
     }
     registry.set_alias(SetAlias::new(name, "champion", 1)).await.unwrap();
-    registry
 }
 
 async fn pinned_catalog(registry: &MemoryRegistry) -> ModelCatalog {
