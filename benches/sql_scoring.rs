@@ -16,7 +16,7 @@ use mlops_infer::sql::ModelCatalog;
 use mlops_infer::sql::datafusion::arrow::array::RecordBatch;
 use mlops_infer::sql::datafusion::datasource::MemTable;
 use mlops_infer::sql::datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use mlops_registry::{CreateModel, CreateVersion, MemoryRegistry, Registry, RegistryExt, SetAlias};
+use mlops_registry::{MemoryRegistry, RegistryExt};
 
 const CHAMPION: &str = "models:/transactions@champion";
 
@@ -40,11 +40,7 @@ fn sql_scoring(c: &mut Criterion) {
     let flavors = FlavorRegistry::with_builtins();
     let registry = MemoryRegistry::new();
     let ctx = runtime.block_on(async {
-        let name: mlops_core::ModelName = "transactions".parse().expect("name");
-        registry.create_model(CreateModel::new(name.clone())).await.expect("model");
-        let package = mlops_benches::package(&prepared).expect("packaged model");
-        registry.create_version(CreateVersion::new(name.clone(), package)).await.expect("version");
-        registry.set_alias(SetAlias::new(name, "champion", 1)).await.expect("alias");
+        mlops_benches::register_champion(&registry, &prepared).await.expect("registered");
         let mut catalog = ModelCatalog::new();
         catalog.pin(&registry, &CHAMPION.parse().expect("uri"), &flavors).await.expect("pinned");
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);

@@ -18,6 +18,9 @@ use mlops_infer::ballista::executor::executor_process::ExecutorProcessConfig;
 struct Args {
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// The most detailed log level written to standard error (Ballista's own log included).
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
     /// The scheduler's host.
     #[arg(long, default_value = "localhost")]
     scheduler_host: String,
@@ -47,6 +50,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).init();
     let models = exit_on(args.cluster.models());
     let defaults = ExecutorProcessConfig::default();
     let config = ExecutorProcessConfig {

@@ -23,6 +23,9 @@ use mlops_infer::ballista::scheduler::config::SchedulerConfig;
 struct Args {
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// The most detailed log level written to standard error (Ballista's own log included).
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
     /// The address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_host: String,
@@ -41,6 +44,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).init();
     let models = exit_on(args.cluster.models());
     let config = SchedulerConfig {
         bind_host: args.bind_host,

@@ -123,6 +123,23 @@ pub fn package(prepared: &Prepared) -> mlops_core::Result<Package> {
     Package::read_dir(&prepared.package)
 }
 
+/// Registers the prepared model in `registry` as `transactions` version 1, with `champion`
+/// on it.
+///
+/// # Errors
+/// The package's or the registry's.
+pub async fn register_champion(
+    registry: &dyn mlops_registry::Registry,
+    prepared: &Prepared,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use mlops_registry::{CreateModel, CreateVersion, SetAlias};
+    let name: mlops_core::ModelName = "transactions".parse()?;
+    registry.create_model(CreateModel::new(name.clone())).await?;
+    registry.create_version(CreateVersion::new(name.clone(), package(prepared)?)).await?;
+    registry.set_alias(SetAlias::new(name, "champion", 1)).await?;
+    Ok(())
+}
+
 /// Questions, references and answers of the evaluation benchmark, generated the same way
 /// by `benches/peer/genai_eval.py`.
 #[derive(Debug, Clone)]

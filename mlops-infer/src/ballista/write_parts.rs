@@ -29,17 +29,18 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// The column of a written file's name, relative to the table.
+/// The column of a written file's name, relative to the table (null for a partition
+/// without rows).
 pub(crate) const FILE: &str = "file";
 /// The column of a written file's row count.
 pub(crate) const ROWS: &str = "rows";
 /// The column of a written file's size in bytes.
 pub(crate) const BYTES: &str = "bytes";
 
-/// The rows each partition reports: one per file written.
+/// The row each partition reports: its file.
 static WRITTEN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
-        Field::new(FILE, DataType::Utf8, false),
+        Field::new(FILE, DataType::Utf8, true),
         Field::new(ROWS, DataType::UInt64, false),
         Field::new(BYTES, DataType::UInt64, false),
     ]))
@@ -127,8 +128,10 @@ impl UserDefinedLogicalNodeCore for WriteParts {
 }
 
 /// Runs each partition of `input` into one Parquet file (none when the partition holds no
-/// rows) named after the partition and a fresh id: a task run again after a failure writes
-/// a file of its own, and only the files the finished query reports are committed.
+/// rows) named after the partition and a fresh id, and reports it in one row: a task run
+/// again after a failure writes a file of its own, and only the reports of the finished
+/// query are committed. Ballista runs each task on a plan restricted to its partitions, so
+/// the partition index here is the task's own, not the query's.
 #[derive(Debug)]
 pub(crate) struct WritePartsExec {
     input: Arc<dyn ExecutionPlan>,
@@ -200,48 +203,68 @@ impl ExecutionPlan for WritePartsExec {
         let directory = Path::from_url_path(table.path())
             .map_err(|e| DataFusionError::Plan(format!("table url `{}`: {e}", self.target.table_url)))?;
         let name = format!("{}-{partition:05}-{}.parquet", self.target.prefix, uuid::Uuid::new_v4().simple());
-        let written = write_file(rows, store, directory.join(name.as_str()), name);
+        let report = move |file: Option<String>, rows: u64, bytes: u64| {
+            RecordBatch::try_new(
+                Arc::clone(&WRITTEN_SCHEMA),
+                vec![
+                    Arc::new(StringArray::from(vec![file])),
+                    Arc::new(UInt64Array::from(vec![rows])),
+                    Arc::new(UInt64Array::from(vec![bytes])),
+                ],
+            )
+        };
+        let path = directory.join(name.as_str());
+        let written = async move {
+            match write_file(rows, store, path).await? {
+                Some((count, bytes)) => Ok(report(Some(name), count, bytes)?),
+                None => Ok(report(None, 0, 0)?),
+            }
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&WRITTEN_SCHEMA), futures::stream::once(written))))
     }
 }
 
-/// Streams `rows` into the Parquet file `path` (named `name` in the table), created on the
-/// first non-empty batch; the report row, or none for a partition without rows.
+/// Streams `rows` into the Parquet file `path`, created on the first non-empty batch: its
+/// row count and size, or `None` for a partition without rows. A failed write abandons the
+/// upload, so no partial file is left behind.
 async fn write_file(
     mut rows: SendableRecordBatchStream,
     store: Arc<dyn ObjectStore>,
     path: Path,
-    name: String,
-) -> DfResult<RecordBatch> {
+) -> DfResult<Option<(u64, u64)>> {
     let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
     let mut count: u64 = 0;
-    while let Some(batch) = rows.next().await {
-        let batch = batch?;
-        if batch.num_rows() == 0 {
-            continue;
+    let streamed: DfResult<()> = async {
+        while let Some(batch) = rows.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let writer = match &mut writer {
+                Some(writer) => writer,
+                None => writer.insert(AsyncArrowWriter::try_new(
+                    BufWriter::new(Arc::clone(&store), path.clone()),
+                    batch.schema(),
+                    None,
+                )?),
+            };
+            writer.write(&batch).await?;
+            count += batch.num_rows() as u64;
         }
-        let writer = match &mut writer {
-            Some(writer) => writer,
-            None => writer.insert(AsyncArrowWriter::try_new(
-                BufWriter::new(Arc::clone(&store), path.clone()),
-                batch.schema(),
-                None,
-            )?),
-        };
-        writer.write(&batch).await?;
-        count += batch.num_rows() as u64;
+        Ok(())
     }
-    let Some(writer) = writer else { return Ok(RecordBatch::new_empty(Arc::clone(&WRITTEN_SCHEMA))) };
+    .await;
+    if let Err(e) = streamed {
+        if let Some(writer) = writer {
+            // The write's own error is the one to report.
+            let _ = writer.into_inner().abort().await;
+        }
+        return Err(e);
+    }
+    let Some(writer) = writer else { return Ok(None) };
     writer.close().await?;
     let bytes = store.head(&path).await?.size;
-    Ok(RecordBatch::try_new(
-        Arc::clone(&WRITTEN_SCHEMA),
-        vec![
-            Arc::new(StringArray::from(vec![name])),
-            Arc::new(UInt64Array::from(vec![count])),
-            Arc::new(UInt64Array::from(vec![bytes])),
-        ],
-    )?)
+    Ok(Some((count, bytes)))
 }
 
 /// Plans [`WriteParts`] nodes as [`WritePartsExec`].

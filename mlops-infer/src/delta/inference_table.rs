@@ -412,7 +412,7 @@ impl InferenceTable {
 }
 
 /// How often a write is retried after losing the race to create the table.
-const CREATION_RACE_ATTEMPTS: usize = 5;
+pub(crate) const CREATION_RACE_ATTEMPTS: usize = 5;
 
 /// Writes `batches`; when several writers create the same table at once, all but one lose
 /// the race for version 0, and the losers write again to the table the winner created.
@@ -491,13 +491,13 @@ async fn append_once(
 /// version 0 taken is retried by Delta at the next version without a conflict check, as a
 /// second creation carrying its rows and any `txn` past the winner's: no retries, so that
 /// the loser fails instead and is written again to the table the winner created.
-fn creation_safe(properties: CommitProperties, creating: bool) -> CommitProperties {
+pub(crate) fn creation_safe(properties: CommitProperties, creating: bool) -> CommitProperties {
     if creating { properties.with_max_retries(0) } else { properties }
 }
 
 /// Whether a write lost the race to create the table: another writer's commit set the
 /// protocol and metadata first, or (for a commit made [`creation_safe`]) took version 0.
-fn lost_creation_race(error: &DeltaTableError, creating: bool) -> bool {
+pub(crate) fn lost_creation_race(error: &DeltaTableError, creating: bool) -> bool {
     match error {
         DeltaTableError::Transaction {
             source:

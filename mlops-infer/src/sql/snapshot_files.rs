@@ -91,16 +91,23 @@ impl TableLocation {
         let mut views = snapshot.snapshot().file_views(log_store.as_ref(), None);
         let mut files = Vec::new();
         while let Some(view) = views.try_next().await.map_err(failed)? {
-            let path = view.object_store_path();
+            // The log holds paths URL-encoded; this is the object's name below the table.
+            let path = view.path();
             if view.deletion_vector_descriptor().is_some() {
                 return Err(refuse(format!("a deletion vector on file `{path}`")));
             }
             let size = u64::try_from(view.size()).map_err(|_| {
                 Error::InvalidArgument(format!("table `{table_name}` records size {} for file `{path}`", view.size()))
             })?;
-            let url = directory.join(path.as_ref()).map_err(|e| {
-                Error::InvalidArgument(format!("table `{table_name}` records file `{path}`, not a path: {e}"))
-            })?;
+            if path.contains("://") || path.starts_with('/') {
+                return Err(refuse(format!("a file outside its directory (`{path}`)")));
+            }
+            let mut url = directory.clone();
+            // Each part is encoded for the URL, so that `#`, `?` or `%` in a name stay in it.
+            url.path_segments_mut()
+                .map_err(|()| Error::InvalidArgument(format!("table url `{table_name}` cannot hold a path")))?
+                .pop_if_empty()
+                .extend(path.split('/'));
             files.push(DataFile { url: url.to_string(), size });
         }
         // Newest first from the log; oldest first reads in the order rows were written.

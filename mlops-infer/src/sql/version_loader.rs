@@ -27,8 +27,9 @@ pub(crate) struct VersionLoader {
     flavors: FlavorRegistry,
     runtime: LoaderRuntime,
     loaded: Mutex<HashMap<String, Arc<PinnedModel>>>,
-    /// Held while a version loads, so that partitions asking for it at once load it once.
-    loading: Mutex<()>,
+    /// One lock per version, held while it loads: partitions asking for a version at once
+    /// load it once, and a slow version holds up no other.
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for VersionLoader {
@@ -55,7 +56,7 @@ impl VersionLoader {
             flavors,
             runtime: LoaderRuntime(Some(runtime)),
             loaded: Mutex::new(HashMap::new()),
-            loading: Mutex::new(()),
+            loading: Mutex::new(HashMap::new()),
         })
     }
 
@@ -77,13 +78,18 @@ impl VersionLoader {
         if let Some(pinned) = self.loaded.lock().get(&key) {
             return Ok(Arc::clone(pinned));
         }
-        let _loading = self.loading.lock();
+        let lock = Arc::clone(self.loading.lock().entry(key.clone()).or_default());
+        let _loading = lock.lock();
         if let Some(pinned) = self.loaded.lock().get(&key) {
             return Ok(Arc::clone(pinned));
         }
-        let pinned = Arc::new(self.load(uri)?);
-        self.loaded.lock().insert(key, Arc::clone(&pinned));
-        Ok(pinned)
+        let loaded = self.load(uri).map(Arc::new);
+        if let Ok(pinned) = &loaded {
+            self.loaded.lock().insert(key.clone(), Arc::clone(pinned));
+        }
+        // Failed URIs leave nothing behind, however many a plan names.
+        self.loading.lock().remove(&key);
+        loaded
     }
 
     fn load(&self, uri: &ModelUri) -> Result<PinnedModel> {

@@ -149,6 +149,26 @@ async fn a_snapshot_reads_as_its_parquet_files_and_later_commits_are_not_read() 
     assert_eq!(location.snapshot_files().await.unwrap().files().len(), 4);
 }
 
+/// Rewrites the actions of commit 0 of the table in `table_dir` with `change`, removing
+/// whatever else the log holds (checksums), so the table reads as the changed log says.
+fn rewrite_first_commit(table_dir: &FsPath, mut change: impl FnMut(&mut serde_json::Value)) {
+    let log = table_dir.join("_delta_log");
+    let commit = log.join(format!("{:020}.json", 0));
+    let mut lines = Vec::new();
+    for line in std::fs::read_to_string(&commit).unwrap().lines() {
+        let mut action: serde_json::Value = serde_json::from_str(line).unwrap();
+        change(&mut action);
+        lines.push(action.to_string());
+    }
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    std::fs::write(&commit, lines.join("\n")).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshots_whose_files_do_not_hold_exactly_their_rows_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,11 +191,7 @@ async fn snapshots_whose_files_do_not_hold_exactly_their_rows_are_refused_by_nam
     // A deletion vector on a file hides rows the file still holds.
     let deleted = TableLocation::local(dir.path().join("deleted")).unwrap();
     write_transactions(&deleted, 1, 10).await;
-    let log = dir.path().join("deleted/_delta_log");
-    let commit = log.join(format!("{:020}.json", 0));
-    let mut lines = Vec::new();
-    for line in std::fs::read_to_string(&commit).unwrap().lines() {
-        let mut action: serde_json::Value = serde_json::from_str(line).unwrap();
+    rewrite_first_commit(&dir.path().join("deleted"), |action| {
         if let Some(protocol) = action.get_mut("protocol") {
             *protocol = serde_json::json!({
                 "minReaderVersion": 3, "minWriterVersion": 7,
@@ -188,18 +204,31 @@ async fn snapshots_whose_files_do_not_hold_exactly_their_rows_are_refused_by_nam
                 "sizeInBytes": 40, "cardinality": 6
             });
         }
-        lines.push(action.to_string());
-    }
-    for entry in std::fs::read_dir(&log).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
-    std::fs::write(&commit, lines.join("\n")).unwrap();
+    });
     let error = deleted.snapshot_files().await.unwrap_err().to_string();
     assert!(error.contains("a deletion vector on file"), "{error}");
     assert!(error.contains("register_in"), "the error names the way out: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_whose_names_need_encoding_are_read_by_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = TableLocation::local(dir.path().join("odd")).unwrap();
+    write_transactions(&location, 1, 10).await;
+    let table_dir = dir.path().join("odd");
+    rewrite_first_commit(&table_dir, |action| {
+        if let Some(add) = action.get_mut("add") {
+            let written = add["path"].as_str().unwrap().to_owned();
+            std::fs::rename(table_dir.join(&written), table_dir.join("a #1?.parquet")).unwrap();
+            // Delta records paths URL-encoded.
+            add["path"] = serde_json::json!("a%20%231%3F.parquet");
+        }
+    });
+    let snapshot = location.snapshot_files().await.unwrap();
+    let ctx = SessionContext::new();
+    snapshot.register_in(&ctx, "odd").unwrap();
+    let counted = collect(&ctx, "SELECT count(*) AS n FROM odd").await;
+    assert_eq!(counted.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0), 10, "{:?}", snapshot.files());
 }
 
 #[tokio::test(flavor = "multi_thread")]
