@@ -356,6 +356,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reported_name_cannot_reach_outside_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = table(dir.path());
+        std::fs::write(dir.path().join("elsewhere.parquet"), vec![7u8; 10]).unwrap();
+        let escaping = reports(&[(Some("../elsewhere.parquet"), 1, 10)]);
+        let error = table.reported_files(&[escaping]).await.unwrap_err();
+        assert!(matches!(error, Error::Storage { .. }), "{error}");
+    }
+
+    #[tokio::test]
     async fn a_table_that_asks_writers_for_more_than_files_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let table = table(dir.path());
