@@ -51,6 +51,14 @@ python_env_pid=$!
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "unsafe code only where the workspace allows it"
+allowed="mlops-core/src/trees/boosted.rs"
+unexpected=$(grep -rl --include='*.rs' 'unsafe_code' mlops-* examples benches | grep -vx "$allowed" || true)
+if [[ -n "$unexpected" ]]; then
+  echo "unsafe code allowed outside $allowed: $unexpected" >&2
+  exit 1
+fi
+
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 

@@ -1,13 +1,17 @@
 //! Boosted ensembles (XGBoost, LightGBM) laid out for scoring many rows at once.
 //!
-//! Every node of every tree is one 12- or 16-byte record in one array: a threshold (or,
-//! for a leaf, its value), the feature with three flags packed in one word, and its first
-//! child; trees are laid out breadth first with each branch's children side by side, so a
-//! step adds the comparison's outcome to that index, without a branch. A leaf names
-//! itself and never moves, so a walk needs no leaf test: each
-//! tree is walked exactly its depth in steps, for [`LANES`] rows side by side (or, for
-//! fewer rows, [`LANES`] trees side by side), which keeps the processor busy on several
-//! independent walks instead of waiting on one. Rows go
+//! Every node of every tree has a threshold (or, for a leaf, its value) and a word that
+//! packs its feature with three flags, in two arrays. Trees no deeper than ten levels
+//! (every XGBoost and LightGBM model with a `max_depth` up to 10) are laid out complete:
+//! a leaf above the last level is copied into both halves below it, so node `i` of a tree
+//! has its children at `2i + 1` and `2i + 2` and a step is a doubling and an addition of
+//! the comparison's outcome, without a branch, a child index or a leaf test. Deeper trees
+//! are laid out breadth first with each branch's children side by side and a third array
+//! naming the first child; their leaves name themselves, so a walk needs no leaf test
+//! either. Each tree is walked exactly its depth in steps, for [`LANES`] rows side by side
+//! (or, for fewer rows, [`LANES`] trees side by side), which keeps the processor busy on
+//! several independent walks instead of waiting on one; on processors with AVX-512 the
+//! complete layout is walked sixteen rows to a vector instruction (see `avx512`). Rows go
 //! through in blocks, each tree for every row of the block before the next tree, so the
 //! tree's nodes and the block's features stay in cache; each row still adds its trees in
 //! file order, the order the libraries add them, so every sum rounds as theirs does.
@@ -17,6 +21,11 @@ use std::ops::AddAssign;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+
+// The workspace's one exception to `unsafe_code`: vector gathers have no safe form.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512;
 
 /// The most outputs (classes) per row an ensemble may have: a file that claims more is
 /// refused before anything is allocated for them.
@@ -29,9 +38,12 @@ const BLOCK_ROWS: usize = 256;
 /// Rows below which one thread scores everything.
 const PARALLEL_ROWS: usize = 8 * BLOCK_ROWS;
 
+/// The widest rows a vector walk takes: its feature offsets are 32-bit.
+const MAX_VECTOR_WIDTH: usize = 1 << 20;
+
 /// A node's feature index, in the low bits of its word.
 const FEATURE_MASK: u32 = (1 << 29) - 1;
-/// Set for a leaf, whose step stays where it is.
+/// Set for a leaf of a linked layout, whose step stays where it is.
 const LEAF: u32 = 1 << 29;
 /// Set when a missing value (NaN) takes the left child.
 const MISSING_LEFT: u32 = 1 << 30;
@@ -57,10 +69,17 @@ pub(crate) trait Number:
     fn is_nan(self) -> bool;
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
+    /// Walks the first rows of `rows` (whole vectors of them) with the processor's vector
+    /// unit, adding their leaves to `out`, and returns how many rows it walked: none where
+    /// the processor has no unit for it.
+    fn vector_rows(ensemble: &Ensemble<Self>, rows: &[Self], out: &mut [Self]) -> usize;
+    /// Walks every tree for one row with the processor's vector unit, adding the leaves to
+    /// `out`; `false`, with nothing added, where the processor has no unit for it.
+    fn vector_trees(ensemble: &Ensemble<Self>, row: &[Self], out: &mut [Self]) -> bool;
 }
 
 macro_rules! number {
-    ($t:ty) => {
+    ($t:ty, $vector_rows:path, $vector_trees:path) => {
         impl Number for $t {
             const ZERO: Self = 0.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
@@ -74,12 +93,34 @@ macro_rules! number {
             fn exp(self) -> Self {
                 <$t>::exp(self)
             }
+            fn vector_rows(ensemble: &Ensemble<Self>, rows: &[Self], out: &mut [Self]) -> usize {
+                $vector_rows(ensemble, rows, out)
+            }
+            fn vector_trees(ensemble: &Ensemble<Self>, row: &[Self], out: &mut [Self]) -> bool {
+                $vector_trees(ensemble, row, out)
+            }
         }
     };
 }
 
-number!(f32);
-number!(f64);
+#[cfg(target_arch = "x86_64")]
+number!(f32, avx512::rows_f32, avx512::trees_f32);
+#[cfg(target_arch = "x86_64")]
+number!(f64, avx512::rows_f64, avx512::trees_f64);
+#[cfg(not(target_arch = "x86_64"))]
+number!(f32, no_vector_rows, no_vector_trees);
+#[cfg(not(target_arch = "x86_64"))]
+number!(f64, no_vector_rows, no_vector_trees);
+
+#[cfg(not(target_arch = "x86_64"))]
+fn no_vector_rows<T>(_: &Ensemble<T>, _: &[T], _: &mut [T]) -> usize {
+    0
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn no_vector_trees<T>(_: &Ensemble<T>, _: &[T], _: &mut [T]) -> bool {
+    false
+}
 
 /// How a branch decides that a row goes left.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,15 +157,6 @@ pub(crate) struct TreeSpec<T> {
     pub(crate) group: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Node<T> {
-    /// The threshold of a branch (`x < value` goes left), the value of a leaf.
-    value: T,
-    word: u32,
-    /// The left child; the right one follows it. A leaf names itself.
-    first: u32,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 enum SpecialTest<T> {
     AtMost { threshold: T, missing_left: bool },
@@ -140,16 +172,35 @@ struct Special<T> {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Tree {
+    /// The root's index; in a complete layout, where the tree's nodes start.
     root: u32,
     /// Edges on the longest path from the root: the steps every walk takes.
     depth: u32,
     group: u32,
 }
 
+/// Trees no deeper than this are laid out complete, when padding them does not take more
+/// than [`COMPLETE_GROWTH`] times the nodes they have (plus a little).
+const COMPLETE_DEPTH: u32 = 10;
+const COMPLETE_GROWTH: usize = 8;
+
 /// Trees flattened for scoring; see the module docs.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Ensemble<T> {
-    nodes: Vec<Node<T>>,
+    /// Per node: a branch's threshold (`x < value` goes left), a leaf's value.
+    values: Vec<T>,
+    /// Per node: the feature (or, with [`SPECIAL`], the special test) and flags.
+    words: Vec<u32>,
+    /// Per node of a linked layout: the left child, the right one following it; a leaf
+    /// names itself. Empty in a complete layout.
+    firsts: Vec<u32>,
+    /// Every tree complete to its depth: node `i` of a tree (counted from its root) has
+    /// its children at `2i + 1` and `2i + 2`, and the last level holds the leaves.
+    complete: bool,
+    /// Set once every index a vector walk of the complete layout reads was checked to be
+    /// in bounds (see [`Ensemble::vector_walks_in_bounds`]). Nothing changes the nodes
+    /// afterwards; [`Ensemble::truncate`] only drops trees.
+    vector_ready: bool,
     trees: Vec<Tree>,
     special: Vec<Special<T>>,
     bitsets: Vec<u32>,
@@ -169,6 +220,14 @@ impl<T: Number> Ensemble<T> {
     /// of its tree, a node reached twice (a cycle or a shared child), a feature or group
     /// out of range, or an empty tree.
     pub(crate) fn new(trees: Vec<TreeSpec<T>>, features: usize, groups: usize) -> Result<Self> {
+        let mut ensemble = Self::linked(trees, features, groups)?;
+        ensemble.make_complete();
+        ensemble.vector_ready = ensemble.vector_walks_in_bounds();
+        Ok(ensemble)
+    }
+
+    /// The trees in the linked layout, which any depth fits.
+    fn linked(trees: Vec<TreeSpec<T>>, features: usize, groups: usize) -> Result<Self> {
         if features > FEATURE_MASK as usize {
             return Err(Error::InvalidPackage(format!("{features} features are more than this evaluator holds")));
         }
@@ -177,7 +236,11 @@ impl<T: Number> Ensemble<T> {
             return Err(Error::InvalidPackage(format!("{total} tree nodes are more than this evaluator holds")));
         }
         let mut ensemble = Self {
-            nodes: Vec::with_capacity(total),
+            values: Vec::with_capacity(total),
+            words: Vec::with_capacity(total),
+            firsts: Vec::with_capacity(total),
+            complete: false,
+            vector_ready: false,
             trees: Vec::with_capacity(trees.len()),
             special: Vec::new(),
             bitsets: Vec::new(),
@@ -192,7 +255,7 @@ impl<T: Number> Ensemble<T> {
                 return Err(Error::InvalidPackage(format!("tree {index} adds to output {} of {groups}", tree.group)));
             }
             let depth = check_tree(index, &tree.nodes, features)?;
-            let base = ensemble.nodes.len();
+            let base = ensemble.values.len();
             // Breadth first, each branch's children side by side, so a step is an addition.
             let mut order = vec![0usize];
             let mut position = vec![0usize; tree.nodes.len()];
@@ -210,14 +273,14 @@ impl<T: Number> Ensemble<T> {
             for (at, &old) in order.iter().enumerate() {
                 let own = (base + at) as u32;
                 let Some(node) = nodes[old].take() else { continue };
-                let node = match node {
-                    TreeNode::Leaf(value) => Node { value, word: LEAF, first: own },
+                let (value, word, first) = match node {
+                    TreeNode::Leaf(value) => (value, LEAF, own),
                     TreeNode::Branch { feature, test, left, .. } => {
                         let first = (base + position[left]) as u32;
                         let special = match test {
                             Test::Less { threshold, missing_left } => {
                                 let flag = if missing_left { MISSING_LEFT } else { 0 };
-                                ensemble.nodes.push(Node { value: threshold, word: feature as u32 | flag, first });
+                                ensemble.push(threshold, feature as u32 | flag, first);
                                 continue;
                             }
                             Test::AtMost { threshold, missing_left } => SpecialTest::AtMost { threshold, missing_left },
@@ -232,14 +295,88 @@ impl<T: Number> Ensemble<T> {
                         };
                         let slot = ensemble.special.len() as u32;
                         ensemble.special.push(Special { feature, test: special });
-                        Node { value: T::ZERO, word: SPECIAL | slot, first }
+                        (T::ZERO, SPECIAL | slot, first)
                     }
                 };
-                ensemble.nodes.push(node);
+                ensemble.push(value, word, first);
             }
             ensemble.trees.push(Tree { root: base as u32, depth, group: tree.group as u32 });
         }
         Ok(ensemble)
+    }
+
+    fn push(&mut self, value: T, word: u32, first: u32) {
+        self.values.push(value);
+        self.words.push(word);
+        self.firsts.push(first);
+    }
+
+    /// Lays every tree out complete to its depth, a leaf above the last level copied into
+    /// both halves below it, when the trees are shallow enough that padding them costs
+    /// little: a step then needs no child index and no leaf test.
+    fn make_complete(&mut self) {
+        let linked = self.values.len();
+        let mut padded = 0usize;
+        for tree in &self.trees {
+            if tree.depth > COMPLETE_DEPTH {
+                return;
+            }
+            padded += (2usize << tree.depth) - 1;
+        }
+        if padded > COMPLETE_GROWTH * linked + (1 << 16) || padded > FEATURE_MASK as usize {
+            return;
+        }
+        let mut values = vec![T::ZERO; padded];
+        let mut words = vec![0u32; padded];
+        let mut base = 0usize;
+        let mut stack = Vec::new();
+        for tree in &mut self.trees {
+            // (linked node, position in the complete tree, level)
+            stack.push((tree.root as usize, 0usize, 0u32));
+            while let Some((node, position, level)) = stack.pop() {
+                let word = self.words[node];
+                if word & LEAF == 0 {
+                    values[base + position] = self.values[node];
+                    words[base + position] = word;
+                    let first = self.firsts[node] as usize;
+                    stack.push((first, 2 * position + 1, level + 1));
+                    stack.push((first + 1, 2 * position + 2, level + 1));
+                } else if level == tree.depth {
+                    values[base + position] = self.values[node];
+                } else {
+                    // A pass-through branch (feature 0 against zero) with the leaf on
+                    // both sides.
+                    stack.push((node, 2 * position + 1, level + 1));
+                    stack.push((node, 2 * position + 2, level + 1));
+                }
+            }
+            tree.root = base as u32;
+            base += (2usize << tree.depth) - 1;
+        }
+        self.values = values;
+        self.words = words;
+        self.firsts = Vec::new();
+        self.complete = true;
+    }
+
+    /// Whether a vector walk of the complete layout stays in bounds: every tree's nodes
+    /// lie in the arrays, and every node that is not special names a feature of the row.
+    /// The vector walks read nodes and features without bounds checks, so they run only
+    /// when this held at construction.
+    fn vector_walks_in_bounds(&self) -> bool {
+        let width = self.row_width();
+        self.complete
+            && self.values.len() == self.words.len()
+            && i32::try_from(self.values.len()).is_ok()
+            && width <= MAX_VECTOR_WIDTH
+            && self
+                .trees
+                .iter()
+                .all(|t| t.depth <= COMPLETE_DEPTH && t.root as usize + (2usize << t.depth) - 1 <= self.values.len())
+            && self.words.iter().all(|&word| {
+                let index = (word & FEATURE_MASK) as usize;
+                if word & SPECIAL != 0 { index < self.special.len() } else { index < width }
+            })
     }
 
     /// The number of trees.
@@ -294,27 +431,47 @@ impl<T: Number> Ensemble<T> {
     }
 
     fn block(&self, rows: &[T], out: &mut [T]) {
+        // The vector unit takes what it can; the rest is walked here.
+        let (width, groups) = (self.row_width(), self.groups);
+        let mut done = if self.vector_ready { T::vector_rows(self, rows, out) } else { 0 };
+        if self.vector_ready && rows.len() - done * width < LANES * width {
+            // Too few rows left for lanes of rows: lanes of trees, a row at a time.
+            for (row, row_out) in rows[done * width..].chunks_exact(width).zip(out[done * groups..].chunks_mut(groups))
+            {
+                if !T::vector_trees(self, row, row_out) {
+                    break;
+                }
+                done += 1;
+            }
+        }
+        let (rows, out) = (&rows[done * width..], &mut out[done * groups..]);
         // Without special splits (every XGBoost model) the step has no test for them.
-        if self.special.is_empty() { self.block_with::<false>(rows, out) } else { self.block_with::<true>(rows, out) }
+        match (self.special.is_empty(), self.complete) {
+            (true, true) => self.walk::<false, true>(rows, out),
+            (true, false) => self.walk::<false, false>(rows, out),
+            (false, true) => self.walk::<true, true>(rows, out),
+            (false, false) => self.walk::<true, false>(rows, out),
+        }
     }
 
-    fn block_with<const SPECIALS: bool>(&self, rows: &[T], out: &mut [T]) {
+    fn walk<const SPECIALS: bool, const COMPLETE: bool>(&self, rows: &[T], out: &mut [T]) {
         let width = self.row_width();
         let groups = self.groups;
         let full = rows.len() / (width * LANES) * LANES;
         let (lanes, rest) = rows.split_at(full * width);
         for tree in &self.trees {
             let group = tree.group as usize;
+            let shift = shift_of(tree);
             for (lane_rows, lane_out) in lanes.chunks_exact(width * LANES).zip(out.chunks_mut(groups * LANES)) {
                 let rows: [&[T]; LANES] = std::array::from_fn(|lane| &lane_rows[lane * width..(lane + 1) * width]);
                 let mut at = [tree.root; LANES];
                 for _ in 0..tree.depth {
                     for lane in 0..LANES {
-                        at[lane] = self.step::<SPECIALS>(at[lane], rows[lane]);
+                        at[lane] = self.step::<SPECIALS, COMPLETE>(at[lane], shift, rows[lane]);
                     }
                 }
                 for (lane, node) in at.iter().enumerate() {
-                    lane_out[lane * groups + group] += self.nodes[*node as usize].value;
+                    lane_out[lane * groups + group] += self.values[*node as usize];
                 }
             }
         }
@@ -323,36 +480,47 @@ impl<T: Number> Ensemble<T> {
         for (row, row_out) in rest.chunks_exact(width).zip(out[full * groups..].chunks_mut(groups)) {
             for trees in self.trees.chunks(LANES) {
                 let mut at = [0u32; LANES];
-                for (node, tree) in at.iter_mut().zip(trees) {
-                    *node = tree.root;
+                let mut shifts = [0u32; LANES];
+                let mut depths = [0u32; LANES];
+                for (lane, tree) in trees.iter().enumerate() {
+                    (at[lane], shifts[lane], depths[lane]) = (tree.root, shift_of(tree), tree.depth);
                 }
-                let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
-                for _ in 0..depth {
-                    for node in &mut at {
-                        *node = self.step::<SPECIALS>(*node, row);
+                let depth = depths.iter().copied().max().unwrap_or(0);
+                for step in 0..depth {
+                    for lane in 0..LANES {
+                        if step < depths[lane] {
+                            at[lane] = self.step::<SPECIALS, COMPLETE>(at[lane], shifts[lane], row);
+                        }
                     }
                 }
                 for (node, tree) in at.iter().zip(trees) {
-                    row_out[tree.group as usize] += self.nodes[*node as usize].value;
+                    row_out[tree.group as usize] += self.values[*node as usize];
                 }
             }
         }
     }
 
+    /// One step down from node `at`: in a complete layout to `2 * at + shift` or the
+    /// node after it, in a linked one to its first child or the one after it.
     #[inline(always)]
-    fn step<const SPECIALS: bool>(&self, at: u32, row: &[T]) -> u32 {
-        let node = &self.nodes[at as usize];
-        let word = node.word;
-        if SPECIALS && word & SPECIAL != 0 {
-            let right = !self.special_left(&self.special[(word & FEATURE_MASK) as usize], row);
-            return node.first + u32::from(right);
+    fn step<const SPECIALS: bool, const COMPLETE: bool>(&self, at: u32, shift: u32, row: &[T]) -> u32 {
+        let node = at as usize;
+        let word = self.words[node];
+        let right = if SPECIALS && word & SPECIAL != 0 {
+            !self.special_left(&self.special[(word & FEATURE_MASK) as usize], row)
+        } else {
+            let x = row[(word & FEATURE_MASK) as usize];
+            // Without branches: the direction depends on the data, so a branch on it would
+            // be mispredicted half the time. NaN compares false, so it goes left only by
+            // its flag; a leaf of a linked layout stays where it is.
+            let left = (x < self.values[node]) | (x.is_nan() & (word & MISSING_LEFT != 0));
+            !left & (COMPLETE || word & LEAF == 0)
+        };
+        if COMPLETE {
+            at.wrapping_mul(2).wrapping_add(shift) + u32::from(right)
+        } else {
+            self.firsts[node] + u32::from(right)
         }
-        let x = row[(word & FEATURE_MASK) as usize];
-        // Without branches: the direction depends on the data, so a branch on it would be
-        // mispredicted half the time. NaN compares false, so it goes left only by its flag.
-        let left = (x < node.value) | (x.is_nan() & (word & MISSING_LEFT != 0));
-        let right = !left & (word & LEAF == 0);
-        node.first + u32::from(right)
     }
 
     #[cold]
@@ -385,6 +553,12 @@ impl<T: Number> Ensemble<T> {
             }
         }
     }
+}
+
+/// What a step of `tree` in a complete layout adds to twice its node's index: node
+/// `root + i` has its left child at `root + 2i + 1`.
+fn shift_of(tree: &Tree) -> u32 {
+    1u32.wrapping_sub(tree.root)
 }
 
 /// Checks that every node of a tree is reached exactly once from its root, with children
@@ -427,65 +601,189 @@ mod tests {
         out
     }
 
-    /// Walks a tree one row at a time, the plain way, as a reference.
-    fn walk(nodes: &[TreeNode<f32>], row: &[f32]) -> f32 {
+    /// The ensemble in every layout and walk it can take: as built (complete, with vector
+    /// walks where the processor has them), complete with scalar walks only, and linked.
+    fn variants<T: Number>(trees: &[TreeSpec<T>], features: usize, groups: usize) -> Vec<(&'static str, Ensemble<T>)> {
+        let built = Ensemble::new(trees.to_vec(), features, groups).unwrap();
+        assert!(built.complete && built.vector_ready, "shallow trees are laid out complete");
+        let mut scalar = built.clone();
+        scalar.vector_ready = false;
+        let linked = Ensemble::linked(trees.to_vec(), features, groups).unwrap();
+        vec![("as built", built), ("complete, scalar", scalar), ("linked", linked)]
+    }
+
+    /// Whether `test` sends `x` left, the plain way, as a reference.
+    fn goes_left<T: Number>(test: &Test<T>, x: T) -> bool {
+        match test {
+            Test::Less { threshold, missing_left } => {
+                if x.is_nan() {
+                    *missing_left
+                } else {
+                    x < *threshold
+                }
+            }
+            Test::AtMost { threshold, missing_left } => {
+                if x.is_nan() {
+                    *missing_left
+                } else {
+                    x <= *threshold
+                }
+            }
+            Test::AtMostZeroMissing { threshold, default_left } => {
+                if x.is_nan() || x.to_f64().abs() <= 1e-35 {
+                    *default_left
+                } else {
+                    x <= *threshold
+                }
+            }
+            Test::InCategories { bitset } => {
+                let category = x.to_f64().trunc();
+                !x.is_nan()
+                    && x.to_f64() > -1.0
+                    && category < f64::from(u32::MAX)
+                    && bitset.get(category as usize / 32).is_some_and(|w| w >> (category as usize % 32) & 1 == 1)
+            }
+        }
+    }
+
+    /// Walks a tree one row at a time, as a reference.
+    fn walk<T: Number>(nodes: &[TreeNode<T>], row: &[T]) -> T {
         let mut at = 0;
         loop {
             match &nodes[at] {
                 TreeNode::Leaf(v) => return *v,
-                TreeNode::Branch { feature, test: Test::Less { threshold, missing_left }, left, right } => {
-                    let x = row[*feature];
-                    at = if if x.is_nan() { *missing_left } else { x < *threshold } { *left } else { *right };
+                TreeNode::Branch { feature, test, left, right } => {
+                    at = if goes_left(test, row[*feature]) { *left } else { *right };
                 }
-                TreeNode::Branch { .. } => unreachable!(),
+            }
+        }
+    }
+
+    /// Every row's scores, each tree added in order, one row at a time.
+    fn reference<T: Number>(trees: &[TreeSpec<T>], rows: &[T], features: usize, groups: usize) -> Vec<T> {
+        let mut out = vec![T::ZERO; rows.len() / features * groups];
+        for (row, scores) in rows.chunks(features).zip(out.chunks_mut(groups)) {
+            for tree in trees {
+                scores[tree.group] += walk(&tree.nodes, row);
+            }
+        }
+        out
+    }
+
+    /// A small deterministic generator (xorshift), for random trees and rows.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        /// A threshold or leaf value in [-3, 3), to a hundredth, so features hit it exactly.
+        fn value(&mut self) -> f64 {
+            (self.below(600) as f64 - 300.0) / 100.0
+        }
+
+        /// A feature value: a tenth missing, a tenth zero, a fifth small integers (the
+        /// categories), the rest like thresholds.
+        fn feature(&mut self) -> f64 {
+            match self.below(10) {
+                0 => f64::NAN,
+                1 => 0.0,
+                2 | 3 => self.below(70) as f64,
+                _ => self.value(),
+            }
+        }
+    }
+
+    /// A random tree of at most `depth` levels below its root, its root first.
+    fn random_tree<T: Number>(
+        rng: &mut Rng,
+        depth: u32,
+        features: usize,
+        make_test: &dyn Fn(&mut Rng) -> Test<T>,
+        leaf: &dyn Fn(&mut Rng) -> T,
+        nodes: &mut Vec<TreeNode<T>>,
+    ) -> usize {
+        let at = nodes.len();
+        // A leaf at the bottom, and now and then above it.
+        if depth == 0 || rng.below(5) == 0 {
+            nodes.push(TreeNode::Leaf(leaf(rng)));
+            return at;
+        }
+        let feature = rng.below(features as u64) as usize;
+        let test = make_test(rng);
+        nodes.push(TreeNode::Leaf(T::ZERO));
+        let left = random_tree(rng, depth - 1, features, make_test, leaf, nodes);
+        let right = random_tree(rng, depth - 1, features, make_test, leaf, nodes);
+        nodes[at] = TreeNode::Branch { feature, test, left, right };
+        at
+    }
+
+    /// Holds every variant of `trees` to the reference, on many rows and one at a time.
+    fn check<T: Number>(trees: &[TreeSpec<T>], rows: &[T], features: usize, groups: usize) {
+        let expected = reference(trees, rows, features, groups);
+        for (name, ensemble) in variants(trees, features, groups) {
+            assert_eq!(score(&ensemble, rows), expected, "{name}");
+            for (row, want) in rows.chunks(features).zip(expected.chunks(groups)).take(40) {
+                assert_eq!(score(&ensemble, row), want, "{name}, one row: {row:?}");
             }
         }
     }
 
     #[test]
-    fn lockstep_blocks_score_as_one_row_at_a_time_would() {
-        // An unbalanced tree (depth 3 on one side, 1 on the other) and a stump, two groups.
-        let deep = vec![
-            less(0, 0.5, true, 1, 2),
-            TreeNode::Leaf(1.0),
-            less(1, -1.0, false, 3, 4),
-            TreeNode::Leaf(2.0),
-            less(0, 2.0, false, 5, 6),
-            TreeNode::Leaf(3.0),
-            TreeNode::Leaf(4.0),
-        ];
-        let stump = vec![less(1, 0.0, true, 1, 2), TreeNode::Leaf(10.0), TreeNode::Leaf(20.0)];
-        // Six rounds of three trees: more trees than lanes, for the trees-side-by-side path.
-        let trees: Vec<TreeSpec<f32>> = (0..6)
-            .flat_map(|_| {
-                [
-                    TreeSpec { nodes: deep.clone(), group: 0 },
-                    TreeSpec { nodes: stump.clone(), group: 1 },
-                    TreeSpec { nodes: deep.clone(), group: 1 },
-                ]
+    fn every_layout_and_walk_scores_as_one_row_at_a_time_would() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        // 1003 rows: whole vector passes, whole lanes, rows left over, several blocks.
+        let rows = 1003;
+        // XGBoost's kind: `f32`, plain comparisons; trees of every depth up to 10, two
+        // outputs.
+        let features = 7;
+        let plain = |r: &mut Rng| Test::Less { threshold: r.value() as f32, missing_left: r.below(2) == 0 };
+        let trees: Vec<TreeSpec<f32>> = (0..40)
+            .map(|i| {
+                let mut nodes = Vec::new();
+                random_tree(&mut rng, i % 11, features, &plain, &|r| r.value() as f32, &mut nodes);
+                TreeSpec { nodes, group: i as usize % 2 }
             })
             .collect();
-        let ensemble = Ensemble::new(trees, 2, 2).unwrap();
-        // 1003 rows: full lane groups, a few rows left over, and more than one block.
-        let rows: Vec<f32> =
-            (0..2006).map(|i| if i % 13 == 0 { f32::NAN } else { ((i * 7919) % 61) as f32 / 10.0 - 3.0 }).collect();
-        let reference = |row: &[f32]| {
-            let (mut first, mut second) = (0.0f32, 0.0f32);
-            for _ in 0..6 {
-                first += walk(&deep, row);
-                second += walk(&stump, row);
-                second += walk(&deep, row);
-            }
-            [first, second]
+        let values: Vec<f32> = (0..rows * features).map(|_| rng.feature() as f32).collect();
+        check(&trees, &values, features, 2);
+
+        // LightGBM's kind: `f64`, every special test among the plain ones, one output.
+        let any = |r: &mut Rng| match r.below(6) {
+            0 => Test::AtMostZeroMissing { threshold: r.value(), default_left: r.below(2) == 0 },
+            1 => Test::AtMost { threshold: f64::INFINITY, missing_left: r.below(2) == 0 },
+            2 => Test::InCategories { bitset: vec![r.below(1 << 32) as u32, r.below(1 << 32) as u32] },
+            _ => Test::Less { threshold: r.value(), missing_left: r.below(2) == 0 },
         };
-        let scores = score(&ensemble, &rows);
-        for (row, got) in rows.chunks(2).zip(scores.chunks(2)) {
-            assert_eq!(got, reference(row), "{row:?}");
+        let trees: Vec<TreeSpec<f64>> = (0..40)
+            .map(|i| {
+                let mut nodes = Vec::new();
+                random_tree(&mut rng, i % 11, features, &any, &Rng::value, &mut nodes);
+                TreeSpec { nodes, group: 0 }
+            })
+            .collect();
+        let values: Vec<f64> = (0..rows * features).map(|_| rng.feature()).collect();
+        check(&trees, &values, features, 1);
+    }
+
+    #[test]
+    fn trees_deeper_than_ten_levels_stay_linked() {
+        // A chain of twelve branches, each sending values below its threshold left.
+        let mut nodes = Vec::new();
+        for level in 0..12 {
+            nodes.push(less(0, level as f32, false, 2 * level + 1, 2 * level + 2));
+            nodes.push(TreeNode::Leaf(level as f32));
         }
-        // One row at a time takes the trees-side-by-side path.
-        for row in rows.chunks(2).take(50) {
-            assert_eq!(score(&ensemble, row), reference(row), "{row:?}");
-        }
+        nodes.push(TreeNode::Leaf(100.0));
+        let trees = vec![TreeSpec { nodes, group: 0 }];
+        let ensemble = Ensemble::new(trees.clone(), 1, 1).unwrap();
+        assert!(!ensemble.complete && !ensemble.vector_ready);
+        let rows: Vec<f32> = (0..300).map(|i| (i % 15) as f32 - 0.5).collect();
+        assert_eq!(score(&ensemble, &rows), reference(&trees, &rows, 1, 1));
     }
 
     #[test]
