@@ -20,7 +20,7 @@ use polars::prelude::{Column as PolarsColumn, DataFrame as PolarsFrame};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use super::write_parts::{BYTES, FILE, PartTarget, ROWS, WriteParts};
+use super::write_parts::{BYTES, FILE, INPUT, PartTarget, ROWS, WriteParts};
 use crate::delta::arrow::frame_to_arrow;
 use crate::delta::inference_table::{creation_safe, lost_creation_race};
 use crate::delta::{ACTUAL_LABEL, Appended, InferenceTable, ROW_ID};
@@ -42,8 +42,11 @@ impl InferenceTable {
     /// finished query reports are committed, each checked on the table's store first. An
     /// executor lost while its tasks run costs their time only, and every row lands once.
     /// Ballista may also run again a task that had finished on an executor it then takes
-    /// for lost; should it then report that task's result twice, as it would for any query,
-    /// its rows would be committed twice. A job re-run after its commit finds the
+    /// for lost, and report both runs: each report names what its partition read (its
+    /// files, or its shuffle partition), and of two files from the same input only one is
+    /// committed (the other is deleted). A partition whose input cannot be named (one
+    /// below an aggregate or a join, say) reports none, and there a task reported twice
+    /// would be committed twice. A job re-run after its commit finds the
     /// transaction recorded and does nothing (`None`); re-run after a failure, it runs again
     /// (files of the failed run are never committed: Delta's `VACUUM` removes them). A query
     /// without rows appends and records nothing, so a re-run runs it again. Each partition
@@ -197,7 +200,9 @@ impl InferenceTable {
     }
 
     /// The files the reports name, checked on the table's store, as actions to commit, with
-    /// the rows they hold.
+    /// the rows they hold. Of several files written from one input (a task Ballista ran
+    /// again after taking its executor for lost, when both runs reported), one is kept and
+    /// the others are deleted.
     async fn reported_files(&self, reports: &[RecordBatch]) -> Result<(Vec<Action>, usize)> {
         let mut written = Vec::new();
         for report in reports {
@@ -209,18 +214,34 @@ impl InferenceTable {
             ) else {
                 return Err(Error::InvalidArgument(format!("the write reported columns {:?}", report.schema())));
             };
+            // Writers that cannot tell their input report none.
+            let inputs = column(INPUT).and_then(|c| c.downcast_ref::<StringArray>());
+            let input = |i: usize| inputs.filter(|c| c.is_valid(i)).map(|c| c.value(i).to_owned());
             // A partition without rows reports no file.
             written.extend(
                 (0..report.num_rows())
                     .filter(|&i| files.is_valid(i))
-                    .map(|i| (files.value(i).to_owned(), rows.value(i), sizes.value(i))),
+                    .map(|i| (files.value(i).to_owned(), rows.value(i), sizes.value(i), input(i))),
             );
         }
+        // The first file by name of each input, so that every reading of the same reports
+        // keeps the same one.
+        written.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut inputs = std::collections::HashSet::new();
+        let (written, again): (Vec<_>, Vec<_>) =
+            written.into_iter().partition(|(_, _, _, input)| input.as_ref().is_none_or(|i| inputs.insert(i.clone())));
         let directory = Path::from_url_path(self.location().url().path())
             .map_err(|e| Error::InvalidArgument(format!("table location `{}`: {e}", self.location().url())))?;
+        for (file, _, _, input) in again {
+            let path = directory.clone().join(file.as_str());
+            // Never committed, so nothing reads it; a file left behind is only space.
+            if let Err(error) = self.location().store().delete(&path).await {
+                tracing::warn!(file = %path, input = input.as_deref().unwrap_or_default(), %error, "could not delete a second file written from one input");
+            }
+        }
         let now = chrono::Utc::now().timestamp_millis();
         let (mut adds, mut total) = (Vec::new(), 0usize);
-        for (file, count, size) in written {
+        for (file, count, size, _) in written {
             let path = directory.clone().join(file.as_str());
             let found = self.location().store().head(&path).await.map_err(|source| Error::Storage {
                 context: format!("checking written file `{path}` before committing it"),
@@ -310,7 +331,7 @@ mod tests {
             .unwrap()
     }
 
-    /// Reports as a write gives them: (file, rows, bytes).
+    /// Reports as a writer that cannot tell its input gives them: (file, rows, bytes).
     fn reports(rows: &[(Option<&str>, u64, u64)]) -> RecordBatch {
         RecordBatch::try_from_iter([
             (FILE, Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as Arc<dyn Array>),
@@ -318,6 +339,18 @@ mod tests {
             (BYTES, Arc::new(UInt64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())) as Arc<dyn Array>),
         ])
         .unwrap()
+    }
+
+    /// Reports naming their inputs: (file, rows, bytes, input).
+    fn reports_with_inputs(rows: &[(Option<&str>, u64, u64, Option<&str>)]) -> RecordBatch {
+        let without: Vec<(Option<&str>, u64, u64)> = rows.iter().map(|r| (r.0, r.1, r.2)).collect();
+        let inputs = StringArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>());
+        let batch = reports(&without);
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(inputs));
+        let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(INPUT, DataType::Utf8, true));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
     }
 
     fn written(dir: &std::path::Path, name: &str, bytes: usize) {
@@ -342,6 +375,34 @@ mod tests {
             .collect();
         assert_eq!(paths, [("p-0.parquet", 10), ("p-2.parquet", 5)]);
         assert_eq!(rows, 6);
+    }
+
+    #[tokio::test]
+    async fn two_files_written_from_one_input_are_committed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = table(dir.path());
+        for (name, bytes) in [("p-0-b.parquet", 10), ("p-0-a.parquet", 10), ("p-1.parquet", 7), ("q.parquet", 3)] {
+            written(dir.path(), name, bytes);
+        }
+        // Partition 0 reported by two runs (in two batches, the later run first), partition 1
+        // once, and a file whose writer could not tell its input.
+        let first = reports_with_inputs(&[
+            (Some("p-0-b.parquet"), 4, 10, Some("files:t/a.parquet")),
+            (Some("p-1.parquet"), 2, 7, Some("files:t/b.parquet")),
+            (Some("q.parquet"), 1, 3, None),
+        ]);
+        let second = reports_with_inputs(&[(Some("p-0-a.parquet"), 4, 10, Some("files:t/a.parquet"))]);
+        let (adds, rows) = table.reported_files(&[first, second]).await.unwrap();
+        let paths: Vec<&str> = adds
+            .iter()
+            .map(|a| match a {
+                Action::Add(add) => add.path.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(paths, ["p-0-a.parquet", "p-1.parquet", "q.parquet"]);
+        assert_eq!(rows, 7);
+        assert!(!dir.path().join("inference").join("p-0-b.parquet").exists(), "the second file is deleted");
     }
 
     #[tokio::test]

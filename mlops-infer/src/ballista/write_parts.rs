@@ -6,18 +6,24 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
+use ballista_core::execution_plans::ShuffleReaderExec;
 use deltalake::arrow::array::{RecordBatch, StringArray, UInt64Array};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::catalog::Session;
 use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
 use deltalake::datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, Result as DfResult, exec_err, plan_err};
+use deltalake::datafusion::datasource::physical_plan::FileScanConfig;
+use deltalake::datafusion::datasource::source::DataSourceExec;
 use deltalake::datafusion::execution::context::QueryPlanner;
 use deltalake::datafusion::execution::object_store::ObjectStoreUrl;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
 use deltalake::datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use deltalake::datafusion::physical_plan::coop::CooperativeExec;
 use deltalake::datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use deltalake::datafusion::physical_plan::filter::FilterExec;
+use deltalake::datafusion::physical_plan::projection::ProjectionExec;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use deltalake::datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
@@ -36,6 +42,9 @@ pub(crate) const FILE: &str = "file";
 pub(crate) const ROWS: &str = "rows";
 /// The column of a written file's size in bytes.
 pub(crate) const BYTES: &str = "bytes";
+/// The column naming what the partition read (null where that cannot be told), alike for
+/// every run of the same partition: the committer keeps one file per input.
+pub(crate) const INPUT: &str = "input";
 
 /// The row each partition reports: its file.
 static WRITTEN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -43,6 +52,7 @@ static WRITTEN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(FILE, DataType::Utf8, true),
         Field::new(ROWS, DataType::UInt64, false),
         Field::new(BYTES, DataType::UInt64, false),
+        Field::new(INPUT, DataType::Utf8, true),
     ]))
 });
 
@@ -131,7 +141,9 @@ impl UserDefinedLogicalNodeCore for WriteParts {
 /// rows) named after the partition and a fresh id, and reports it in one row: a task run
 /// again after a failure writes a file of its own, and only the reports of the finished
 /// query are committed. Ballista runs each task on a plan restricted to its partitions, so
-/// the partition index here is the task's own, not the query's.
+/// the partition index here is the task's own, not the query's; what the partition reads
+/// (see [`partition_input`]) is the same in every run, and goes in the report so that a
+/// task Ballista ran twice is committed once.
 #[derive(Debug)]
 pub(crate) struct WritePartsExec {
     input: Arc<dyn ExecutionPlan>,
@@ -203,6 +215,7 @@ impl ExecutionPlan for WritePartsExec {
         let directory = Path::from_url_path(table.path())
             .map_err(|e| DataFusionError::Plan(format!("table url `{}`: {e}", self.target.table_url)))?;
         let name = format!("{}-{partition:05}-{}.parquet", self.target.prefix, uuid::Uuid::new_v4().simple());
+        let input = partition_input(&self.input, partition);
         let report = move |file: Option<String>, rows: u64, bytes: u64| {
             RecordBatch::try_new(
                 Arc::clone(&WRITTEN_SCHEMA),
@@ -210,6 +223,7 @@ impl ExecutionPlan for WritePartsExec {
                     Arc::new(StringArray::from(vec![file])),
                     Arc::new(UInt64Array::from(vec![rows])),
                     Arc::new(UInt64Array::from(vec![bytes])),
+                    Arc::new(StringArray::from(vec![input])),
                 ],
             )
         };
@@ -221,6 +235,47 @@ impl ExecutionPlan for WritePartsExec {
             }
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&WRITTEN_SCHEMA), futures::stream::once(written))))
+    }
+}
+
+/// What partition `partition` of `plan` reads, named alike in every run of it: the files
+/// (and byte ranges) of its file group, or the map outputs of its shuffle partition, seen
+/// through operators that keep partitions one to one (projections, filters). `None` for any other plan, whose
+/// partitions cannot be told apart this way.
+pub(crate) fn partition_input(plan: &Arc<dyn ExecutionPlan>, partition: usize) -> Option<String> {
+    if let Some(source) = plan.downcast_ref::<DataSourceExec>() {
+        let scan = source.data_source().downcast_ref::<FileScanConfig>()?;
+        let files: Vec<String> = scan
+            .file_groups
+            .get(partition)?
+            .files()
+            .iter()
+            .map(|file| match &file.range {
+                Some(range) => format!("{}@{}-{}", file.object_meta.location, range.start, range.end),
+                None => file.object_meta.location.to_string(),
+            })
+            .collect();
+        return Some(format!("files:{}", files.join(",")));
+    }
+    if let Some(shuffle) = plan.downcast_ref::<ShuffleReaderExec>() {
+        if shuffle.broadcast || shuffle.coalesce.is_some() {
+            return None;
+        }
+        let mut outputs: Vec<(usize, usize)> = shuffle
+            .partition
+            .get(partition)?
+            .iter()
+            .map(|l| (l.map_partition_id, l.partition_id.partition_id))
+            .collect();
+        outputs.sort_unstable();
+        outputs.dedup();
+        let outputs: Vec<String> = outputs.iter().map(|(map, output)| format!("{map}.{output}")).collect();
+        return Some(format!("shuffle:{}:{}", shuffle.stage_id, outputs.join(",")));
+    }
+    let one_to_one = plan.is::<ProjectionExec>() || plan.is::<FilterExec>() || plan.is::<CooperativeExec>();
+    match plan.children().as_slice() {
+        [child] if one_to_one => partition_input(child, partition),
+        _ => None,
     }
 }
 
@@ -302,5 +357,49 @@ impl QueryPlanner for WritingQueryPlanner {
         DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(WritePartsPlanner)])
             .create_physical_plan(logical_plan, session)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use deltalake::datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn each_partition_of_a_scan_names_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(3));
+        for part in 0..3 {
+            let path = dir.path().join(format!("part-{part}.parquet"));
+            ctx.sql(&format!("SELECT {part} AS a UNION ALL SELECT {part} + 10"))
+                .await
+                .unwrap()
+                .write_parquet(path.to_str().unwrap(), Default::default(), None)
+                .await
+                .unwrap();
+        }
+        ctx.register_parquet("t", dir.path().to_str().unwrap(), ParquetReadOptions::default()).await.unwrap();
+        // Through a projection and a filter, as `score(...) WHERE ...` plans.
+        let plan =
+            ctx.sql("SELECT a + 1 AS b FROM t WHERE a >= 0").await.unwrap().create_physical_plan().await.unwrap();
+        let partitions = plan.properties().output_partitioning().partition_count();
+        assert!(partitions > 1, "{partitions} partitions");
+        let inputs: Vec<String> = (0..partitions).map(|p| partition_input(&plan, p).unwrap()).collect();
+        let mut distinct = inputs.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), inputs.len(), "{inputs:?}");
+        assert!(inputs.iter().all(|i| i.starts_with("files:") && i.contains("part-")), "{inputs:?}");
+        // A plan the same again names the same inputs.
+        let again =
+            ctx.sql("SELECT a + 1 AS b FROM t WHERE a >= 0").await.unwrap().create_physical_plan().await.unwrap();
+        assert_eq!((0..partitions).map(|p| partition_input(&again, p).unwrap()).collect::<Vec<_>>(), inputs);
+        // An aggregate's partitions mix their inputs: no name.
+        let mixed =
+            ctx.sql("SELECT a, count(*) FROM t GROUP BY a").await.unwrap().create_physical_plan().await.unwrap();
+        assert_eq!(partition_input(&mixed, 0), None);
     }
 }
