@@ -52,10 +52,12 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "unsafe code only where the workspace allows it"
-allowed="mlops-core/src/trees/boosted.rs"
-unexpected=$(grep -rl --include='*.rs' 'unsafe_code' mlops-* examples benches | grep -vx "$allowed" || true)
+# The modules declared in these files are the exceptions: AVX-512 tree walks, and the
+# Arrow C data interface between Polars and arrow-rs.
+allowed=(mlops-core/src/trees/boosted.rs mlops-infer/src/delta.rs)
+unexpected=$(grep -rl --include='*.rs' 'unsafe_code' mlops-* examples benches | grep -vxF "${allowed[@]/#/-e}" || true)
 if [[ -n "$unexpected" ]]; then
-  echo "unsafe code allowed outside $allowed: $unexpected" >&2
+  echo "unsafe code allowed outside ${allowed[*]}: $unexpected" >&2
   exit 1
 fi
 

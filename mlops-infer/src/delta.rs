@@ -3,6 +3,10 @@
 //! twice.
 
 pub(crate) mod arrow;
+// The workspace's second exception to `unsafe_code`: the Arrow C data interface between
+// Polars and arrow-rs.
+#[allow(unsafe_code)]
+mod arrow_ffi;
 mod feature_store;
 
 pub(crate) use arrow::batches_to_frame;

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
-// The workspace's one exception to `unsafe_code`: vector gathers have no safe form.
+// One of the workspace's two exceptions to `unsafe_code`: vector gathers have no safe form.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx512;

@@ -1,20 +1,19 @@
-//! Frames to Arrow record batches and back, through Arrow IPC streams: one buffer copy per
-//! column chunk, no per-row work, every type both sides know.
+//! Frames to Arrow record batches and back, through the Arrow C data interface (see
+//! `arrow_ffi`): the buffers are shared, with no per-row work, for every type both sides
+//! know.
 //!
 //! Delta Lake stores timestamps as microseconds in UTC, and Polars here has no time zones:
 //! on the way in, zone-less timestamps become microseconds tagged UTC; on the way out, UTC
 //! timestamps lose the tag again (the instant is unchanged).
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use deltalake::arrow::ipc::reader::StreamReader;
-use deltalake::arrow::ipc::writer::StreamWriter;
-use polars::prelude::{CompatLevel, DataFrame, IpcStreamReader, IpcStreamWriter, SerReader, SerWriter};
+use polars::prelude::{Column, CompatLevel, DataFrame, IntoColumn, SchemaExt, Series};
 
+use super::arrow_ffi::{array_to_arrow_rs, array_to_polars, data_type_to_polars, field_to_arrow_rs};
 use crate::error::{Error, Result};
 
 /// The frame as Arrow record batches with Delta-compatible types.
@@ -25,15 +24,24 @@ pub(crate) fn frame_to_batches(frame: &DataFrame) -> Result<Vec<RecordBatch>> {
 /// The frame as Arrow record batches with Delta-compatible types, and their schema (which a
 /// frame without rows has too).
 pub(crate) fn frame_to_arrow(frame: &DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let mut frame = frame.clone();
-    let mut buffer = Vec::new();
-    IpcStreamWriter::new(&mut buffer).with_compat_level(CompatLevel::oldest()).finish(&mut frame)?;
-    let reader = StreamReader::try_new(Cursor::new(buffer), None).map_err(|e| arrow_error("reading a frame", e))?;
-    let schema = retype_schema(&reader.schema(), delta_type);
-    let batches = reader
-        .map(|batch| retype(&batch.map_err(|e| arrow_error("reading a frame", e))?, delta_type))
+    // Strings and binaries as Arrow's classic arrays, not Polars' views, which Delta Lake
+    // readers may not know.
+    let compat = CompatLevel::oldest();
+    let fields =
+        frame.schema().to_arrow(compat).iter_values().map(field_to_arrow_rs).collect::<Result<Vec<Field>>>()?;
+    let schema = Arc::new(Schema::new(fields));
+    let mut aligned = frame.clone();
+    aligned.align_chunks_par();
+    let batches = aligned
+        .iter_chunks(compat, false)
+        .map(|chunk| {
+            let columns = chunk.into_arrays().into_iter().map(array_to_arrow_rs).collect::<Result<Vec<ArrayRef>>>()?;
+            let batch =
+                RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| arrow_error("reading a frame", e))?;
+            retype(&batch, delta_type)
+        })
         .collect::<Result<_>>()?;
-    Ok((schema, batches))
+    Ok((retype_schema(&schema, delta_type), batches))
 }
 
 fn delta_type(t: &DataType) -> Option<DataType> {
@@ -47,22 +55,36 @@ fn delta_type(t: &DataType) -> Option<DataType> {
 /// Record batches (all of one schema) as one frame.
 pub(crate) fn batches_to_frame(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<DataFrame> {
     let target = retype_schema(schema, polars_type);
-    let mut buffer = Vec::new();
-    {
-        let mut writer = StreamWriter::try_new(&mut buffer, &target).map_err(|e| arrow_error("writing a frame", e))?;
-        for batch in batches {
-            let batch = retype(batch, polars_type)?;
-            writer.write(&batch).map_err(|e| arrow_error("writing a frame", e))?;
-        }
-        writer.finish().map_err(|e| arrow_error("writing a frame", e))?;
+    let batches = batches.iter().map(|batch| retype(batch, polars_type)).collect::<Result<Vec<_>>>()?;
+    let height = batches.iter().map(RecordBatch::num_rows).sum();
+    let columns = target
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(index, field)| {
+            let name = field.name().as_str().into();
+            let series = if batches.is_empty() {
+                let dtype = data_type_to_polars(field)?;
+                Series::from_arrow(name, polars_arrow::array::new_empty_array(dtype))?
+            } else {
+                let chunks = batches.iter().map(|b| array_to_polars(b.column(index))).collect::<Result<Vec<_>>>()?;
+                Series::try_from((name, chunks))?
+            };
+            Ok(series.into_column())
+        })
+        .collect::<Result<Vec<Column>>>()?;
+    let mut frame = DataFrame::new(height, columns)?;
+    // One chunk, as frames read from files are: scorers take columns as slices.
+    if batches.len() > 1 {
+        frame.rechunk_mut_par();
     }
-    Ok(IpcStreamReader::new(Cursor::new(buffer)).finish()?)
+    Ok(frame)
 }
 
 fn polars_type(t: &DataType) -> Option<DataType> {
     match t {
         DataType::Timestamp(unit, Some(_)) => Some(DataType::Timestamp(*unit, None)),
-        // Polars holds strings as views: small and large strings become views when read,
+        // Polars holds strings as views: small and large strings become views when taken,
         // while views are taken as they are.
         _ => None,
     }

@@ -6,7 +6,8 @@
 //! of one tree (many rows), or trees of one row (a request of a few rows); several vectors
 //! are walked side by side so that many gathers are in flight.
 //!
-//! This is the workspace's only `unsafe` code, for two reasons: gathers read through raw
+//! This is one of the workspace's two modules with `unsafe` code (the other hands Arrow
+//! arrays between Polars and arrow-rs), for two reasons: gathers read through raw
 //! pointers, and a function compiled for AVX-512 may only be called once the processor is
 //! known to have it. The walks run only on an [`Ensemble`] whose `vector_ready` is set:
 //! [`Ensemble::vector_walks_in_bounds`] found every tree's nodes inside the arrays and
