@@ -80,6 +80,18 @@ fn sql_scoring(c: &mut Criterion) {
     group.bench_function("sql_score_table", |b| b.iter(|| run(&score_sql)));
     group.bench_function("sql_predict", |b| b.iter(|| run(&predict_sql)));
     group.finish();
+
+    // What every query pays before it reads a row: parsing, planning and optimizing.
+    let mut planning = c.benchmark_group("sql_planning");
+    planning.sample_size(10);
+    planning.bench_function("sql_predict_plan", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                ctx.sql(&predict_sql).await.expect("plans").create_physical_plan().await.expect("physical plan")
+            })
+        })
+    });
+    planning.finish();
 }
 
 criterion_group!(benches, sql_scoring);

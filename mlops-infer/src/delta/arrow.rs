@@ -30,8 +30,12 @@ pub(crate) fn frame_to_arrow(frame: &DataFrame) -> Result<(SchemaRef, Vec<Record
     let fields =
         frame.schema().to_arrow(compat).iter_values().map(field_to_arrow_rs).collect::<Result<Vec<Field>>>()?;
     let schema = Arc::new(Schema::new(fields));
+    // Without Polars' thread pool: a frame is often one batch of a query already running
+    // on a thread of its own, and handing work to the pool would cost more than it saves.
     let mut aligned = frame.clone();
-    aligned.align_chunks_par();
+    if aligned.should_rechunk() {
+        aligned.align_chunks();
+    }
     let batches = aligned
         .iter_chunks(compat, false)
         .map(|chunk| {
@@ -76,7 +80,7 @@ pub(crate) fn batches_to_frame(schema: &SchemaRef, batches: &[RecordBatch]) -> R
     let mut frame = DataFrame::new(height, columns)?;
     // One chunk, as frames read from files are: scorers take columns as slices.
     if batches.len() > 1 {
-        frame.rechunk_mut_par();
+        frame.rechunk_mut();
     }
     Ok(frame)
 }
