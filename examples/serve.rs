@@ -75,6 +75,25 @@ struct Args {
     /// The most detailed events printed: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
+    /// Seconds a connection may take to send a request's headers, and may stay idle
+    /// between requests.
+    #[arg(long, default_value_t = mlops_infer::serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    header_read_timeout_secs: u64,
+    /// Connections kept open at once; further callers wait in the listen backlog.
+    #[arg(long, default_value_t = mlops_infer::serve::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+}
+
+impl Args {
+    /// The connection settings the flags ask for.
+    fn server_settings(&self) -> Result<ServerSettings, Failure> {
+        let invalid = |e: mlops_infer::Error| (2, e.to_string());
+        ServerSettings::new()
+            .header_read_timeout(Duration::from_secs(self.header_read_timeout_secs))
+            .map_err(invalid)?
+            .max_connections(self.max_connections)
+            .map_err(invalid)
+    }
 }
 
 /// `URI[=PERCENT]`.
@@ -113,12 +132,12 @@ async fn main() -> std::process::ExitCode {
 /// An exit code and a message.
 type Failure = (u8, String);
 
-/// Serves `app` on `listener` with the default server settings (header and idle timeouts,
-/// connection cap) until the returned sender fires or Ctrl-C, letting requests in flight
-/// finish.
+/// Serves `app` on `listener` with `settings` (header and idle timeouts, connection cap)
+/// until the returned sender fires or Ctrl-C, letting requests in flight finish.
 fn spawn_server(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    settings: ServerSettings,
 ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -128,7 +147,7 @@ fn spawn_server(
                 _ = tokio::signal::ctrl_c() => println!("==> Ctrl-C: finishing requests in flight"),
             }
         };
-        serve(listener, app, ServerSettings::new(), shutdown).await
+        serve(listener, app, settings, shutdown).await
     });
     (stop, server)
 }
@@ -158,6 +177,7 @@ async fn serve_models(args: Args, metrics: PrometheusHandle) -> Result<(), Failu
     let registry =
         open_registry(&location, &args.registry_options).map_err(|e| (3, format!("opening `{location}`: {e}")))?;
     let shares = shares(&args.models)?;
+    let settings = args.server_settings()?;
     let mut builder = Endpoint::builder();
     let mut endpoint_name = String::new();
     let mut example = None;
@@ -189,7 +209,7 @@ async fn serve_models(args: Args, metrics: PrometheusHandle) -> Result<(), Failu
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await.map_err(|e| (1, e.to_string()))?;
     let address = listener.local_addr().map_err(|e| (1, e.to_string()))?;
     println!("==> serving `{endpoint_name}` on http://{address}/invocations");
-    let (stop, server) = spawn_server(listener, app);
+    let (stop, server) = spawn_server(listener, app, settings);
     if let Some(requests) = args.self_test {
         let example = example.ok_or_else(|| (3, "the first model has no input example to send".to_owned()))?;
         let body = serde_json::json!({ "dataframe_split": mlops_core::frame_to_split_json(&example).map_err(|e| (1, e.to_string()))? }).to_string();
@@ -222,10 +242,15 @@ async fn serve_models(args: Args, metrics: PrometheusHandle) -> Result<(), Failu
 
 /// Serves the quickstart's transactions model: `champion` and `challenger` with a shadow.
 async fn serve_quickstart(args: Args, metrics: PrometheusHandle) -> Result<(), Failure> {
-    run_quickstart(args, metrics).await.map_err(|e| (1, e.to_string()))
+    let settings = args.server_settings()?;
+    run_quickstart(args, settings, metrics).await.map_err(|e| (1, e.to_string()))
 }
 
-async fn run_quickstart(args: Args, metrics: PrometheusHandle) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_quickstart(
+    args: Args,
+    settings: ServerSettings,
+    metrics: PrometheusHandle,
+) -> Result<(), Box<dyn std::error::Error>> {
     let registry: Arc<dyn Registry> = Arc::new(ObjectStoreRegistry::local(args.dir.join("registry"))?);
     let name: ModelName = "transactions".parse()?;
     let versions = ensure_versions(registry.as_ref(), &name).await?;
@@ -259,7 +284,7 @@ async fn run_quickstart(args: Args, metrics: PrometheusHandle) -> Result<(), Box
     println!("==> serving on http://{address}/invocations (and /serving-endpoints/transactions/invocations)");
     println!("    state: http://{address}/serving-endpoints/transactions, metrics: http://{address}/metrics");
 
-    let (stop, server) = spawn_server(listener, app);
+    let (stop, server) = spawn_server(listener, app, settings);
 
     if let Some(requests) = args.self_test {
         let sample = transactions::generate(&transactions::Config::new(requests, 99))?;

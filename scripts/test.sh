@@ -5,7 +5,8 @@
 # as errors, every crate's tests and doc tests, the benchmarks in test mode, the quickstart
 # (run twice on one directory: the second run must add versions to the first run's
 # registry), 20 seconds of the transactions
-# lifecycle example, the serving example answering requests to itself, a model
+# lifecycle example, the serving example answering requests to itself and then attacked
+# (scripts/abuse_server.py), a model
 # registered from Python scored by the predict example and served by the serving
 # example, the RAG evaluation example graded by the scripted judge server, the
 # forecasting example, the image classifier example, and the Ballista scheduler and
@@ -120,6 +121,13 @@ if ! grep -Eq '^    mlops_serving_requests_total\{endpoint="transactions",route=
   echo "the serving example should have shown its requests counted in /metrics" >&2
   exit 1
 fi
+
+step "serving example under attack: wide records, large bodies, slow and idle connections, floods"
+# Bounded in count and time; checks that the server answers afterwards, that its peak
+# resident memory stays under 1 GiB, and that Ctrl-C stops it cleanly. This runs the debug
+# build the tests made (a release build would add a cold build of its own);
+# `scripts/abuse_server.py <release serve binary> <dir>` runs the same attacks on that.
+"$MLOPS_PYTHON" scripts/abuse_server.py "$serve" "$work/serve" --max-rss-mib 1024
 
 step "a model registered from Python on the MLflow server: the predict and serve examples"
 "$MLOPS_PYTHON" mlops-infer/tests/it/mlflow_models.py "$MLOPS_MLFLOW_URI" log example_fraud 1 | tail -1 \

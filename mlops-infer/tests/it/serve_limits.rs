@@ -137,8 +137,9 @@ async fn slow_headers_idle_connections_and_declared_giants_are_cut_off() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_waiting_and_scoring_stay_within_the_memory_budget() {
-    // Each body is 30 KiB; the budget holds one: the model never sees two at once, though
-    // eight could be scored at once.
+    // Each body is 3 KiB, and counts as twelve times that (what parsing and scoring it
+    // takes): the 48 KiB budget holds one, so the model never sees two at once, though eight
+    // could be scored at once.
     let (model, loaded) = slow(100).await;
     let server = ModelServer::new()
         .endpoint("slow", Arc::new(ModelSlot::loaded(loaded)))
@@ -148,7 +149,7 @@ async fn bodies_waiting_and_scoring_stay_within_the_memory_budget() {
         .body_memory_limit(48 * 1024)
         .unwrap();
     let base = serve(server).await;
-    let padded = format!("{}{}", one_row(), " ".repeat(30 * 1024));
+    let padded = format!("{}{}", one_row(), " ".repeat(3 * 1024));
     let burst: Vec<_> = (0..4)
         .map(|_| {
             let (url, body) = (format!("{base}/invocations"), padded.clone());
