@@ -17,7 +17,8 @@ mod sharded_job;
 
 pub use feature_store::{DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY};
 pub use inference_table::{
-    ACTUAL_LABEL, Appended, FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, ROW_ID, TimeWindow,
+    ACTUAL_LABEL, Appended, FilesScored, INCREMENTAL_APP_ID, INCREMENTAL_ATTEMPTS, IncrementalRun, InferenceTable,
+    InferenceTableConfig, ROW_ID, TimeWindow,
 };
 pub use labels::{LabelMerge, RECEIVED_AT, RejectedLabel};
 pub use location::TableLocation;

@@ -60,8 +60,8 @@ pub use batch::{BatchScorer, DEFAULT_CHUNK_ROWS, MODEL_NAME, MODEL_VERSION, PRED
 #[cfg(feature = "delta")]
 pub use delta::{
     ACTUAL_LABEL, Appended, DEFAULT_COMMIT_BYTES, DeltaFeatureStore, FEATURE_KEYS_PROPERTY, FEATURE_TIMESTAMP_PROPERTY,
-    FilesScored, IncrementalRun, InferenceTable, InferenceTableConfig, LabelMerge, RECEIVED_AT, ROW_ID, RejectedLabel,
-    ShardRun, ShardedJob, TableLocation, TimeWindow,
+    FilesScored, INCREMENTAL_APP_ID, INCREMENTAL_ATTEMPTS, IncrementalRun, InferenceTable, InferenceTableConfig,
+    LabelMerge, RECEIVED_AT, ROW_ID, RejectedLabel, ShardRun, ShardedJob, TableLocation, TimeWindow,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "stream")]

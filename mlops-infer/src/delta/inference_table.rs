@@ -271,12 +271,17 @@ impl InferenceTable {
 
     /// Scores the records of `input` that are inside `window` (if given) and whose keys are
     /// not in the table yet, and appends them. Running it again on the same input adds
-    /// nothing; two runs at once on overlapping input can both append a record, so give
-    /// concurrent workers disjoint input (or files, with [`score_files`](Self::score_files)).
+    /// nothing, and runs at once (in any processes) on overlapping input append each record
+    /// once: each commit records the count of incremental runs (a Delta `txn` action of
+    /// [`INCREMENTAL_APP_ID`]) read before the keys, so a run that another one overtook
+    /// between reading the keys and committing is refused, and starts again from the keys.
+    /// Rows that [`append`](Self::append) or a stream adds while a run scores are not
+    /// guarded this way.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming a missing key or window column; scoring and
-    /// [`append`](Self::append) errors.
+    /// [`append`](Self::append) errors; [`Error::Delta`] when other runs committed first
+    /// [`INCREMENTAL_ATTEMPTS`] times in a row (the table is unchanged by this run).
     pub async fn score_incremental(
         &self,
         scorer: &BatchScorer,
@@ -303,16 +308,63 @@ impl InferenceTable {
                 let bound = |t: &DateTime<Utc>| match unit {
                     TimeUnit::Milliseconds => t.timestamp_millis(),
                     TimeUnit::Microseconds => t.timestamp_micros(),
-                    TimeUnit::Nanoseconds => t.timestamp_nanos_opt().unwrap_or(i64::MAX),
+                    // Outside 1677 to 2262, nanoseconds saturate on the side the instant is.
+                    TimeUnit::Nanoseconds => {
+                        t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
+                    }
                 };
                 Some((window.column.clone(), bound(&window.start), bound(&window.end)))
             }
             None => None,
         };
-        let known = self.keys().await?;
         let input_rows = input.height();
+        for _ in 0..INCREMENTAL_ATTEMPTS {
+            // The run count is read before the keys: a run committing after this read either
+            // is in the keys read next, or makes this commit's count a stale one.
+            let runs = self.transaction_version(INCREMENTAL_APP_ID).await?;
+            let this_run = match runs {
+                None => 0,
+                Some(runs) => runs.checked_add(1).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "inference table `{}` records {runs} incremental runs, the most there can be",
+                        self.location.url()
+                    ))
+                })?,
+            };
+            let (scored, in_window, fresh) = self.score_unseen(scorer, input, bounds.clone()).await?;
+            if let Some(appended) = self.append_in_transaction(&scored, INCREMENTAL_APP_ID, this_run).await? {
+                return Ok(IncrementalRun {
+                    input_rows,
+                    outside_window: input_rows - in_window,
+                    already_scored: in_window - fresh,
+                    appended,
+                });
+            }
+            tracing::debug!(table = %self.location.url(), run = this_run, "another incremental run committed first; scoring again");
+        }
+        Err(Error::delta(
+            format!(
+                "scoring into inference table `{}`: other incremental runs committed first {INCREMENTAL_ATTEMPTS} times",
+                self.location.url()
+            ),
+            DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+            },
+        ))
+    }
+
+    /// The records of `input` inside `bounds` (the time column and its range in the
+    /// column's unit) whose keys the table does not hold, scored, with the counts of
+    /// records inside the window and of those left to score.
+    async fn score_unseen(
+        &self,
+        scorer: &BatchScorer,
+        input: &DataFrame,
+        bounds: Option<(String, i64, i64)>,
+    ) -> Result<(DataFrame, usize, usize)> {
+        let known = self.keys().await?;
         let (input, keys, scorer) = (input.clone(), self.config.keys.clone(), scorer.clone());
-        let (scored, in_window, fresh) = off_runtime(move || {
+        off_runtime(move || {
             let mut candidates = input.lazy();
             if let Some((column, start, end)) = bounds {
                 let time = col(column.as_str()).cast(DataType::Int64);
@@ -330,14 +382,7 @@ impl InferenceTable {
             };
             Ok((scorer.score(&fresh)?, in_window.height(), fresh.height()))
         })
-        .await?;
-        let appended = self.append(&scored).await?;
-        Ok(IncrementalRun {
-            input_rows,
-            outside_window: input_rows - in_window,
-            already_scored: in_window - fresh,
-            appended,
-        })
+        .await
     }
 
     /// Scores Parquet files from `store` and appends each file's rows in one commit that also
@@ -410,6 +455,14 @@ impl InferenceTable {
         Error::delta(format!("{operation} inference table `{}`", self.location.url()), error)
     }
 }
+
+/// The application id of the Delta `txn` action that counts
+/// [`InferenceTable::score_incremental`] runs.
+pub const INCREMENTAL_APP_ID: &str = "mlops.score_incremental";
+
+/// How often [`InferenceTable::score_incremental`] starts again after another run committed
+/// first, before it gives up.
+pub const INCREMENTAL_ATTEMPTS: usize = 8;
 
 /// How often a write is retried after losing the race to create the table.
 pub(crate) const CREATION_RACE_ATTEMPTS: usize = 5;

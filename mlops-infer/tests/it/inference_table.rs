@@ -226,6 +226,34 @@ async fn incremental_scoring_takes_the_window_and_never_scores_a_record_twice() 
     ));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_incremental_runs_append_each_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four runs race to create the table, then four more race on the table that exists,
+    // each with its own handle as separate processes would have, on overlapping input.
+    for (round, ranges) in
+        [[0..150, 50..200, 0..200, 100..200], [150..300, 0..400, 250..400, 100..350]].into_iter().enumerate()
+    {
+        let runs: Vec<_> = ranges
+            .into_iter()
+            .map(|ids| {
+                let table = table(dir.path());
+                tokio::spawn(async move { table.score_incremental(&scorer(), &records(ids), None).await })
+            })
+            .collect();
+        let mut appended = 0;
+        for run in runs {
+            appended += run.await.unwrap().unwrap().appended.rows;
+        }
+        let expected = [200, 400][round];
+        let frame = table(dir.path()).read().await.unwrap();
+        let ids: BTreeSet<String> =
+            frame.column("id").unwrap().str().unwrap().iter().flatten().map(str::to_owned).collect();
+        assert_eq!((frame.height(), ids.len()), (expected, expected), "round {round}: every record once");
+        assert_eq!(appended, [200, 200][round], "round {round}: the runs report what they appended");
+    }
+}
+
 #[tokio::test]
 async fn an_independent_reader_sees_the_same_rows() {
     let Some(python) = server(PYTHON, "Python with the deltalake package") else { return };
