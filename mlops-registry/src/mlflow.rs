@@ -29,6 +29,8 @@ use crate::version::{CreateVersion, Lineage, ModelVersion, SearchVersions};
 const CONCURRENCY: usize = 8;
 /// Page size of searches.
 const PAGE_SIZE: &str = "1000";
+/// The most pages of a search followed: ten million items.
+const MAX_PAGES: usize = 10_000;
 /// Where a registration without a run puts the package inside the run it creates, as
 /// `mlflow.<flavor>.log_model(..., name="model")` does.
 const DEFAULT_ARTIFACT_PATH: &str = "model";
@@ -384,7 +386,7 @@ impl MlflowRegistry {
     ) -> Result<Vec<P::Item>> {
         let mut items = Vec::new();
         let mut token = String::new();
-        loop {
+        for _ in 0..MAX_PAGES {
             let mut paged = query.to_vec();
             paged.push(("max_results", PAGE_SIZE));
             if !token.is_empty() {
@@ -394,10 +396,20 @@ impl MlflowRegistry {
             let (found, next) = page.into_parts();
             items.extend(found);
             match next {
+                Some(next) if !next.is_empty() && next == token => {
+                    return Err(Error::Backend {
+                        context: context.to_owned(),
+                        source: format!("the server answered page token `{token}` with the same token").into(),
+                    });
+                }
                 Some(next) if !next.is_empty() => token = next,
                 _ => return Ok(items),
             }
         }
+        Err(Error::Backend {
+            context: context.to_owned(),
+            source: format!("the server gave more than {MAX_PAGES} pages of {PAGE_SIZE} items").into(),
+        })
     }
 }
 

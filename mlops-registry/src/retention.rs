@@ -1,6 +1,9 @@
 //! Which versions of a model to keep, planned as a dry run and then applied on any backend.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use mlops_core::ModelName;
 
@@ -125,5 +128,28 @@ impl RetentionPlan {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// The instant `age` before `now`: the cut-off of a retention or a grace period. An age
+/// longer than the calendar reaches back (`Duration::MAX` for "never") gives its first
+/// instant, so nothing is old enough.
+pub(crate) fn cutoff(now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_age_past_the_calendar_cuts_off_at_its_start() {
+        let now = Utc::now();
+        assert_eq!(cutoff(now, Duration::MAX), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(cutoff(now, Duration::from_secs(300_000 * 365 * 86_400)), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(cutoff(now, Duration::from_secs(60)), now - chrono::TimeDelta::seconds(60));
     }
 }

@@ -12,6 +12,9 @@ use polars_time::Duration as PolarsDuration;
 use super::table::FeatureTable;
 use crate::error::{Error, Result};
 
+/// The longest window period: 100 years, in milliseconds.
+const MAX_WINDOW_MILLIS: u128 = 100 * 366 * 86_400_000;
+
 /// One aggregate a [`SlidingWindow`] computes per key and window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WindowAggregation {
@@ -146,9 +149,10 @@ impl SlidingWindow {
             return Err(Error::InvalidArgument(format!("the sliding window for `{name}` computes no aggregate")));
         }
         let (period, every) = (self.period.as_millis(), self.every.as_millis());
-        if every == 0 || period == 0 || every > period {
+        // A period of up to 100 years keeps nanosecond arithmetic and Polars' durations in range.
+        if every == 0 || period == 0 || every > period || period > MAX_WINDOW_MILLIS {
             return Err(Error::InvalidArgument(format!(
-                "the sliding window for `{name}` needs 1 ms <= every ({every} ms) <= period ({period} ms)"
+                "the sliding window for `{name}` needs 1 ms <= every ({every} ms) <= period ({period} ms) <= 100 years"
             )));
         }
         let schema = events.schema();

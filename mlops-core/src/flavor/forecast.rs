@@ -212,7 +212,10 @@ impl ValidForecastParams {
     ///
     /// # Errors
     /// [`Error::MissingColumns`] / [`Error::Schema`] for absent columns, nulls, a
-    /// non-numeric target, a day that appears twice in a series (named);
+    /// non-numeric target, a day that appears twice in a series (named), a date outside
+    /// years 1 to 9999, a series whose days span more than a year plus 64 days per row it
+    /// has (the forecaster holds every day between, so sparse data such as quarterly
+    /// figures is refused);
     /// [`Error::InvalidArgument`] when too few days have all their lags; [`Error::Fit`]
     /// when the solver fails.
     pub fn fit(&self, history: &DataFrame) -> Result<ForecastModel> {
@@ -260,7 +263,21 @@ impl ValidForecastParams {
         for (s, rows) in rows_of.iter().enumerate() {
             let first = rows.iter().map(|r| days[*r]).min().unwrap_or_default();
             let last = rows.iter().map(|r| days[*r]).max().unwrap_or_default();
-            let mut dense = vec![None; (last - first + 1) as usize];
+            // Both are calendar days, so the span fits.
+            let span = (last - first) as usize + 1;
+            if span > max_span_days(rows.len()) {
+                return Err(Error::Schema {
+                    column: spec.date.clone(),
+                    expected: format!("at most {} days of history for {} rows", max_span_days(rows.len()), rows.len()),
+                    found: format!(
+                        "{span} days from {} to {} for {}",
+                        format_day(first),
+                        format_day(last),
+                        describe(&spec.series, &series[s].0)
+                    ),
+                });
+            }
+            let mut dense = vec![None; span];
             for r in rows {
                 let slot = &mut dense[(days[*r] - first) as usize];
                 if slot.is_some() {
@@ -434,11 +451,11 @@ fn series_keys(frame: &DataFrame, columns: &[String]) -> Result<Vec<Vec<String>>
 /// Days since 1970-01-01 of a date or datetime column (datetimes by their UTC day).
 fn day_numbers(column: &Column) -> Result<Vec<i32>> {
     let name = column.name().to_string();
-    let days: Vec<Option<i32>> = match column.dtype() {
-        DataType::Date => column.date()?.physical().iter().collect(),
+    let days: Vec<Option<i64>> = match column.dtype() {
+        DataType::Date => column.date()?.physical().iter().map(|d| d.map(i64::from)).collect(),
         DataType::Datetime(..) => {
             let ms = column.cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?;
-            ms.datetime()?.physical().iter().map(|v| v.map(|ms| ms.div_euclid(MS_PER_DAY) as i32)).collect()
+            ms.datetime()?.physical().iter().map(|v| v.map(|ms| ms.div_euclid(MS_PER_DAY))).collect()
         }
         other => {
             return Err(Error::Schema { column: name, expected: "dates".into(), found: other.to_string() });
@@ -447,13 +464,34 @@ fn day_numbers(column: &Column) -> Result<Vec<i32>> {
     days.into_iter()
         .enumerate()
         .map(|(row, day)| {
-            day.ok_or_else(|| Error::Schema {
+            let day = day.ok_or_else(|| Error::Schema {
                 column: name.clone(),
                 expected: "a date in every row".into(),
                 found: format!("null in row {row}"),
+            })?;
+            calendar_day(day).ok_or_else(|| Error::Schema {
+                column: name.clone(),
+                expected: "a date from year 1 to 9999".into(),
+                found: format!("day {day} after 1970-01-01 in row {row}"),
             })
         })
         .collect()
+}
+
+/// Day numbers (days after 1970-01-01) from 0001-01-01 to 9999-12-31: every date in and
+/// between a history and its forecasts stays in this range, so their arithmetic cannot
+/// overflow.
+const CALENDAR_DAYS: std::ops::RangeInclusive<i32> = -719_162..=2_932_896;
+
+/// `day` as a day number, when it is inside [`CALENDAR_DAYS`].
+fn calendar_day(day: i64) -> Option<i32> {
+    i32::try_from(day).ok().filter(|day| CALENDAR_DAYS.contains(day))
+}
+
+/// The most days one series' history may span: a year, and 64 days per row it has, so
+/// that the days held for a series (gaps included) stay in proportion to its rows.
+fn max_span_days(rows: usize) -> usize {
+    rows.saturating_mul(64).saturating_add(366)
 }
 
 /// A fitted forecaster: signature, history, standardization and linear weights.
@@ -490,6 +528,21 @@ impl ForecastModel {
             history.series.iter().find(|s| s.last.len() != longest || s.key.len() != history.spec.series.len())
         {
             return Err(Error::InvalidArgument(format!("the history of {:?} does not fit the spec", s.key)));
+        }
+        // A forecast adds at most `max_horizon` days to a series' end: with both in the
+        // calendar, every day computed from them is too.
+        let last_end = *CALENDAR_DAYS.end() - history.spec.max_horizon as i32;
+        if !CALENDAR_DAYS.contains(&history.origin_day) {
+            return Err(Error::InvalidArgument(format!(
+                "the history's first day {} is not a date",
+                history.origin_day
+            )));
+        }
+        if let Some(s) = history.series.iter().find(|s| !(*CALENDAR_DAYS.start()..=last_end).contains(&s.end_day)) {
+            return Err(Error::InvalidArgument(format!(
+                "the history of {:?} ends on day {}, outside the dates a forecast can reach",
+                s.key, s.end_day
+            )));
         }
         let index = history.series.iter().enumerate().map(|(i, s)| (s.key.clone(), i)).collect();
         Ok(Self { signature, history, index, transformer, weights })

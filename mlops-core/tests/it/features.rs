@@ -231,6 +231,12 @@ fn sliding_windows_match_their_definition() {
         .build("w", &events)
         .unwrap_err();
     assert!(err.to_string().contains("every (120000 ms) <= period (60000 ms)"), "{err}");
+    // A period past 100 years would overflow the nanosecond arithmetic of a window's end.
+    let err = SlidingWindow::new(["key"], "ts", Duration::MAX, Duration::from_secs(60))
+        .aggregate(WindowAggregation::Count { output: "n".into() })
+        .build("w", &events)
+        .unwrap_err();
+    assert!(err.to_string().contains("<= 100 years"), "{err}");
 }
 
 /// Training and scoring build features with the same spec, and the package carries it.

@@ -136,6 +136,17 @@ fn bad_requests_name_their_row() {
     assert!(far.contains("in row 1"), "{far}");
     let no_date = model.predict(&df!("store" => ["a"]).unwrap()).unwrap_err().to_string();
     assert!(no_date.contains("day"), "{no_date}");
+    // Days past any calendar, as dates and as datetimes, are refused before any arithmetic.
+    let beyond = error(&[("a", 41), ("a", i32::MAX)]);
+    assert!(beyond.contains("a date from year 1 to 9999") && beyond.contains("in row 1"), "{beyond}");
+    let far_datetime = df!("store" => ["a"], "day" => [i64::MAX]).unwrap();
+    let far_datetime = far_datetime
+        .lazy()
+        .with_column(col("day").cast(DataType::Datetime(TimeUnit::Milliseconds, None)))
+        .collect()
+        .unwrap();
+    let beyond = model.predict(&far_datetime).unwrap_err().to_string();
+    assert!(beyond.contains("a date from year 1 to 9999") && beyond.contains("row 0"), "{beyond}");
 }
 
 #[test]
@@ -184,6 +195,14 @@ fn training_errors_name_the_culprit() {
         .unwrap();
     let error = fit(params(), &no_sundays);
     assert!(error.contains("sunday") && error.contains("elastic net"), "{error}");
+
+    // A history spanning far more days than it has rows would hold every day between.
+    let sparse = as_dates(
+        df!("store" => ["a"; 40], "day" => (0..40).map(|i| i * 1000).collect::<Vec<i32>>(), "sales" => [1.0; 40])
+            .unwrap(),
+    );
+    let error = fit(params(), &sparse);
+    assert!(error.contains("at most 2926 days of history for 40 rows") && error.contains("store=a"), "{error}");
 
     // A gap inside the kept history stops only the forecasts whose lags need it.
     let gap = history.lazy().filter(col("day").neq(lit(35).cast(DataType::Date))).collect().unwrap();

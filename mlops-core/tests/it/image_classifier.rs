@@ -281,6 +281,14 @@ fn training_learns_reproducibly_and_the_package_round_trips() {
             .unwrap()
     };
     let mut epochs = Vec::new();
+    // More pooling steps than a side has bits are refused, not shifted past the integer.
+    let deep = ImageClassifierParams::new("colour", ImagePreprocessing::rgb("image", 8, 8))
+        .network(ConvNet { channels: vec![1; 40], kernel: 3 })
+        .check()
+        .and_then(|p| p.fit(&train))
+        .unwrap_err()
+        .to_string();
+    assert!(deep.contains("40 convolution steps"), "{deep}");
     let model = params().fit_with_progress(&train, |e| epochs.push((e.epoch, e.loss))).unwrap();
     assert_eq!(epochs.len(), 8);
     assert!(epochs[7].1 < epochs[0].1, "{epochs:?}");

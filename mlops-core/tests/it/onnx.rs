@@ -237,3 +237,21 @@ fn a_tensor_of_the_wrong_shape_is_refused_naming_it() {
         other => panic!("expected a schema error naming `image`, got {other:?}"),
     }
 }
+
+#[test]
+fn attributes_no_memory_holds_are_refused_when_the_model_loads() {
+    let Some(dir) = models() else { return };
+    let text = std::fs::read_to_string(dir.join("hostile").join("errors.json")).unwrap();
+    let cases: std::collections::BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+    assert_eq!(cases.len(), 5);
+    let input = df!("X" => [1.0f32, 2.0]).unwrap();
+    for (name, expected) in cases {
+        let bytes = std::fs::read(dir.join("hostile").join(format!("{name}.onnx"))).unwrap();
+        // Scoring is tried too, so that an operator that loads has to score without panicking.
+        let outcome = mlops_core::OnnxModel::from_bytes(bytes, None).and_then(|model| model.predict(&input).map(drop));
+        match outcome {
+            Err(e) => assert!(e.to_string().contains(&expected), "{name}: {e}"),
+            Ok(()) => panic!("{name}: the model loaded and scored"),
+        }
+    }
+}

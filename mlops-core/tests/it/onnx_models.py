@@ -276,6 +276,72 @@ def convolution_model(out, rng, rows):
     return {"name": "cnn", "reference": "pyfunc", "kind": "tensor"}
 
 
+def hostile_models(out):
+    """Graphs whose ai.onnx.ml attributes a careless or hostile exporter could write, each
+    with the words the load error must contain: a one-class classifier, declared widths
+    no memory holds, and a vectorizer with nothing to vectorize. onnxruntime refuses or
+    crashes on them; Rust must refuse them when they load."""
+    ml = helper.make_opsetid("ai.onnx.ml", 3)
+    leaf = dict(
+        nodes_treeids=[0],
+        nodes_nodeids=[0],
+        nodes_featureids=[0],
+        nodes_modes=["LEAF"],
+        nodes_values=[0.0],
+        nodes_truenodeids=[0],
+        nodes_falsenodeids=[0],
+    )
+
+    def empty(name, kind):
+        return helper.make_attribute(name, [], attr_type=kind)
+
+    linear = helper.make_node("LinearRegressor", ["X"], ["Y"], domain="ai.onnx.ml", targets=2**62)
+    linear.attribute.append(empty("coefficients", onnx.AttributeProto.FLOATS))
+    no_inputs = helper.make_node("FeatureVectorizer", [], ["Y"], domain="ai.onnx.ml")
+    no_inputs.attribute.append(empty("inputdimensions", onnx.AttributeProto.INTS))
+    cases = {
+        "one_class": (
+            helper.make_node(
+                "TreeEnsembleClassifier", ["X"], ["label", "Y"], domain="ai.onnx.ml", classlabels_int64s=[0],
+                class_treeids=[0], class_nodeids=[0], class_ids=[0], class_weights=[1.0], **leaf,
+            ),
+            [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])],
+            "at least two",
+        ),
+        "huge_targets": (
+            helper.make_node(
+                "TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml", n_targets=2**40,
+                target_treeids=[0], target_nodeids=[0], target_ids=[0], target_weights=[1.0], **leaf,
+            ),
+            [],
+            "targets per row",
+        ),
+        "huge_linear": (linear, [], "coefficients do not make"),
+        "vectorizer_without_inputs": (no_inputs, [], "no inputs"),
+        "huge_vectorizer": (
+            helper.make_node("FeatureVectorizer", ["X"], ["Y"], domain="ai.onnx.ml", inputdimensions=[2**62]),
+            [],
+            "features per row",
+        ),
+    }
+    folder = os.path.join(out, "hostile")
+    os.makedirs(folder, exist_ok=True)
+    listed = {}
+    for name, (node, outputs, message) in cases.items():
+        graph = helper.make_graph(
+            [node],
+            name,
+            [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 2])],
+            outputs + [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), ml])
+        model.ir_version = 8
+        onnx.save(model, os.path.join(folder, f"{name}.onnx"))
+        listed[name] = message
+    with open(os.path.join(folder, "errors.json"), "w") as f:
+        json.dump(listed, f, indent=2)
+
+
 def main():
     out = sys.argv[1]
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
@@ -283,6 +349,7 @@ def main():
     entries = pipeline_model(out, rng, rows)
     entries += tabular_models(out, rng, rows)
     entries.append(convolution_model(out, rng, min(rows, 2000)))
+    hostile_models(out)
     with open(os.path.join(out, "models.json"), "w") as f:
         json.dump({"rows": rows, "models": entries}, f, indent=2)
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuditEntry, ObjectStoreAuditLog, Operation};
 use crate::error::{Error, Result};
+use crate::retention::cutoff;
 
 const SEGMENTS: &str = "segments";
 /// Entries per segment: a segment this full is left alone until retention drops from it.
@@ -93,12 +94,8 @@ impl AuditRetention {
             Operation::SetAlias | Operation::DeleteAlias => self.alias_history,
             _ => self.keep,
         };
-        limit.is_some_and(|age| entry.at < now - to_chrono(age))
+        limit.is_some_and(|age| entry.at < cutoff(now, age))
     }
-}
-
-fn to_chrono(age: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
 }
 
 /// What [`ObjectStoreAuditLog::compact`] did.
@@ -268,7 +265,7 @@ impl ObjectStoreAuditLog {
         now: DateTime<Utc>,
         report: &mut AuditCompactionReport,
     ) -> Result<()> {
-        let merge_before = (now - to_chrono(retention.min_age)).timestamp_micros();
+        let merge_before = cutoff(now, retention.min_age).timestamp_micros();
         let listing = self.listing(prefix, false).await?;
         let (mut untouched, mut pool) = (BTreeSet::new(), BTreeMap::new());
         let (mut replaced, mut merged) = (Vec::new(), Vec::new());

@@ -10,6 +10,7 @@ use mlops_core::{MANIFEST_FILE, MLMODEL_FILE, Manifest, MlflowModel, Package, Pa
 use serde::Deserialize;
 use url::Url;
 
+use super::client::ApiError;
 use super::wire::{DIGEST_TAG, int64_opt};
 use super::{BACKEND, CONCURRENCY, MlflowRegistry, api_error};
 use crate::error::{Error, Result};
@@ -20,6 +21,9 @@ use crate::version::{ModelVersion, SearchVersions};
 const MAX_FILES: usize = 10_000;
 /// Directories deeper than this below a model's root are not followed.
 const MAX_DEPTH: usize = 32;
+/// The longest file fetched without a size to check it against: the manifest, or a file
+/// the server lists without one.
+const MAX_UNSIZED_FILE_BYTES: u64 = 64 << 20;
 /// The artifact path Rust registrations use inside their run, written into `MLmodel`.
 const RUN_ARTIFACT_PATH: &str = "model";
 
@@ -172,13 +176,20 @@ impl MlflowRegistry {
         Ok(files)
     }
 
-    /// Fetches `relative` under `location`, checking its size when one is known.
+    /// Fetches `relative` under `location`, checking its size when one is known (a file of
+    /// unknown size, such as the manifest, may be [`MAX_UNSIZED_FILE_BYTES`] long).
     async fn fetch_file(&self, location: &str, relative: &str, size: Option<u64>, version: &str) -> Result<Bytes> {
         let url = self.artifact_url(location, relative)?;
-        let bytes = match self.client.get_bytes(url).await {
+        let bytes = match self.client.get_bytes(url, size.unwrap_or(MAX_UNSIZED_FILE_BYTES)).await {
             Ok(bytes) => bytes,
             Err(e) if e.is_not_found() => {
                 return Err(corrupt(format!("`{relative}` is missing from `{location}` ({version})")));
+            }
+            Err(ApiError::TooLarge { limit, .. }) => {
+                let listed = if size.is_some() { "the server lists" } else { "a file of unlisted size may hold" };
+                return Err(corrupt(format!(
+                    "`{relative}` under `{location}` is longer than the {limit} bytes {listed} ({version})"
+                )));
             }
             Err(e) => return Err(api_error(format!("downloading `{relative}` from `{location}`"), e)),
         };
@@ -281,7 +292,7 @@ impl MlflowRegistry {
     pub(super) async fn upload_package(&self, location: &str, package: &Package, run_id: &str) -> Result<()> {
         let manifest = package.manifest_bytes()?;
         let manifest_url = self.artifact_url(location, MANIFEST_FILE)?;
-        match self.client.get_bytes(manifest_url.clone()).await {
+        match self.client.get_bytes(manifest_url.clone(), MAX_UNSIZED_FILE_BYTES).await {
             Ok(existing) if existing == manifest => return Ok(()),
             Ok(_) => {
                 return Err(Error::AlreadyExists {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -11,6 +11,13 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::retry::{Backoff, parse_retry_after};
+
+/// The longest JSON answer read from the server: 64 MiB (a page of 1,000 versions with
+/// their tags is well under 10 MiB).
+pub(crate) const MAX_REPLY_BYTES: u64 = 64 << 20;
+
+/// How much of an error answer's body is read.
+const MAX_ERROR_BYTES: usize = 64 << 10;
 
 /// An MLflow REST call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +42,10 @@ pub(crate) enum ApiError {
         #[source]
         source: reqwest::Error,
     },
+    /// The answer was longer than the call takes: a JSON reply over
+    /// [`MAX_REPLY_BYTES`], or a file over the size it was listed with.
+    #[error("{method} {path}: the answer is longer than the {limit} bytes expected")]
+    TooLarge { method: Method, path: String, limit: u64 },
     /// The answer was not the JSON expected.
     #[error("{method} {path}: unexpected response: {source}")]
     Decode {
@@ -86,7 +97,7 @@ impl ApiError {
                 )
             }
             Self::Transport { source, .. } => source.is_connect() || source.is_timeout(),
-            Self::Decode { .. } => false,
+            Self::Decode { .. } | Self::TooLarge { .. } => false,
         }
     }
 }
@@ -159,7 +170,7 @@ impl RestClient {
     pub(crate) async fn get<T: DeserializeOwned>(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<T, ApiError> {
         let mut url = self.api(endpoint);
         url.query_pairs_mut().extend_pairs(query);
-        let body = self.send(Method::GET, url, None, Repeat::Safe).await?;
+        let body = self.send(Method::GET, url, None, Repeat::Safe, MAX_REPLY_BYTES).await?;
         decode(Method::GET, endpoint, &body)
     }
 
@@ -171,7 +182,7 @@ impl RestClient {
     ) -> Result<T, ApiError> {
         url.query_pairs_mut().extend_pairs(query);
         let path = url.path().to_owned();
-        let body = self.send(Method::GET, url, None, Repeat::Safe).await?;
+        let body = self.send(Method::GET, url, None, Repeat::Safe, MAX_REPLY_BYTES).await?;
         decode(Method::GET, &path, &body)
     }
 
@@ -188,18 +199,19 @@ impl RestClient {
             path: endpoint.to_owned(),
             source,
         })?;
-        let answer = self.send(method.clone(), self.api(endpoint), Some(Bytes::from(json)), repeat).await?;
+        let answer =
+            self.send(method.clone(), self.api(endpoint), Some(Bytes::from(json)), repeat, MAX_REPLY_BYTES).await?;
         decode(method, endpoint, &answer)
     }
 
     /// Uploads bytes to `url` (an artifact-proxy location).
     pub(crate) async fn put_bytes(&self, url: Url, bytes: Bytes) -> Result<(), ApiError> {
-        self.send(Method::PUT, url, Some(bytes), Repeat::Safe).await.map(|_| ())
+        self.send(Method::PUT, url, Some(bytes), Repeat::Safe, MAX_REPLY_BYTES).await.map(|_| ())
     }
 
-    /// Downloads the bytes at `url`.
-    pub(crate) async fn get_bytes(&self, url: Url) -> Result<Bytes, ApiError> {
-        self.send(Method::GET, url, None, Repeat::Safe).await
+    /// Downloads the bytes at `url`, refusing more than `limit` of them.
+    pub(crate) async fn get_bytes(&self, url: Url, limit: u64) -> Result<Bytes, ApiError> {
+        self.send(Method::GET, url, None, Repeat::Safe, limit).await
     }
 
     fn api(&self, endpoint: &str) -> Url {
@@ -208,13 +220,20 @@ impl RestClient {
 
     /// Sends the request, again after a busy or unreachable server when it is safe to
     /// repeat, with the client's backoff.
-    async fn send(&self, method: Method, url: Url, body: Option<Bytes>, repeat: Repeat) -> Result<Bytes, ApiError> {
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Bytes>,
+        repeat: Repeat,
+        limit: u64,
+    ) -> Result<Bytes, ApiError> {
         let retry = if repeat == Repeat::Safe { self.retry } else { Backoff::none() };
-        let send = || self.send_once(method.clone(), url.clone(), body.clone());
+        let send = || self.send_once(method.clone(), url.clone(), body.clone(), limit);
         retry.retry(send, ApiError::is_transient, ApiError::retry_after).await.0
     }
 
-    async fn send_once(&self, method: Method, url: Url, body: Option<Bytes>) -> Result<Bytes, ApiError> {
+    async fn send_once(&self, method: Method, url: Url, body: Option<Bytes>, limit: u64) -> Result<Bytes, ApiError> {
         let path = url.path().to_owned();
         let transport = |source| ApiError::Transport { method: method.clone(), path: path.clone(), source };
         let mut request = self.http.request(method.clone(), url);
@@ -226,16 +245,34 @@ impl RestClient {
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let response = request.send().await.map_err(transport)?;
+        let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return Ok(bytes);
+            if response.content_length().is_some_and(|length| length > limit) {
+                return Err(ApiError::TooLarge { method, path, limit });
+            }
+            // A chunk at a time, so a peer sending more than it declared (or declaring
+            // nothing) is stopped at the limit.
+            let mut bytes = BytesMut::with_capacity(response.content_length().unwrap_or(0).min(1 << 20) as usize);
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                if (bytes.len() + chunk.len()) as u64 > limit {
+                    return Err(ApiError::TooLarge { method, path, limit });
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            return Ok(bytes.freeze());
+        }
+        // Of an error's body, only the start is read: the message quotes 500 characters.
+        let mut bytes = BytesMut::new();
+        while bytes.len() < MAX_ERROR_BYTES
+            && let Ok(Some(chunk)) = response.chunk().await
+        {
+            bytes.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BYTES - bytes.len())]);
         }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => (body.error_code, body.message),

@@ -144,8 +144,7 @@ impl ObjectStoreRegistry {
     /// # Errors
     /// [`Error::Backend`] when the store fails; what was removed until then stays removed.
     pub async fn compact(&self, retention: &RevisionRetention) -> Result<CompactionReport> {
-        let written_before =
-            Utc::now() - chrono::Duration::from_std(retention.min_age).unwrap_or(chrono::Duration::MAX);
+        let written_before = crate::retention::cutoff(Utc::now(), retention.min_age);
         let keep = retention.keep.get();
         let mut report = CompactionReport::default();
         for name in self.model_names().await? {
@@ -178,7 +177,7 @@ impl ObjectStoreRegistry {
     /// # Errors
     /// [`Error::Backend`] when the store fails; what was removed until then stays removed.
     pub async fn collect_garbage(&self, options: &GarbageCollection) -> Result<GarbageReport> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(options.grace).unwrap_or(chrono::Duration::MAX);
+        let cutoff = crate::retention::cutoff(Utc::now(), options.grace);
         let mut report = GarbageReport { dry_run: options.dry_run, ..GarbageReport::default() };
         for name in self.model_names().await? {
             let removed_before = report.packages_removed.len();

@@ -204,6 +204,42 @@ async fn a_package_whose_digest_tag_was_removed_is_refused_not_trusted() {
     }
 }
 
+/// A stand-in for a tracking server gone wrong: `registered-models/get` streams 1 GiB of
+/// spaces, `registered-models/search` answers every page with the token it was asked for.
+async fn broken_server() -> String {
+    use axum::response::IntoResponse;
+    let app = axum::Router::new()
+        .route(
+            "/api/2.0/mlflow/registered-models/get",
+            axum::routing::get(|| async {
+                let chunk = axum::body::Bytes::from(vec![b' '; 1 << 20]);
+                let chunks = futures::stream::iter((0..1024).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+                ([("content-type", "application/json")], axum::body::Body::from_stream(chunks)).into_response()
+            }),
+        )
+        .route(
+            "/api/2.0/mlflow/registered-models/search",
+            axum::routing::get(|| async {
+                ([("content-type", "application/json")], r#"{"registered_models": [], "next_page_token": "again"}"#)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn an_endless_answer_or_page_chain_from_the_server_is_an_error() {
+    let registry = MlflowRegistry::builder(&broken_server().await).build().unwrap();
+    // The body is cut off at the reply limit (64 MiB), not read to its end.
+    let error = registry.get_model(&name("transactions")).await.unwrap_err();
+    assert!(error.to_string().contains("longer than the 67108864 bytes"), "{error}");
+    // The second page asks for the token the first gave, and gets it again.
+    let error = registry.list_models().await.unwrap_err();
+    assert!(error.to_string().contains("with the same token"), "{error}");
+}
+
 /// A stand-in for a busy tracking server: `registered-models/get` answers 429 with
 /// `Retry-After: <retry_after>` to the first `busy` requests, then the model. Its address
 /// and the number of requests it received.

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The most convolution steps: each halves both sides, and 2^16 pixels is more than any side
+/// the flavor takes.
+const MAX_POOLING_STEPS: usize = 16;
+
 /// A small convolutional network: for each entry of `channels`, a `kernel` × `kernel`
 /// convolution (same padding) named `conv<i>` (from 1), ReLU and 2 × 2 max pooling; then
 /// one linear layer `fc` from the flattened features to one logit per label.
@@ -39,6 +43,13 @@ impl ConvNet {
         }
         if self.kernel.is_multiple_of(2) {
             return Err(Error::InvalidArgument(format!("the kernel size must be odd, got {}", self.kernel)));
+        }
+        // Each step halves the image: more steps than a side has bits leave nothing.
+        if self.channels.len() > MAX_POOLING_STEPS {
+            return Err(Error::InvalidArgument(format!(
+                "{} convolution steps are more than the {MAX_POOLING_STEPS} an image can be pooled by",
+                self.channels.len()
+            )));
         }
         let shrink = 1u32 << self.channels.len();
         if !height.is_multiple_of(shrink) || !width.is_multiple_of(shrink) {

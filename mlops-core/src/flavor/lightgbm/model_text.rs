@@ -220,7 +220,7 @@ fn tree_nodes(tree: usize, fields: &BTreeMap<String, String>) -> Result<Vec<Tree
     let categories =
         if fields.contains_key("num_cat") { count(fields, "num_cat", &format!("tree {tree}"))? } else { 0 };
     let (boundaries, bits): (Vec<usize>, Vec<u32>) = if categories > 0 {
-        let boundaries: Vec<usize> = values(fields, "cat_boundaries", tree, categories + 1)?;
+        let boundaries: Vec<usize> = values(fields, "cat_boundaries", tree, categories.saturating_add(1))?;
         let words = *boundaries.last().unwrap_or(&0);
         (boundaries, values(fields, "cat_threshold", tree, words)?)
     } else {

@@ -81,7 +81,10 @@ impl Feed {
         for (port, inner) in inputs.iter().zip(inner) {
             let dtype = port.dtype.ok_or_else(|| mismatch(format!("input `{}` has no tensor type", port.name)))?;
             let codes = encoded.get(&port.name).map(|c| Arc::new(c.clone()));
-            let per_row: usize = inner.iter().product();
+            let per_row = inner
+                .iter()
+                .try_fold(1usize, |product, &d| product.checked_mul(d))
+                .ok_or_else(|| mismatch(format!("input `{}` has more values per row than memory holds", port.name)))?;
             let named = entries.iter().find(|(name, _, _)| *name == port.name);
             let (source, given, types): (Source, usize, Vec<(&str, &DataType)>) = match named {
                 Some((name, dtype, len)) => (Source::Column(name.clone()), *len, vec![(name.as_str(), dtype)]),

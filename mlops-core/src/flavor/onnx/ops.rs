@@ -152,6 +152,8 @@ impl InferenceRulesOp for MlOp {
         let (arity, variadic) = self.kernel.inputs();
         if !variadic {
             check_input_arity(inputs, arity)?;
+        } else if inputs.len() < arity {
+            bail!("{} takes at least {arity} inputs, got {}", self.kernel.name(), inputs.len());
         }
         check_output_arity(outputs, self.outputs.len())?;
         for (out, proxy) in self.outputs.iter().zip(outputs) {
@@ -236,6 +238,26 @@ pub(crate) fn rows_and_width(input: &Tensor, op: &str) -> TractResult<(usize, us
         [rows, width] => Ok((*rows, *width)),
         other => bail!("{op} takes a vector or a matrix, got a tensor of shape {other:?}"),
     }
+}
+
+/// The most values an operator gives each row (targets, classes, vectorized features): a
+/// model file declaring more is refused when it loads, before any output is allocated.
+pub(crate) const MAX_ROW_WIDTH: usize = 1 << 20;
+
+/// `width` as declared by `node`'s attribute `what`, refused above [`MAX_ROW_WIDTH`].
+pub(crate) fn row_width(node: &NodeProto, what: &str, width: usize) -> TractResult<usize> {
+    ensure!(
+        width <= MAX_ROW_WIDTH,
+        "{} `{}` declares {width} {what} per row, more than the {MAX_ROW_WIDTH} this runtime takes",
+        node.op_type,
+        node.name
+    );
+    Ok(width)
+}
+
+/// The length of an output of `rows` rows of `width` values, refused when it overflows.
+pub(crate) fn output_len(op: &str, rows: usize, width: usize) -> TractResult<usize> {
+    rows.checked_mul(width).with_context(|| format!("{op}: {rows} rows of {width} values do not fit in memory"))
 }
 
 /// Reads a required attribute, naming the operator when it is missing.

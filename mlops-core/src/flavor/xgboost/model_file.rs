@@ -281,7 +281,7 @@ impl Booster {
             .unwrap_or(1);
         let trees_per_iteration = match model.iteration_indptr.as_slice() {
             [0, next, ..] if *next > 0 => *next as usize,
-            _ => groups * parallel.max(1),
+            _ => groups.saturating_mul(parallel.max(1)),
         };
         let best_iteration = learner.attributes.get("best_iteration").and_then(|b| b.trim().parse().ok());
         Ok(Self {

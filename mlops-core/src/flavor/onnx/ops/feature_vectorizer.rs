@@ -5,7 +5,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::{Kernel, Out, OutShape, OutType, attr_vec, op, rows_and_width};
+use super::{Kernel, Out, OutShape, OutType, attr_vec, op, output_len, row_width, rows_and_width};
 
 #[derive(Debug)]
 struct FeatureVectorizer {
@@ -21,7 +21,9 @@ pub(super) fn parse(_ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<
         node.input.len(),
         dimensions.len()
     );
-    let total = dimensions.iter().sum();
+    ensure!(!dimensions.is_empty(), "FeatureVectorizer `{}` has no inputs", node.name);
+    let total = dimensions.iter().try_fold(0usize, |total, &d| total.checked_add(d)).unwrap_or(usize::MAX);
+    let total = row_width(node, "features", total)?;
     op(FeatureVectorizer { dimensions }, [Out::new(OutType::Fixed(f32::datum_type()), OutShape::Rows(vec![total]))])
 }
 
@@ -42,7 +44,7 @@ impl Kernel for FeatureVectorizer {
             _ => 1,
         };
         let total: usize = self.dimensions.iter().sum();
-        let mut out = vec![0.0f32; rows * total];
+        let mut out = vec![0.0f32; output_len("FeatureVectorizer", rows, total)?];
         let mut offset = 0;
         for (input, &dimension) in inputs.iter().zip(&self.dimensions) {
             let (input_rows, width) = rows_and_width(input, "FeatureVectorizer")?;

@@ -73,8 +73,9 @@ impl Linear {
     fn parse(node: &NodeProto, rows: usize) -> TractResult<Self> {
         let coefficients: Vec<f32> = attr_vec(node, "coefficients")?;
         let intercepts: Vec<f32> = node.get_attr_opt_vec("intercepts")?.unwrap_or_default();
+        // Each output takes at least one coefficient, which also bounds the outputs.
         ensure!(
-            rows > 0 && coefficients.len().is_multiple_of(rows),
+            rows > 0 && rows <= coefficients.len() && coefficients.len().is_multiple_of(rows),
             "{} `{}`: {} coefficients do not make {rows} rows",
             node.op_type,
             node.name,
@@ -90,12 +91,12 @@ impl Linear {
     /// so zeros (most of a one-hot row) are skipped.
     fn scores(&self, x: &[f32], rows: usize, width: usize) -> TractResult<Vec<f32>> {
         ensure!(
-            self.coefficients.len() == self.rows * width,
+            self.rows.checked_mul(width) == Some(self.coefficients.len()),
             "{} coefficients for {width} features and {} outputs",
             self.coefficients.len(),
             self.rows
         );
-        let mut out = vec![0.0f32; rows * self.rows];
+        let mut out = vec![0.0f32; super::output_len("linear model", rows, self.rows)?];
         let use_intercepts = self.intercepts.len() == self.rows;
         // The features a row's chains take, found once per row for every output.
         let mut taken: Vec<(usize, f32)> = Vec::with_capacity(width);

@@ -174,7 +174,8 @@ impl Ensemble {
         first_weight_only: bool,
         out: &mut Vec<Scored<f64>>,
     ) -> TractResult<()> {
-        let mut scores = vec![Scored { value: S::ZERO, has_value: false }; rows * self.width];
+        let mut scores =
+            vec![Scored { value: S::ZERO, has_value: false }; super::output_len("tree ensemble", rows, self.width)?];
         // Compared as onnxruntime compares them: double inputs in double, everything else
         // as f32 (integers are converted to float).
         if x.datum_type() == f64::datum_type() {
@@ -207,7 +208,9 @@ pub(super) fn parse_classifier(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let labels = Labels::parse(node)?;
-    let classes = labels.len();
+    let classes = super::row_width(node, "classes", labels.len())?;
+    // onnxruntime needs two labels as well: a binary model lists both of its classes.
+    ensure!(classes >= 2, "TreeEnsembleClassifier `{}` lists {classes} class label; it takes at least two", node.name);
     let ensemble = Ensemble::parse(ctx, node, "class", classes)?;
     let ids: BTreeSet<usize> = ensemble.forest.leaf_weights().map(|(t, _)| t).collect();
     let binary = classes == 2 && ids.len() == 1;
@@ -325,7 +328,7 @@ pub(super) fn parse_regressor(
     ctx: &ParsingContext<'_>,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let targets = node.get_attr_opt::<usize>("n_targets")?.unwrap_or(1).max(1);
+    let targets = super::row_width(node, "targets", node.get_attr_opt::<usize>("n_targets")?.unwrap_or(1).max(1))?;
     let aggregate = match node.get_attr_opt::<&str>("aggregate_function")?.unwrap_or("SUM") {
         "SUM" => Aggregate::Sum,
         "AVERAGE" => Aggregate::Average,
