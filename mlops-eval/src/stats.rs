@@ -158,7 +158,7 @@ pub fn wilcoxon_signed_rank(differences: &[f64]) -> Option<SignedRank> {
         let run = nonzero[i..].iter().take_while(|d| d.abs() == nonzero[i].abs()).count();
         let doubled = (2 * i + run + 1) as u64; // (first + last rank), 1-based
         doubled_ranks[i..i + run].fill(doubled);
-        tie_term += (run.pow(3) - run) as f64;
+        tie_term += (run as f64).powi(3) - run as f64;
         i += run;
     }
     let positive: u64 = nonzero.iter().zip(&doubled_ranks).filter(|(d, _)| **d > 0.0).map(|(_, r)| r).sum();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use readability::{automated_readability_index, flesch_kincaid_grade};
 pub use rouge::{rouge_l, rouge1};
 pub use syllables::syllables;
-pub use tokens::token_count;
+pub use tokens::{MAX_WHITESPACE_RUN, token_count};
 
 /// A heuristic metric of an answer, some against the reference answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -40,6 +40,8 @@ pub mod ballista;
 mod batch;
 #[cfg(feature = "stream")]
 mod blocking;
+#[cfg(any(feature = "serve", feature = "stream"))]
+mod csv_cells;
 #[cfg(feature = "delta")]
 mod delta;
 mod error;

@@ -197,7 +197,7 @@ impl PromotionGate {
         let Some(metric) = candidate.metric(name) else {
             return undecided(format!("the evaluation has no metric `{name}`"));
         };
-        let rows = metric.scored + metric.unscored;
+        let rows = metric.scored.saturating_add(metric.unscored);
         let share = if rows == 0 { 1.0 } else { metric.unscored as f64 / rows as f64 };
         if share > self.max_unscored_share {
             return undecided(format!(

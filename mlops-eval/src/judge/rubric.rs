@@ -208,7 +208,7 @@ impl RubricMetric {
         if self.samples > 1 {
             // Distinct samples need distinct requests: a seed per sample keeps them apart in
             // the cache and, on servers that honour seeds, reproducible.
-            params.seed = Some(params.seed.unwrap_or(0) + u64::from(sample));
+            params.seed = Some(params.seed.unwrap_or(0).wrapping_add(u64::from(sample)));
         }
         ChatRequest::new(messages).params(params).response_schema(ResponseSchema {
             name: "grade".into(),

@@ -125,14 +125,15 @@ pub struct TokenUsage {
 impl TokenUsage {
     /// Prompt and completion tokens together.
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 }
 
+// Counts come from the server: they saturate instead of overflowing.
 impl std::ops::AddAssign for TokenUsage {
     fn add_assign(&mut self, other: Self) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(other.completion_tokens);
     }
 }
 
@@ -191,6 +192,7 @@ mod duration_millis {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         let millis = f64::deserialize(deserializer)?;
-        Ok(Duration::from_secs_f64(millis.max(0.0) / 1000.0))
+        Duration::try_from_secs_f64(millis.max(0.0) / 1000.0)
+            .map_err(|_| serde::de::Error::custom(format!("{millis} ms is not a latency")))
     }
 }

@@ -148,10 +148,14 @@ impl OpenAiChat {
             // OpenAI also sends `retry-after-ms`, the more precise of the two.
             let header = |name: &str, unit: f64| {
                 let value = response.headers().get(name)?.to_str().ok()?.trim().parse::<f64>().ok()?;
-                (value.is_finite() && value >= 0.0).then(|| RetryAfter(Duration::from_secs_f64(value / unit)))
+                // A wait past what a `Duration` holds is as good as none: the retry policy's
+                // longest wait refuses it.
+                Duration::try_from_secs_f64(value / unit).ok().map(RetryAfter)
             };
             let retry_after = header("retry-after-ms", 1000.0).or_else(|| header(RETRY_AFTER.as_str(), 1.0));
-            let body = response.text().await.unwrap_or_default();
+            // Only the start of an error's body is kept, so only that much is read.
+            let body = read_limited(response, MAX_ERROR_BODY_BYTES).await.map(|(bytes, _)| bytes).unwrap_or_default();
+            let body = String::from_utf8_lossy(&body);
             return Err(LlmError::Status {
                 model: self.model.clone(),
                 url: self.url.clone(),
@@ -161,7 +165,14 @@ impl OpenAiChat {
                 retry_after,
             });
         }
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        let (bytes, complete) = read_limited(response, MAX_REPLY_BYTES).await.map_err(|e| self.transport_error(e))?;
+        if !complete {
+            return Err(LlmError::Malformed {
+                model: self.model.clone(),
+                url: self.url.clone(),
+                reason: format!("the reply is longer than {MAX_REPLY_BYTES} bytes"),
+            });
+        }
         permit.success();
         drop(permit);
         self.read_completion(&bytes)
@@ -345,3 +356,24 @@ impl OpenAiChatBuilder {
 
 /// Shared handle to any chat model.
 pub type SharedChatModel = Arc<dyn ChatModel>;
+
+/// The longest completion read: 32 MiB, far above any model's output limit.
+const MAX_REPLY_BYTES: usize = 32 << 20;
+
+/// How much of an error's body is read: the message quotes its first 500 characters.
+const MAX_ERROR_BODY_BYTES: usize = 4096;
+
+/// Up to `limit` bytes of `response`'s body, a chunk at a time, and whether that was all of
+/// it.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}

@@ -61,7 +61,11 @@ pub(crate) fn over_time(path: &Path, title: &str, series: &[Series], thresholds:
         high = high.max(*t);
     }
     if last == first {
-        last = first + chrono::Duration::minutes(5);
+        let five_minutes = chrono::Duration::minutes(5);
+        match first.checked_add_signed(five_minutes) {
+            Some(later) => last = later,
+            None => first = last - five_minutes,
+        }
     }
     let pad = if high > low { (high - low) * 0.08 } else { high.abs().max(1.0) * 0.1 };
     let root = canvas(path)?;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use polars::prelude::{AnyValue, Column, DataType, TimeUnit};
 
 use super::columns::schema_error;
@@ -106,6 +107,12 @@ fn millis(column: &Column) -> Result<Vec<i64>> {
     if ms.null_count() > 0 {
         let row = ms.iter().position(|v| v.is_none()).unwrap_or_default();
         return Err(schema_error(name, "a timestamp in every row", format!("null in row {row}")));
+    }
+    // A window (a day at most) that starts inside the calendar also ends inside it.
+    let last = DateTime::<Utc>::MAX_UTC - chrono::TimeDelta::days(1);
+    let calendar = DateTime::<Utc>::MIN_UTC.timestamp_millis()..=last.timestamp_millis();
+    if let Some((row, ms)) = ms.iter().flatten().enumerate().find(|(_, ms)| !calendar.contains(ms)) {
+        return Err(schema_error(name, "timestamps a calendar holds", format!("{ms} ms after 1970 in row {row}")));
     }
     Ok(ms.into_no_null_iter().collect())
 }

@@ -229,6 +229,15 @@ fn bad_input_names_its_culprit() {
     );
     let error = run(Monitor::new(), &null_time);
     assert!(error.contains("scored_at") && error.contains("row 1"), "{error}");
+    // The ends of `i64` are past any calendar: a window there would overflow.
+    for far in [i64::MIN, i64::MAX] {
+        let far_time = with_times(
+            df!("scored_at" => [0i64, far], "model_version" => [1i64, 1], "prediction" => [0.1, 0.2]).unwrap(),
+            "scored_at",
+        );
+        let error = run(Monitor::new(), &far_time);
+        assert!(error.contains("a calendar holds") && error.contains("row 1"), "{error}");
+    }
     let typo = Monitor::new().alert_when(AlertRule::profile_below("acuracy", 0.9));
     assert!(run(typo, &table()).contains("acuracy"));
     let profile_with_reference =

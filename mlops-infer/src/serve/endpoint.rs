@@ -214,7 +214,7 @@ impl EndpointBuilder {
         if self.routes.is_empty() {
             return Err(Error::InvalidArgument("an endpoint needs at least one serving route".into()));
         }
-        let total: u32 = self.routes.iter().map(|r| r.percent).sum();
+        let total: u64 = self.routes.iter().map(|r| u64::from(r.percent)).sum();
         if total != 100 {
             let shares: Vec<String> = self.routes.iter().map(|r| format!("{} {}%", r.name, r.percent)).collect();
             return Err(Error::InvalidArgument(format!(

@@ -233,27 +233,10 @@ fn instances_to_frame(format: &str, rows: &[Value], schema: &Schema) -> Result<D
     Ok(records_json_to_frame(&records, schema)?)
 }
 
-/// A CSV body may fill this many cells per byte, beyond [`CELL_ALLOWANCE`].
-const MAX_CELLS_PER_BYTE: usize = 8;
-/// Cells a CSV body may fill whatever its size.
-const CELL_ALLOWANCE: usize = 1 << 16;
-
 /// CSV with a header row. Every value is read as text, then each schema column is cast to
 /// its type, so a value that does not fit is reported with its column.
 fn parse_csv(body: &[u8], schema: &Schema) -> Result<DataFrame, ServeError> {
-    // Rows shorter than the header (blank lines included) are filled with nulls, so a wide
-    // header over many short lines would make a frame far larger than the body. Lines and
-    // header fields are over-counted here (quoted newlines and commas), which only errs
-    // towards accepting: a well-formed CSV has a byte per cell.
-    let header = body.split(|b| *b == b'\n').next().unwrap_or_default();
-    let fields = header.iter().filter(|b| **b == b',').count() + 1;
-    let lines = body.iter().filter(|b| **b == b'\n').count() + 1;
-    if lines.saturating_mul(fields) > MAX_CELLS_PER_BYTE * body.len() + CELL_ALLOWANCE {
-        return Err(ServeError::bad_request(format!(
-            "the CSV body has {lines} lines under a header of {fields} columns: rows shorter than the header \
-             (blank lines included) would make a frame far larger than the body"
-        )));
-    }
+    crate::csv_cells::check_csv_cells(body).map_err(|e| ServeError::bad_request(format!("the CSV body has {e}")))?;
     let text = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
@@ -311,7 +294,7 @@ mod tests {
     /// (every cell but the schema's needs a byte of its own), so no body buys a frame far
     /// larger than itself.
     fn cells_allowed(body: &[u8]) -> usize {
-        super::MAX_CELLS_PER_BYTE * body.len() + super::CELL_ALLOWANCE
+        crate::csv_cells::cells_allowed(body.len())
     }
 
     #[test]

@@ -77,7 +77,13 @@ impl Source for ChannelSource {
 
     async fn resume(&mut self, planned: &[ChannelOffset]) -> Result<()> {
         for offset in planned {
-            self.next = self.next.max(offset.channel_batch.saturating_add(1));
+            let after = offset.channel_batch.checked_add(1).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "the checkpoint plans channel batch {}, after which no batch can be numbered",
+                    offset.channel_batch
+                ))
+            })?;
+            self.next = self.next.max(after);
         }
         Ok(())
     }
@@ -99,7 +105,8 @@ impl Source for ChannelSource {
         }
         let offset = ChannelOffset { channel_batch: self.next, frames: frames.len() };
         self.received.insert(self.next, frames);
-        self.next += 1;
+        self.next =
+            self.next.checked_add(1).ok_or_else(|| Error::InvalidArgument("channel batch numbers ran out".into()))?;
         Ok(Some(offset))
     }
 
@@ -122,5 +129,22 @@ impl Source for ChannelSource {
         };
         let records = off_runtime(move || Ok(stack(frames)?.unwrap_or_default())).await?;
         Ok(SourceBatch { records, dead_letters: Vec::new() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChannelOffset, ChannelSource};
+    use crate::stream::Source;
+
+    #[tokio::test]
+    async fn a_checkpoint_at_the_last_batch_number_is_refused_not_wrapped() {
+        let (_sender, mut source) = ChannelSource::new(1);
+        let last = ChannelOffset { channel_batch: u64::MAX, frames: 1 };
+        let error = source.resume(&[last]).await.unwrap_err().to_string();
+        assert!(error.contains("18446744073709551615"), "{error}");
+        let (_sender, mut source) = ChannelSource::new(1);
+        source.resume(&[ChannelOffset { channel_batch: 7, frames: 1 }]).await.unwrap();
+        assert_eq!(source.next, 8);
     }
 }

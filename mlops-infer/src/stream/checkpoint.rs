@@ -13,6 +13,9 @@ use super::source::DeadLetter;
 use super::{list_sorted, read_object};
 use crate::error::{Error, Result};
 
+/// The largest offset file read: 64 MiB, far above the files of a batch of any source.
+const MAX_OFFSET_BYTES: u64 = 64 << 20;
+
 /// Where a stream keeps its progress:
 ///
 /// ```text
@@ -68,7 +71,18 @@ impl Checkpoint {
             let Some(batch) = path.filename().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()) else {
                 continue;
             };
-            let bytes = read_object(self.store.as_ref(), &path).await?;
+            // A damaged file may be of any size: only one an offset could be is read.
+            let failed = |e| Error::storage(format!("reading checkpoint offset `{path}`"), e);
+            let got = self.store.get(&path).await.map_err(failed)?;
+            let size = got.meta.size;
+            if size > MAX_OFFSET_BYTES {
+                return Err(Error::CorruptCheckpoint {
+                    path: path.to_string(),
+                    batch,
+                    problem: format!("it holds {size} bytes, more than the {MAX_OFFSET_BYTES} an offset may"),
+                });
+            }
+            let bytes = got.bytes().await.map_err(failed)?;
             let offset = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
                 path: path.to_string(),
                 batch,

@@ -6,7 +6,7 @@ use deltalake::kernel::Action;
 use deltalake::logstore::{LogStore, get_actions};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use object_store::path::Path;
-use polars::prelude::DataFrame;
+use polars::prelude::{Column, DataFrame, DataType, PlSmallStr};
 use serde::{Deserialize, Serialize};
 
 use super::read_object;
@@ -159,7 +159,9 @@ impl Source for DeltaSource {
     async fn read(&mut self, offset: &VersionsOffset) -> Result<SourceBatch> {
         let log_store = self.location.log_store()?;
         let store = log_store.object_store(None);
-        let mut batches: Vec<RecordBatch> = Vec::new();
+        // Each file keeps the schema it was written with (a table's schema evolves), so
+        // each becomes a frame of its own, and the frames are matched by column name.
+        let mut files: Vec<(Path, Vec<RecordBatch>)> = Vec::new();
         for version in offset.first..=offset.last {
             // Only a source told to skip them plans change commits.
             let commit = self.commit(log_store.as_ref(), version).await?;
@@ -171,15 +173,93 @@ impl Source for DeltaSource {
                 let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                     .and_then(|builder| builder.build())
                     .map_err(|e| Error::InvalidArgument(format!("data file `{file}`: {e}")))?;
-                for batch in reader {
-                    batches.push(batch.map_err(|e| Error::InvalidArgument(format!("data file `{file}`: {e}")))?);
-                }
+                let batches = reader
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Error::InvalidArgument(format!("data file `{file}`: {e}")))?;
+                files.push((file, batches));
             }
         }
-        let Some(schema) = batches.first().map(RecordBatch::schema) else {
-            return Ok(SourceBatch { records: DataFrame::empty(), dead_letters: Vec::new() });
-        };
-        let records = off_runtime(move || batches_to_frame(&schema, &batches)).await?;
+        let records = off_runtime(move || {
+            let frames = files
+                .into_iter()
+                .filter_map(|(file, batches)| Some((file, batches.first()?.schema(), batches)))
+                .map(|(file, schema, batches)| Ok((file, batches_to_frame(&schema, &batches)?)))
+                .collect::<Result<Vec<_>>>()?;
+            by_column_name(frames)
+        })
+        .await?;
         Ok(SourceBatch { records, dead_letters: Vec::new() })
+    }
+}
+
+/// The frames of several data files stacked by column name: columns in the order they first
+/// appear, null in the files written before a column was added. A column whose type differs
+/// between files is an error naming the file.
+fn by_column_name(frames: Vec<(Path, DataFrame)>) -> Result<DataFrame> {
+    let mut columns: Vec<(PlSmallStr, DataType)> = Vec::new();
+    for (_, frame) in &frames {
+        for column in frame.columns() {
+            if !columns.iter().any(|(name, _)| name == column.name()) {
+                columns.push((column.name().clone(), column.dtype().clone()));
+            }
+        }
+    }
+    let mut stacked: Option<DataFrame> = None;
+    for (file, frame) in frames {
+        let height = frame.height();
+        let mut aligned = Vec::with_capacity(columns.len());
+        for (name, dtype) in &columns {
+            match frame.column(name) {
+                Ok(column) if column.dtype() == dtype => aligned.push(column.clone()),
+                Ok(column) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "data file `{file}` holds column `{name}` as {}, where earlier files hold {dtype}",
+                        column.dtype()
+                    )));
+                }
+                Err(_) => aligned.push(Column::full_null(name.clone(), height, dtype)),
+            }
+        }
+        let frame = DataFrame::new(height, aligned)?;
+        match &mut stacked {
+            Some(all) => {
+                all.vstack_mut(&frame)?;
+            }
+            None => stacked = Some(frame),
+        }
+    }
+    let mut all = stacked.unwrap_or_default();
+    all.rechunk_mut();
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::path::Path;
+    use polars::prelude::*;
+
+    use super::by_column_name;
+
+    #[test]
+    fn files_of_an_evolving_schema_are_matched_by_column_name() {
+        let old = df!("id" => ["a"], "Amount" => [1.0]).unwrap();
+        let newer = df!("note" => ["late"], "Amount" => [2.0], "id" => ["b"]).unwrap();
+        let stacked = by_column_name(vec![(Path::from("0.parquet"), old), (Path::from("1.parquet"), newer)]).unwrap();
+        assert_eq!(stacked.get_column_names(), ["id", "Amount", "note"]);
+        let ids: Vec<_> = stacked.column("id").unwrap().str().unwrap().iter().collect();
+        assert_eq!(ids, [Some("a"), Some("b")]);
+        let amounts: Vec<_> = stacked.column("Amount").unwrap().f64().unwrap().iter().collect();
+        assert_eq!(amounts, [Some(1.0), Some(2.0)]);
+        let notes: Vec<_> = stacked.column("note").unwrap().str().unwrap().iter().collect();
+        assert_eq!(notes, [None, Some("late")]);
+
+        let retyped = df!("id" => [7i64]).unwrap();
+        let error = by_column_name(vec![
+            (Path::from("0.parquet"), df!("id" => ["a"]).unwrap()),
+            (Path::from("2.parquet"), retyped),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`2.parquet`") && error.contains("`id`"), "{error}");
     }
 }

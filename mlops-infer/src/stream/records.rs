@@ -39,11 +39,30 @@ impl FileFormat {
     }
 }
 
-/// Parses a file's bytes as it comes (types as the file says, or inferred), without a schema.
+/// Records of a text file read to infer its schema: as many as Polars' readers infer types
+/// from.
+const SAMPLE_RECORDS: usize = 100;
+
+/// The first `lines` lines of `bytes`, whole.
+fn leading_lines(bytes: &[u8], lines: usize) -> &[u8] {
+    let end = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(lines - 1).map_or(bytes.len(), |(i, _)| i + 1);
+    &bytes[..end]
+}
+
+/// Parses the start of a file (types as the file says, or inferred from its first records),
+/// without a schema: what the schema is inferred from. Only the first records of a text file
+/// are read, so a file whose records each carry keys of their own costs columns for those
+/// records only.
 pub(crate) fn parse_raw(bytes: &[u8], format: FileFormat) -> PolarsResult<DataFrame> {
+    let bytes = match format {
+        FileFormat::Parquet => bytes,
+        FileFormat::Csv => leading_lines(bytes, SAMPLE_RECORDS + 1), // and the header
+        FileFormat::JsonLines => leading_lines(bytes, SAMPLE_RECORDS),
+    };
     match format {
         FileFormat::Parquet => ParquetReader::new(Cursor::new(bytes)).finish(),
         FileFormat::Csv => {
+            check_csv_cells(bytes)?;
             CsvReadOptions::default().with_has_header(true).into_reader_with_file_handle(Cursor::new(bytes)).finish()
         }
         FileFormat::JsonLines => {
@@ -67,11 +86,14 @@ pub(crate) fn parse(bytes: &[u8], format: FileFormat, schema: &Schema) -> Polars
         FileFormat::Parquet => ParquetReader::new(Cursor::new(bytes)).finish()?,
         // Every column as text, matched to the schema by its header name (a schema given to
         // the reader would name the file's columns by position).
-        FileFormat::Csv => CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0))
-            .into_reader_with_file_handle(Cursor::new(bytes))
-            .finish()?,
+        FileFormat::Csv => {
+            check_csv_cells(bytes)?;
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .into_reader_with_file_handle(Cursor::new(bytes))
+                .finish()?
+        }
         FileFormat::JsonLines => JsonReader::new(Cursor::new(bytes))
             .with_json_format(JsonFormat::JsonLines)
             .with_schema(Arc::new(as_text))
@@ -184,6 +206,12 @@ pub(crate) fn record_json(records: &DataFrame, row: usize) -> String {
     Value::Object(object).to_string()
 }
 
+/// [`crate::csv_cells::check_csv_cells`] as a Polars error, so the file goes to the dead
+/// letters with the reason.
+fn check_csv_cells(bytes: &[u8]) -> PolarsResult<()> {
+    crate::csv_cells::check_csv_cells(bytes).map_err(|e| PolarsError::ComputeError(format!("the file has {e}").into()))
+}
+
 #[cfg(test)]
 mod tests {
     use mlops_core::{ColSpec, ColumnType, Schema};
@@ -201,6 +229,28 @@ mod tests {
 
     fn rescued(frame: &DataFrame) -> Vec<Option<String>> {
         frame.column(RESCUED_DATA).unwrap().str().unwrap().iter().map(|v| v.map(str::to_owned)).collect()
+    }
+
+    #[test]
+    fn a_wide_header_over_blank_lines_is_refused_before_it_is_read() {
+        let header: Vec<String> = (0..2_000).map(|i| format!("c{i}")).collect();
+        let file = format!("CustomerID,Amount,{}\n{}", header.join(","), "\n".repeat(200_000));
+        for outcome in
+            [parse(file.as_bytes(), FileFormat::Csv, &schema()), super::parse_raw(file.as_bytes(), FileFormat::Csv)]
+        {
+            let error = outcome.unwrap_err().to_string();
+            assert!(error.contains("blank lines included"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_schema_is_inferred_from_the_first_records_only() {
+        // Each record a key of its own: read whole, 100,000 columns as tall as the file.
+        let file: String = (0..100_000).map(|i| format!("{{\"Amount\": 1.5, \"k{i}\": 1}}\n")).collect();
+        let sample = super::parse_raw(file.as_bytes(), FileFormat::JsonLines).unwrap();
+        assert_eq!((sample.height(), sample.width()), (100, 101));
+        let csv: String = std::iter::once("Amount\n".to_owned()).chain((0..1000).map(|i| format!("{i}\n"))).collect();
+        assert_eq!(super::parse_raw(csv.as_bytes(), FileFormat::Csv).unwrap().height(), 100);
     }
 
     #[test]

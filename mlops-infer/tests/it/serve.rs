@@ -344,6 +344,10 @@ fn endpoint_definitions_are_checked() {
         message(Endpoint::builder().route("a", slot(), 90).route("b", slot(), 20))
             .contains("route shares must sum to 100, not 110 (a 90%, b 20%)")
     );
+    // Shares that would wrap around to 100 in 32 bits are summed without wrapping.
+    assert!(
+        message(Endpoint::builder().route("a", slot(), u32::MAX).route("b", slot(), 101)).contains("not 4294967396")
+    );
     assert!(
         message(Endpoint::builder().route("a", slot(), 100).shadow("a", slot())).contains("route `a` is defined twice")
     );

@@ -462,6 +462,11 @@ async fn a_damaged_offset_stops_the_stream_until_it_is_set_aside_and_then_its_fi
         "{message}"
     );
     assert_eq!(id_counts(&layout.table()).await.len(), 20, "nothing is written past a damaged offset");
+    // A damaged file larger than any offset is refused by its size, not read into memory.
+    std::fs::write(&damaged, vec![b' '; (64 << 20) + 1]).unwrap();
+    let error = layout.stream(FileFormat::Csv, 1).run(std::future::pending()).await.unwrap_err();
+    assert!(error.to_string().contains("67108865 bytes"), "{error}");
+    std::fs::write(&damaged, br#"{"files":["b.c"#).unwrap();
 
     let aside = Checkpoint::local(&layout.checkpoint).unwrap().set_offset_aside(1).await.unwrap();
     assert_eq!(std::fs::read(layout.checkpoint.join(aside.as_ref())).unwrap(), br#"{"files":["b.c"#);
