@@ -67,7 +67,7 @@ fn assert_all_close(what: &str, found: &[f32], expected: &[f32]) {
 fn python_models_score_in_rust_as_python_scores_them() {
     let Some(dir) = models() else { return };
     let models = manifest(dir);
-    assert_eq!(models.len(), 11, "the script makes eleven models");
+    assert_eq!(models.len(), 13, "the script makes thirteen models");
     for (name, kind, reference) in models {
         let model = load(dir, &name);
         let input = read_parquet(&dir.join(&name).join("input.parquet")).unwrap();
@@ -114,6 +114,12 @@ fn python_models_score_in_rust_as_python_scores_them() {
                         &floats(expected.column(&format!("p_{class}")).unwrap()),
                     );
                 }
+            }
+            "labels" => {
+                let found = scored.column("Y").unwrap().as_materialized_series().cast(&DataType::String).unwrap();
+                let want = expected.column("Y").unwrap().as_materialized_series().cast(&DataType::String).unwrap();
+                let wrong = found.str().unwrap().iter().zip(want.str().unwrap().iter()).filter(|(a, b)| a != b).count();
+                assert_eq!(wrong, 0, "{what}: {wrong} of {} labels differ", found.len());
             }
             other => panic!("unknown kind {other}"),
         }

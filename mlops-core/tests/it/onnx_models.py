@@ -28,7 +28,7 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
-from mlflow.types.schema import Schema, TensorSpec
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
 from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import convert_sklearn, to_onnx
 from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
@@ -276,6 +276,43 @@ def convolution_model(out, rng, rows):
     return {"name": "cnn", "reference": "pyfunc", "kind": "tensor"}
 
 
+def label_encoder_v1_models(out, rng, rows):
+    """ai.onnx.ml opset 1's LabelEncoder, which onnxmltools and older skl2onnx exports use:
+    strings to their index in `classes_strings` (`default_int64` for the rest), and indices
+    back to strings (`default_string` outside the classes). Scored by onnxruntime, fed as
+    pyfunc cannot feed a string column."""
+    classes = ["apple", "banana", "cherry", "date"]
+    cases = [
+        ("label_encoder_v1_strings", TensorProto.STRING, TensorProto.INT64, "string", "long",
+         np.array(rng.choice(classes + ["elderberry", ""], rows), dtype=object)),
+        ("label_encoder_v1_indices", TensorProto.INT64, TensorProto.STRING, "long", "string",
+         rng.integers(-2, len(classes) + 2, rows).astype(np.int64)),
+    ]
+    entries = []
+    for name, input_type, output_type, input_spec, output_spec, values in cases:
+        node = helper.make_node(
+            "LabelEncoder", ["X"], ["Y"], domain="ai.onnx.ml",
+            classes_strings=classes, default_int64=-7, default_string="unknown",
+        )
+        graph = helper.make_graph(
+            [node], name,
+            [helper.make_tensor_value_info("X", input_type, [None, 1])],
+            [helper.make_tensor_value_info("Y", output_type, [None, 1])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        predicted = session.run(None, {"X": values.reshape(-1, 1)})[0].reshape(-1)
+        signature = ModelSignature(
+            inputs=Schema([ColSpec(input_spec, "X")]), outputs=Schema([ColSpec(output_spec, "Y")])
+        )
+        frame = pd.DataFrame({"X": values})
+        expected = pd.DataFrame({"Y": predicted if output_type == TensorProto.INT64 else predicted.astype(str)})
+        entries.append(save(out, name, model, signature, None, frame, expected, "onnxruntime", "labels"))
+    return entries
+
+
 def hostile_models(out):
     """Graphs whose ai.onnx.ml attributes a careless or hostile exporter could write, each
     with the words the load error must contain: a one-class classifier, declared widths
@@ -349,6 +386,7 @@ def main():
     entries = pipeline_model(out, rng, rows)
     entries += tabular_models(out, rng, rows)
     entries.append(convolution_model(out, rng, min(rows, 2000)))
+    entries += label_encoder_v1_models(out, rng, rows)
     hostile_models(out)
     with open(os.path.join(out, "models.json"), "w") as f:
         json.dump({"rows": rows, "models": entries}, f, indent=2)

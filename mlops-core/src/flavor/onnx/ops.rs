@@ -33,6 +33,14 @@ pub(crate) enum OutType {
     Fixed(DatumType),
     /// The type of this input.
     Input(usize),
+    /// `i64` for a string input, a string for any other: the two directions of opset 1's
+    /// `LabelEncoder`.
+    Relabelled(usize),
+}
+
+/// [`OutType::Relabelled`]'s type for an input of type `input`.
+fn relabelled(input: DatumType) -> DatumType {
+    if input == String::datum_type() { i64::datum_type() } else { String::datum_type() }
 }
 
 /// The shape of an output, from the shapes of the inputs.
@@ -125,6 +133,7 @@ impl TypedOp for MlOp {
                 let dtype = match out.dtype {
                     OutType::Fixed(dt) => dt,
                     OutType::Input(i) => inputs[i].datum_type,
+                    OutType::Relabelled(i) => relabelled(inputs[i].datum_type),
                 };
                 let shape: TVec<TDim> = match &out.shape {
                     OutShape::Input(i) => inputs[*i].shape.iter().cloned().collect(),
@@ -160,6 +169,9 @@ impl InferenceRulesOp for MlOp {
             match out.dtype {
                 OutType::Fixed(dt) => s.equals(&proxy.datum_type, dt)?,
                 OutType::Input(i) => s.equals(&proxy.datum_type, &inputs[i].datum_type)?,
+                OutType::Relabelled(i) => {
+                    s.given(&inputs[i].datum_type, move |s, input| s.equals(&proxy.datum_type, relabelled(input)))?
+                }
             }
             match &out.shape {
                 OutShape::Input(i) => s.equals(&proxy.shape, &inputs[*i].shape)?,

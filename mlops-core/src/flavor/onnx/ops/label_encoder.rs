@@ -48,11 +48,8 @@ pub(super) fn parse(ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<(
         node.get_attr_opt::<&tract_onnx::pb::TensorProto>(name)?.map(|t| ctx.load_tensor(t)).transpose()
     };
 
-    if strings("classes_strings")?.is_some() {
-        bail!(
-            "LabelEncoder `{}` uses opset 1 (`classes_strings`), which is not supported; export with ai.onnx.ml opset 2 or later",
-            node.name
-        );
+    if let Some(classes) = strings("classes_strings")? {
+        return parse_classes(node, classes);
     }
 
     let keys: Vec<Key> = if let Some(k) = strings("keys_strings")? {
@@ -92,6 +89,59 @@ pub(super) fn parse(ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<(
     // The last of repeated keys wins.
     let lookup = keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
     op(LabelEncoder { lookup, values }, [Out::new(OutType::Fixed(dtype), OutShape::Input(0))])
+}
+
+/// ai.onnx.ml opset 1's form: strings to their index in `classes_strings`, and indices
+/// back to strings, the direction set by the input's type.
+#[derive(Debug)]
+struct ClassLabels {
+    classes: Vec<String>,
+    index: HashMap<String, i64>,
+    default_index: i64,
+    default_class: String,
+}
+
+fn parse_classes(node: &NodeProto, classes: Vec<String>) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    // The first of repeated classes wins, as onnxruntime builds its map.
+    let mut index = HashMap::default();
+    for (i, class) in classes.iter().enumerate() {
+        index.entry(class.clone()).or_insert(i64::try_from(i)?);
+    }
+    let labels = ClassLabels {
+        classes,
+        index,
+        default_index: node.get_attr_opt::<i64>("default_int64")?.unwrap_or(-1),
+        default_class: node.get_attr_opt::<String>("default_string")?.unwrap_or_else(|| "_Unused".into()),
+    };
+    op(labels, [Out::new(OutType::Relabelled(0), OutShape::Input(0))])
+}
+
+impl Kernel for ClassLabels {
+    fn name(&self) -> &'static str {
+        "LabelEncoder"
+    }
+
+    fn eval(&self, inputs: &[TValue]) -> TractResult<TVec<Tensor>> {
+        let x = &inputs[0];
+        let shape = x.shape();
+        Ok(tvec!(if x.datum_type() == String::datum_type() {
+            let strings = x.try_as_plain_ram()?.as_slice::<String>()?;
+            let out: Vec<i64> =
+                strings.iter().map(|s| self.index.get(s).copied().unwrap_or(self.default_index)).collect();
+            Tensor::from_shape(shape, &out)?
+        } else {
+            let ints = x.cast_to::<i64>()?;
+            let out: Vec<String> = ints
+                .try_as_plain_ram()?
+                .as_slice::<i64>()?
+                .iter()
+                .map(|&i| {
+                    usize::try_from(i).ok().and_then(|i| self.classes.get(i)).unwrap_or(&self.default_class).clone()
+                })
+                .collect();
+            tract_ndarray::Array::from_shape_vec(shape, out)?.into_tensor()
+        }))
+    }
 }
 
 fn tensor_keys(t: &Tensor) -> TractResult<Vec<Key>> {
