@@ -224,7 +224,133 @@ def tabular_models(out, rng, rows):
         expected = pd.DataFrame({"value": predicted["variable"].to_numpy(dtype=np.float32)})
         expected.to_parquet(os.path.join(out, name, "expected.parquet"), index=False)
         entries.append(entry)
+        # The same trees in opset 5's encoding, which pyfunc's onnxruntime runs too.
+        name_v5 = f"{name}_v5"
+        entry = save(
+            out, name_v5, tree_ensemble_v5(graph), signature, train_frame.head(5), frame, pd.DataFrame(), "pyfunc",
+            "regressor",
+        )
+        predicted_v5 = mlflow.pyfunc.load_model(os.path.join(out, name_v5, "model")).predict(frame)
+        values_v5 = predicted_v5["variable"].to_numpy(dtype=np.float32)
+        assert np.allclose(values_v5, expected["value"], rtol=1e-5, equal_nan=True), "opset 5 scores as opset 3"
+        pd.DataFrame({"value": values_v5}).to_parquet(os.path.join(out, name_v5, "expected.parquet"), index=False)
+        entries.append(entry)
     return entries
+
+
+V5_MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GTE": 2, "BRANCH_GT": 3, "BRANCH_EQ": 4, "BRANCH_NEQ": 5}
+
+
+def tree_ensemble_v5(model):
+    """A copy of `model` with its TreeEnsembleRegressor rewritten as ai.onnx.ml opset 5's
+    TreeEnsemble (no converter writes it yet): interior nodes and leaves listed apart,
+    children named by index into one or the other, a root per tree, base values as an Add
+    after it, as the operator's documentation describes the mapping."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    position = next(i for i, n in enumerate(graph.node) if n.op_type == "TreeEnsembleRegressor")
+    old = graph.node[position]
+    a = {attribute.name: helper.get_attribute_value(attribute) for attribute in old.attribute}
+    keys = list(zip(a["nodes_treeids"], a["nodes_nodeids"]))
+    modes = [m.decode() for m in a["nodes_modes"]]
+    interior, leaves = {}, {}
+    for key, mode in zip(keys, modes):
+        table = leaves if mode == "LEAF" else interior
+        table[key] = len(table)
+    leaf_weight = {}
+    for t, i, target, weight in zip(a["target_treeids"], a["target_nodeids"], a["target_ids"], a["target_weights"]):
+        assert (t, i) not in leaf_weight, "one weight per leaf"
+        leaf_weight[(t, i)] = (target, weight)
+    branches = [k for k, (key, mode) in enumerate(zip(keys, modes)) if mode != "LEAF"]
+    missing = a.get("nodes_missing_value_tracks_true", [0] * len(keys))
+    fields = {f: [] for f in ["featureids", "modes", "splits", "truenodeids", "trueleafs", "falsenodeids",
+                              "falseleafs", "missing"]}
+    for k in branches:
+        tree = keys[k][0]
+        fields["featureids"].append(a["nodes_featureids"][k])
+        fields["modes"].append(V5_MODES[modes[k]])
+        fields["splits"].append(a["nodes_values"][k])
+        fields["missing"].append(missing[k])
+        for side in ("true", "false"):
+            child = (tree, a[f"nodes_{side}nodeids"][k])
+            is_leaf = child in leaves
+            fields[f"{side}nodeids"].append(leaves[child] if is_leaf else interior[child])
+            fields[f"{side}leafs"].append(int(is_leaf))
+    ordered_leaves = sorted(leaves, key=leaves.get)
+    roots = []
+    for tree in dict.fromkeys(a["nodes_treeids"]):
+        roots.append(interior[(tree, 0)])
+    aggregate = {"AVERAGE": 0, "SUM": 1, "MIN": 2, "MAX": 3}[a.get("aggregate_function", b"SUM").decode()]
+    transform = {"NONE": 0, "SOFTMAX": 1, "LOGISTIC": 2, "SOFTMAX_ZERO": 3, "PROBIT": 4}[
+        a.get("post_transform", b"NONE").decode()
+    ]
+    base = np.asarray(a.get("base_values", []), dtype=np.float32)
+    output = old.output[0]
+    summed = output + "_trees" if base.size else output
+    n = len(branches)
+    node = helper.make_node(
+        "TreeEnsemble", [old.input[0]], [summed], domain="ai.onnx.ml",
+        n_targets=a.get("n_targets", 1), aggregate_function=aggregate, post_transform=transform,
+        tree_roots=roots,
+        nodes_featureids=fields["featureids"],
+        nodes_modes=helper.make_tensor("nodes_modes", TensorProto.UINT8, [n], fields["modes"]),
+        nodes_splits=helper.make_tensor("nodes_splits", TensorProto.FLOAT, [n], fields["splits"]),
+        nodes_truenodeids=fields["truenodeids"], nodes_trueleafs=fields["trueleafs"],
+        nodes_falsenodeids=fields["falsenodeids"], nodes_falseleafs=fields["falseleafs"],
+        nodes_missing_value_tracks_true=fields["missing"],
+        leaf_targetids=[leaf_weight[key][0] for key in ordered_leaves],
+        leaf_weights=helper.make_tensor(
+            "leaf_weights", TensorProto.FLOAT, [len(ordered_leaves)], [leaf_weight[key][1] for key in ordered_leaves]
+        ),
+    )
+    nodes = [node]
+    if base.size:
+        graph.initializer.append(numpy_helper.from_array(base, name=output + "_base"))
+        nodes.append(helper.make_node("Add", [summed, output + "_base"], [output]))
+    del graph.node[position]
+    for offset, new in enumerate(nodes):
+        graph.node.insert(position + offset, new)
+    for opset in model.opset_import:
+        if opset.domain == "ai.onnx.ml":
+            opset.version = 5
+    onnx.checker.check_model(model)
+    return model
+
+
+def set_membership_model(out, rng, rows):
+    """Opset 5's set-membership split, which no converter writes yet: a tree sending
+    f0 in {1, 2, 5} (or missing) one way, then f1 <= 0.5, then f0 in {3, 4}."""
+    nodes = helper.make_node(
+        "TreeEnsemble", ["X"], ["variable"], domain="ai.onnx.ml",
+        n_targets=1, aggregate_function=1, post_transform=0, tree_roots=[0],
+        nodes_featureids=[0, 1, 0],
+        nodes_modes=helper.make_tensor("nodes_modes", TensorProto.UINT8, [3], [6, 0, 6]),
+        nodes_splits=helper.make_tensor("nodes_splits", TensorProto.FLOAT, [3], [0.0, 0.5, 0.0]),
+        nodes_truenodeids=[0, 1, 2], nodes_trueleafs=[1, 1, 1],
+        nodes_falsenodeids=[1, 2, 3], nodes_falseleafs=[0, 0, 1],
+        nodes_missing_value_tracks_true=[1, 0, 0],
+        membership_values=helper.make_tensor("membership_values", TensorProto.FLOAT, [6], [1, 2, 5, np.nan, 3, 4]),
+        leaf_targetids=[0, 0, 0, 0],
+        leaf_weights=helper.make_tensor("leaf_weights", TensorProto.FLOAT, [4], [10.0, 20.0, 30.0, 40.0]),
+    )
+    graph = helper.make_graph(
+        [nodes], "member",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 5)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    x = np.stack([rng.integers(0, 7, rows), rng.normal(0.5, 1, rows)], axis=1).astype(np.float32)
+    x[rng.random((rows, 2)) < 0.05] = np.nan
+    frame = pd.DataFrame(x, columns=["f0", "f1"])
+    entry = save(out, "member_v5", model, infer_signature(frame.head(5)), frame.head(5), frame, pd.DataFrame(),
+                 "pyfunc", "regressor")
+    predicted = mlflow.pyfunc.load_model(os.path.join(out, "member_v5", "model")).predict(frame)
+    values = predicted["variable"].to_numpy(dtype=np.float32).reshape(-1)
+    assert set(np.unique(values)) == {10.0, 20.0, 30.0, 40.0}, np.unique(values)
+    pd.DataFrame({"value": values}).to_parquet(os.path.join(out, "member_v5", "expected.parquet"), index=False)
+    return entry
 
 
 def convolution_model(out, rng, rows):
@@ -355,6 +481,29 @@ def hostile_models(out):
         ),
         "huge_linear": (linear, [], "coefficients do not make"),
         "vectorizer_without_inputs": (no_inputs, [], "no inputs"),
+        "double_tree_ensemble_v5": (
+            helper.make_node(
+                "TreeEnsemble", ["X"], ["Y"], domain="ai.onnx.ml", tree_roots=[0], nodes_featureids=[0],
+                nodes_modes=helper.make_tensor("nodes_modes", TensorProto.UINT8, [1], [0]),
+                nodes_splits=helper.make_tensor("nodes_splits", TensorProto.DOUBLE, [1], [0.5]),
+                nodes_truenodeids=[0], nodes_trueleafs=[1], nodes_falsenodeids=[1], nodes_falseleafs=[1],
+                leaf_targetids=[0, 0], leaf_weights=helper.make_tensor("leaf_weights", TensorProto.DOUBLE, [2], [1, 2]),
+            ),
+            [],
+            "only float trees run here",
+        ),
+        "empty_membership_v5": (
+            helper.make_node(
+                "TreeEnsemble", ["X"], ["Y"], domain="ai.onnx.ml", tree_roots=[0], nodes_featureids=[0],
+                nodes_modes=helper.make_tensor("nodes_modes", TensorProto.UINT8, [1], [6]),
+                nodes_splits=helper.make_tensor("nodes_splits", TensorProto.FLOAT, [1], [0.0]),
+                nodes_truenodeids=[0], nodes_trueleafs=[1], nodes_falsenodeids=[1], nodes_falseleafs=[1],
+                membership_values=helper.make_tensor("membership_values", TensorProto.FLOAT, [1], [np.nan]),
+                leaf_targetids=[0, 0], leaf_weights=helper.make_tensor("leaf_weights", TensorProto.FLOAT, [2], [1, 2]),
+            ),
+            [],
+            "has no members",
+        ),
         "huge_vectorizer": (
             helper.make_node("FeatureVectorizer", ["X"], ["Y"], domain="ai.onnx.ml", inputdimensions=[2**62]),
             [],
@@ -387,6 +536,7 @@ def main():
     entries += tabular_models(out, rng, rows)
     entries.append(convolution_model(out, rng, min(rows, 2000)))
     entries += label_encoder_v1_models(out, rng, rows)
+    entries.append(set_membership_model(out, rng, rows))
     hostile_models(out)
     with open(os.path.join(out, "models.json"), "w") as f:
         json.dump({"rows": rows, "models": entries}, f, indent=2)

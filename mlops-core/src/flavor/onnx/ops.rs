@@ -1,7 +1,7 @@
 //! The ai.onnx.ml operators that scikit-learn exports use, on tract.
 //!
 //! tract has none of Scaler, OneHotEncoder, Imputer, LabelEncoder, Binarizer,
-//! FeatureVectorizer or TreeEnsembleRegressor, and its TreeEnsembleClassifier,
+//! FeatureVectorizer, TreeEnsembleRegressor or opset 5's TreeEnsemble, and its TreeEnsembleClassifier,
 //! LinearClassifier and Normalizer differ from onnxruntime (which is what MLflow's pyfunc
 //! runs) on branch modes, binary labels, the logistic function and signed maxima. Each
 //! operator here is a [`Kernel`] that computes exactly what onnxruntime computes; one
@@ -18,6 +18,7 @@ mod normalizer;
 mod one_hot_encoder;
 mod scaler;
 mod tree_ensemble;
+mod tree_ensemble_v5;
 
 use std::fmt;
 use std::sync::Arc;
@@ -228,6 +229,7 @@ pub(crate) fn register(ops: &mut OnnxOpRegister) {
     ops.insert("Sigmoid", activation::parse);
     ops.insert("TreeEnsembleClassifier", tree_ensemble::parse_classifier);
     ops.insert("TreeEnsembleRegressor", tree_ensemble::parse_regressor);
+    ops.insert("TreeEnsemble", tree_ensemble_v5::parse);
     // A sequence of maps tract cannot hold: its input, the probabilities, passes through;
     // the flavor turns them into one field per class label.
     ops.insert("ZipMap", |_, _| Ok((Box::<tract_onnx::tract_hir::ops::identity::Identity>::default(), vec![])));

@@ -16,7 +16,7 @@ use crate::trees::{Aggregate, Forest, NodeSpec, Score, Scored, Split};
 
 /// The attributes both operators share: the nodes, the leaves' weights, base values.
 #[derive(Debug)]
-struct Ensemble {
+pub(super) struct Ensemble {
     forest: Forest,
     /// Thresholds and weights in f64 (`*_as_tensor` attributes): scores are summed in f64.
     double: bool,
@@ -319,9 +319,17 @@ impl Kernel for TreeEnsembleClassifier {
 }
 
 #[derive(Debug)]
-struct TreeEnsembleRegressor {
+pub(super) struct TreeEnsembleRegressor {
     ensemble: Ensemble,
     aggregate: Aggregate,
+}
+
+impl TreeEnsembleRegressor {
+    /// The regressor of opset 5's `TreeEnsemble`: single-precision trees, no base values.
+    pub(super) fn from_forest(forest: Forest, targets: usize, transform: PostTransform, aggregate: Aggregate) -> Self {
+        let ensemble = Ensemble { forest, double: false, base_values: Vec::new(), transform, width: targets };
+        Self { ensemble, aggregate }
+    }
 }
 
 pub(super) fn parse_regressor(
