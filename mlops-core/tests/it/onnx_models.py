@@ -319,7 +319,8 @@ def tree_ensemble_v5(model):
 
 def set_membership_model(out, rng, rows):
     """Opset 5's set-membership split, which no converter writes yet: a tree sending
-    f0 in {1, 2, 5} (or missing) one way, then f1 <= 0.5, then f0 in {3, 4}."""
+    f0 in {1, 2, 5} (or missing) one way, then f1 <= 0.5, then f0 in {3, 4}, whose false
+    branch is the leaf f1 <= 0.5 also leads to."""
     nodes = helper.make_node(
         "TreeEnsemble", ["X"], ["variable"], domain="ai.onnx.ml",
         n_targets=1, aggregate_function=1, post_transform=0, tree_roots=[0],
@@ -327,11 +328,11 @@ def set_membership_model(out, rng, rows):
         nodes_modes=helper.make_tensor("nodes_modes", TensorProto.UINT8, [3], [6, 0, 6]),
         nodes_splits=helper.make_tensor("nodes_splits", TensorProto.FLOAT, [3], [0.0, 0.5, 0.0]),
         nodes_truenodeids=[0, 1, 2], nodes_trueleafs=[1, 1, 1],
-        nodes_falsenodeids=[1, 2, 3], nodes_falseleafs=[0, 0, 1],
+        nodes_falsenodeids=[1, 2, 1], nodes_falseleafs=[0, 0, 1],
         nodes_missing_value_tracks_true=[1, 0, 0],
         membership_values=helper.make_tensor("membership_values", TensorProto.FLOAT, [6], [1, 2, 5, np.nan, 3, 4]),
-        leaf_targetids=[0, 0, 0, 0],
-        leaf_weights=helper.make_tensor("leaf_weights", TensorProto.FLOAT, [4], [10.0, 20.0, 30.0, 40.0]),
+        leaf_targetids=[0, 0, 0],
+        leaf_weights=helper.make_tensor("leaf_weights", TensorProto.FLOAT, [3], [10.0, 20.0, 30.0]),
     )
     graph = helper.make_graph(
         [nodes], "member",
@@ -348,7 +349,7 @@ def set_membership_model(out, rng, rows):
                  "pyfunc", "regressor")
     predicted = mlflow.pyfunc.load_model(os.path.join(out, "member_v5", "model")).predict(frame)
     values = predicted["variable"].to_numpy(dtype=np.float32).reshape(-1)
-    assert set(np.unique(values)) == {10.0, 20.0, 30.0, 40.0}, np.unique(values)
+    assert set(np.unique(values)) == {10.0, 20.0, 30.0}, np.unique(values)
     pd.DataFrame({"value": values}).to_parquet(os.path.join(out, "member_v5", "expected.parquet"), index=False)
     return entry
 

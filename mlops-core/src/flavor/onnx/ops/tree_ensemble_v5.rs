@@ -85,9 +85,6 @@ pub(super) fn parse(ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<(
         other => bail!("TreeEnsemble `{name}`: unknown post transform {other}"),
     };
 
-    // Each tree's nodes, walked from its root. Ids within a tree: interior node `i` is `i`,
-    // leaf `j` is `n + j`. A node reached twice (from two trees, or a cycle) is refused, so
-    // the walk is bounded by the lists' lengths.
     // Each set-membership node's members, in the order of the nodes, separated by NaN.
     let membership: Vec<f32> = match node.get_attr_opt::<&tract_onnx::pb::TensorProto>("membership_values")? {
         Some(proto) => ctx.load_tensor(proto)?.cast_to::<f32>()?.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
@@ -102,9 +99,10 @@ pub(super) fn parse(ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<(
         members.insert(i, set.to_vec());
     }
 
-    let leaf_id = |j: usize| n as i64 + j as i64;
-    // Ids for the equality tests a set-membership node becomes, past every node and leaf.
-    let mut next_extra = n as i64 + weights.len() as i64;
+    // Ids within a tree: interior node `i` is `i`; leaves (one id wherever a leaf is named,
+    // as a leaf may be the child of several nodes) and the equality tests a set-membership
+    // node becomes are numbered from `n` on.
+    let mut next_id = n as i64;
     let index = |id: i64, len: usize, what: &str| -> TractResult<usize> {
         usize::try_from(id)
             .ok()
@@ -115,8 +113,9 @@ pub(super) fn parse(ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<(
         let target = index(targets_of[j], targets, "leaf target")?;
         Ok(NodeSpec::Leaf(vec![(target, f64::from(weights[j]))]))
     };
+    // Each tree's nodes, walked from its root. An interior node reached twice (from two
+    // trees, or a cycle) is refused, so the walk is bounded by the lists' lengths.
     let mut seen_nodes = HashSet::new();
-    let mut seen_leaves = HashSet::new();
     let mut max_feature = 0usize;
     let mut trees = Vec::with_capacity(roots.len());
     for &root in &roots {
@@ -125,8 +124,8 @@ pub(super) fn parse(ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<(
         // A tree that is one leaf: a root whose two children are the same leaf.
         if true_leafs[root] != 0 && false_leafs[root] != 0 && true_ids[root] == false_ids[root] {
             let j = index(true_ids[root], weights.len(), "leaf")?;
-            ensure!(seen_leaves.insert(j), "TreeEnsemble `{name}`: leaf {j} belongs to two trees");
-            tree.push((leaf_id(j), leaf(j)?));
+            tree.push((next_id, leaf(j)?));
+            next_id += 1;
             trees.push(tree);
             continue;
         }
@@ -148,9 +147,9 @@ pub(super) fn parse(ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<(
             let mut child = |id: i64, is_leaf: i64| -> TractResult<i64> {
                 if is_leaf != 0 {
                     let j = index(id, weights.len(), "leaf")?;
-                    ensure!(seen_leaves.insert(j), "TreeEnsemble `{name}`: leaf {j} is reached twice");
-                    tree.push((leaf_id(j), leaf(j)?));
-                    Ok(leaf_id(j))
+                    tree.push((next_id, leaf(j)?));
+                    next_id += 1;
+                    Ok(next_id - 1)
                 } else {
                     let k = index(id, n, "node")?;
                     pending.push(k);
@@ -172,8 +171,8 @@ pub(super) fn parse(ctx: &ParsingContext<'_>, node: &NodeProto) -> TractResult<(
                 let next = if k + 1 == tests.len() {
                     false_id
                 } else {
-                    next_extra += 1;
-                    next_extra
+                    next_id += 1;
+                    next_id - 1
                 };
                 let spec = NodeSpec::Branch { feature, threshold, split, missing_true, true_id, false_id: next };
                 // The root first: the forest takes a tree's first node for its root.
