@@ -47,3 +47,18 @@ pub(crate) async fn read_object(store: &dyn ObjectStore, path: &Path) -> Result<
     let reading = |e| Error::storage(format!("reading `{path}`"), e);
     store.get(path).await.map_err(reading)?.bytes().await.map_err(reading)
 }
+
+/// The bytes at `path`, or, when the object holds more than `limit` bytes, its size, the
+/// body left unread: one request either way, for files whose size a damaged or hostile
+/// writer controls.
+pub(crate) async fn read_object_at_most(
+    store: &dyn ObjectStore,
+    path: &Path,
+    limit: u64,
+) -> object_store::Result<std::result::Result<bytes::Bytes, u64>> {
+    let got = store.get(path).await?;
+    if got.meta.size > limit {
+        return Ok(Err(got.meta.size));
+    }
+    got.bytes().await.map(Ok)
+}

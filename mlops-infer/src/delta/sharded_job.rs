@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, PutMode, PutOptions, PutPayload};
 use polars::prelude::{DataFrame, ParquetReader, SerReader};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ use crate::batch::{BatchScorer, stack};
 use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
 use crate::shard::{Shard, assign_by_size};
-use crate::stream::read_object;
+use crate::stream::{read_object, read_object_at_most};
 
 /// Parquet bytes per commit unless set otherwise: a shard reads one commit's files into
 /// memory at once.
@@ -329,17 +329,16 @@ fn is_input_file(input: &Path, location: &Path) -> bool {
 }
 
 async fn read_plan(store: &dyn ObjectStore, at: &Path) -> Result<Option<JobPlan>> {
-    let size = match store.head(at).await {
-        Ok(meta) => meta.size,
+    let bytes = match read_object_at_most(store, at, MAX_PLAN_BYTES).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(size)) => {
+            return Err(Error::InvalidArgument(format!(
+                "plan `{at}` holds {size} bytes, more than the {MAX_PLAN_BYTES} a plan may; split the input into several jobs"
+            )));
+        }
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(Error::storage(format!("reading plan `{at}`"), e)),
     };
-    if size > MAX_PLAN_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "plan `{at}` holds {size} bytes, more than the {MAX_PLAN_BYTES} a plan may; split the input into several jobs"
-        )));
-    }
-    let bytes = read_object(store, at).await?;
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| {

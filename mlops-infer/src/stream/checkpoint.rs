@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::source::DeadLetter;
-use super::{list_sorted, read_object};
+use super::{list_sorted, read_object, read_object_at_most};
 use crate::error::{Error, Result};
 
 /// The largest offset file read: 64 MiB, far above the files of a batch of any source.
@@ -72,17 +72,14 @@ impl Checkpoint {
                 continue;
             };
             // A damaged file may be of any size: only one an offset could be is read.
-            let failed = |e| Error::storage(format!("reading checkpoint offset `{path}`"), e);
-            let got = self.store.get(&path).await.map_err(failed)?;
-            let size = got.meta.size;
-            if size > MAX_OFFSET_BYTES {
-                return Err(Error::CorruptCheckpoint {
+            let bytes = read_object_at_most(self.store.as_ref(), &path, MAX_OFFSET_BYTES)
+                .await
+                .map_err(|e| Error::storage(format!("reading checkpoint offset `{path}`"), e))?
+                .map_err(|size| Error::CorruptCheckpoint {
                     path: path.to_string(),
                     batch,
                     problem: format!("it holds {size} bytes, more than the {MAX_OFFSET_BYTES} an offset may"),
-                });
-            }
-            let bytes = got.bytes().await.map_err(failed)?;
+                })?;
             let offset = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
                 path: path.to_string(),
                 batch,

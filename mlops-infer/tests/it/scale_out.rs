@@ -272,3 +272,27 @@ async fn an_empty_input_is_not_planned_and_files_without_rows_append_nothing() {
     assert_eq!(runs.iter().filter(|r| r.planned_commits == 0).count(), 1, "{runs:?}");
     assert_eq!(id_counts(&table).await.len(), ROWS_PER_FILE);
 }
+
+#[tokio::test]
+async fn a_damaged_or_oversized_plan_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = url::Url::from_directory_path(dir.path()).unwrap();
+    let (table_url, input_url) = (base.join("inference").unwrap(), base.join("input/").unwrap());
+    let (store, prefix) = store_at(input_url.as_str());
+    let table = table_at(table_url.as_str());
+    write_input(input_url.as_str(), 0..1).await;
+    let job = ShardedJob::new(JOB, 1).unwrap();
+    let plans = dir.path().join("inference").join("_mlops_jobs");
+    std::fs::create_dir_all(&plans).unwrap();
+    let plan = plans.join(format!("{JOB}.json"));
+    let scorer = scorer();
+    let run = || table.score_shard(&scorer, store.as_ref(), &prefix, &job, Shard::new(0, 1).unwrap());
+
+    std::fs::write(&plan, b"{\"shards\": [").unwrap();
+    let error = run().await.unwrap_err().to_string();
+    assert!(error.contains("is damaged") && error.contains(JOB), "{error}");
+    // Larger than any plan (a sparse file): refused by its size, never read.
+    std::fs::File::create(&plan).unwrap().set_len((256 << 20) + 1).unwrap();
+    let error = run().await.unwrap_err().to_string();
+    assert!(error.contains("268435457 bytes") && error.contains("a plan may"), "{error}");
+}
