@@ -283,7 +283,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("serve_binary")
     parser.add_argument("registry_dir")
-    parser.add_argument("--max-rss-mib", type=int, default=1024)
+    parser.add_argument("--max-rss-mib", type=int, default=1536)
     parser.add_argument("--header-timeout-secs", type=int, default=2)
     args = parser.parse_args()
     # Thousands of sockets at once, here and in the server (which inherits the limit).
