@@ -1,9 +1,10 @@
 //! Models trained and registered in Python, served and batch-scored by Rust, against the
 //! MLflow tracking server the test script starts: Python logs a scikit-learn pipeline as
 //! ONNX and sets `champion`; a `LiveModel` on `models:/<name>@champion` answers through the
-//! router with Python's predictions; Python registers a second version and moves
-//! `champion`; Rust follows and says which version served. Python reads back, with its
-//! signature, a version Rust registers.
+//! router with Python's predictions, and the same model batch-scores them and streams them
+//! into a Delta inference table with the same predictions; Python registers a second
+//! version and moves `champion`; Rust follows and says which version served. Python reads
+//! back, with its signature, a version Rust registers.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -87,6 +88,10 @@ async fn a_model_python_registers_is_served_and_followed_when_python_moves_champ
     #[cfg(feature = "sql")]
     sql_labels_match(&registry, &champion_uri(&name), &first).await;
 
+    // Streamed into a Delta inference table by whatever the live model holds.
+    #[cfg(feature = "delta")]
+    stream_and_check(Arc::clone(&live) as Arc<dyn mlops_registry::ModelSource>, &first).await;
+
     let second = python(&uri, &["log", &name, "2"]);
     assert_eq!(second["version"], 2);
     assert_eq!(live.refresh().await.unwrap(), Some(2), "the live model follows champion to version 2");
@@ -132,6 +137,54 @@ async fn sql_labels_match(registry: &Arc<dyn Registry>, uri: &str, logged: &Valu
     }
     let expected: Vec<i64> = logged["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
     assert_eq!(labels, expected);
+}
+
+/// Streams Python's request rows through a channel into a Delta inference table and checks
+/// the rows the table holds: Python's labels and probabilities, the version that scored.
+#[cfg(feature = "delta")]
+async fn stream_and_check(model: Arc<dyn mlops_registry::ModelSource>, logged: &Value) {
+    use mlops_infer::stream::{ChannelSource, Checkpoint, StreamingScorer};
+    use mlops_infer::{InferenceTable, InferenceTableConfig, TableLocation};
+
+    let dir = tempfile::tempdir().unwrap();
+    let table = Arc::new(
+        InferenceTable::new(
+            TableLocation::local(dir.path().join("inference")).unwrap(),
+            InferenceTableConfig::new(["id"]),
+        )
+        .unwrap(),
+    );
+    let (sender, source) = ChannelSource::new(4);
+    let checkpoint = Checkpoint::local(dir.path().join("checkpoint")).unwrap();
+    let mut stream = StreamingScorer::new("python-model", source, model, table.clone(), checkpoint);
+    let mut records = logged_frame(logged);
+    let ids: Vec<String> = (0..records.height()).map(|i| format!("r{i}")).collect();
+    records.insert_column(0, Column::new("id".into(), ids)).unwrap();
+    // Two micro-batches, so rows from both meet in the table.
+    let half = (records.height() / 2) as i64;
+    sender.send(records.slice(0, half as usize)).await.unwrap();
+    sender.send(records.slice(half, records.height())).await.unwrap();
+    drop(sender);
+    let report = stream.run(std::future::pending()).await.unwrap();
+    assert_eq!(report.scored, records.height());
+
+    let stored = table.read().await.unwrap().sort(["id"], SortMultipleOptions::default()).unwrap();
+    assert_eq!(stored.height(), records.height());
+    let labels: Vec<i64> = stored.column("output_label").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let expected: Vec<i64> = logged["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(labels, expected, "the stream's labels are Python's");
+    let probabilities = stored.column("output_probability").unwrap().struct_().unwrap().clone();
+    let wanted = logged["probabilities"].as_array().unwrap();
+    for class in 0..2 {
+        let field = probabilities.field_by_name(&class.to_string()).unwrap();
+        let found = field.cast(&DataType::Float64).unwrap();
+        for (found, want) in found.f64().unwrap().into_no_null_iter().zip(wanted) {
+            let want = want[class].as_f64().unwrap();
+            assert!((found - want).abs() <= 1e-5 * want.abs().max(found.abs()), "P({class}): {found} vs {want}");
+        }
+    }
+    let versions = stored.column("model_version").unwrap().cast(&DataType::Int64).unwrap();
+    assert!(versions.i64().unwrap().into_no_null_iter().all(|v| v == 1), "version 1 scored every row");
 }
 
 /// Python's request rows as a frame.
