@@ -8,8 +8,11 @@ use std::collections::HashMap;
 use polars::prelude::{AnyValue, Column, DataFrame, NamedFrom, Series, TimeUnit};
 use serde_json::{Map, Value, json};
 
+use self::writer::{Columns, FrameCells, Records};
 use crate::error::{Error, Result};
 use crate::signature::{ColumnType, Schema, TensorSpec, TensorType};
+
+mod writer;
 
 /// Writes `frame` as a `dataframe_split` JSON object. Datetimes become ISO 8601 strings.
 ///
@@ -30,19 +33,9 @@ pub fn frame_to_split_json(frame: &DataFrame) -> Result<Value> {
 /// shape for a frame).
 ///
 /// # Errors
-/// [`Error::Schema`] for a column whose type has no JSON form here (binary, nested types).
+/// [`Error::Schema`] for a column whose type has no JSON form here (binary).
 pub fn frame_to_records_json(frame: &DataFrame) -> Result<Value> {
-    let columns: Vec<&Column> = frame.columns().iter().collect();
-    let mut records = Vec::with_capacity(frame.height());
-    for row in 0..frame.height() {
-        let mut record = Map::with_capacity(columns.len());
-        for column in &columns {
-            let name = column.name().as_str();
-            record.insert(name.to_owned(), any_to_json(name, column.get(row)?)?);
-        }
-        records.push(Value::Object(record));
-    }
-    Ok(Value::Array(records))
+    serde_json::to_value(Records(&FrameCells::new(frame)?)).map_err(written)
 }
 
 /// Writes `frame` as an object of columns, `{"column": [values], ..}` (MLflow's answer for a
@@ -51,13 +44,40 @@ pub fn frame_to_records_json(frame: &DataFrame) -> Result<Value> {
 /// # Errors
 /// [`Error::Schema`] for a column whose type has no JSON form here (binary).
 pub fn frame_to_columns_json(frame: &DataFrame) -> Result<Value> {
-    let mut object = Map::with_capacity(frame.width());
-    for column in frame.columns() {
-        let name = column.name().as_str();
-        let values = (0..column.len()).map(|row| any_to_json(name, column.get(row)?)).collect::<Result<Vec<_>>>()?;
-        object.insert(name.to_owned(), Value::Array(values));
-    }
-    Ok(Value::Object(object))
+    serde_json::to_value(Columns(&FrameCells::new(frame)?)).map_err(written)
+}
+
+/// Appends `frame` to `out` as [`frame_to_records_json`] writes it, without building JSON
+/// values: the form for answers written once.
+///
+/// ```
+/// use polars::prelude::*;
+///
+/// let frame = df!("label" => [1i64, 0], "score" => [0.75f64, 0.25])?;
+/// let mut out = Vec::new();
+/// mlops_core::write_records_json(&frame, &mut out)?;
+/// assert_eq!(out, br#"[{"label":1,"score":0.75},{"label":0,"score":0.25}]"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Schema`] for a column whose type has no JSON form here (binary).
+pub fn write_records_json(frame: &DataFrame, out: &mut Vec<u8>) -> Result<()> {
+    serde_json::to_writer(out, &Records(&FrameCells::new(frame)?)).map_err(written)
+}
+
+/// Appends `frame` to `out` as [`frame_to_columns_json`] writes it, without building JSON
+/// values.
+///
+/// # Errors
+/// [`Error::Schema`] for a column whose type has no JSON form here (binary).
+pub fn write_columns_json(frame: &DataFrame, out: &mut Vec<u8>) -> Result<()> {
+    serde_json::to_writer(out, &Columns(&FrameCells::new(frame)?)).map_err(written)
+}
+
+/// A failure to write cells whose types were checked: a value Polars could not read.
+fn written(error: serde_json::Error) -> Error {
+    Error::InvalidArgument(format!("writing a frame as JSON: {error}"))
 }
 
 /// Reads a tensor from JSON: a list with one entry per row, each row nested as the

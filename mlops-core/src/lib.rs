@@ -94,7 +94,7 @@ pub use flavor::{ONNX, OnnxFlavor, OnnxModel};
 pub use flavor::{XGBOOST, XgboostFlavor, XgboostModel, XgboostOutput};
 pub use json_frame::{
     columns_json_to_frame, frame_to_columns_json, frame_to_records_json, frame_to_split_json, json_excerpt,
-    records_json_to_frame, split_json_to_frame, tensor_json_to_column,
+    records_json_to_frame, split_json_to_frame, tensor_json_to_column, write_columns_json, write_records_json,
 };
 pub use mlflow::{MLMODEL_FILE, MlflowModel};
 pub use model::{Model, ModelWrapper};

@@ -117,7 +117,7 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use mlops_core::features::{FeatureFunctions, FeatureTables};
-use mlops_core::{frame_to_columns_json, frame_to_records_json};
+use mlops_core::{write_columns_json, write_records_json};
 use mlops_registry::LoadedModel;
 use polars::prelude::DataFrame;
 use tokio::sync::Semaphore;
@@ -763,8 +763,13 @@ struct Scored {
     input: DataFrame,
     output: DataFrame,
     latency: Duration,
-    json: String,
+    /// The answer's body.
+    json: Vec<u8>,
 }
+
+/// Bytes reserved per predicted cell for an answer, so most answers are written without
+/// growing their buffer.
+const ANSWER_BYTES_PER_CELL: usize = 24;
 
 fn not_loaded(what: String) -> ServeError {
     ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", what)
@@ -847,11 +852,14 @@ fn score(
         )));
     }
     // MLflow answers tensors (a dictionary of arrays from pyfunc) by output, frames by row.
-    let predictions = if signature.inputs.is_tensor_schema() {
-        frame_to_columns_json(&output)?
+    let mut json = Vec::with_capacity(ANSWER_BYTES_PER_CELL * output.height() * output.width() + 32);
+    json.extend_from_slice(br#"{"predictions":"#);
+    if signature.inputs.is_tensor_schema() {
+        write_columns_json(&output, &mut json)?;
     } else {
-        frame_to_records_json(&output)?
-    };
+        write_records_json(&output, &mut json)?;
+    }
+    json.push(b'}');
     Ok(Scored {
         format: request.format,
         route_index: endpoint.routes.iter().position(|r| std::ptr::eq(r, route)).unwrap_or_default(),
@@ -860,7 +868,7 @@ fn score(
         input: request.input,
         output,
         latency,
-        json: serde_json::json!({ "predictions": predictions }).to_string(),
+        json,
     })
 }
 

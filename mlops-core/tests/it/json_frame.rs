@@ -95,3 +95,46 @@ proptest! {
         let _ = split_json_to_frame(&split, &schema());
     }
 }
+
+#[test]
+fn answers_are_written_straight_from_columns_as_json_values_would_write_them() {
+    use polars::prelude::*;
+
+    let probabilities = StructChunked::from_columns(
+        "probability".into(),
+        3,
+        &[
+            Series::new("0".into(), [0.25f32, f32::NAN, 0.5]).into_column(),
+            Series::new("1".into(), [0.75f32, 1.0, 0.5]).into_column(),
+        ],
+    )
+    .unwrap()
+    .into_column();
+    let frame = DataFrame::new(
+        3,
+        vec![
+            Column::new("label".into(), [Some(1i64), None, Some(0)]),
+            Column::new("small".into(), [1i8, -2, 3]),
+            Column::new("name".into(), [Some("a\"b"), None, Some("c")]),
+            probabilities,
+        ],
+    )
+    .unwrap();
+    let mut records = Vec::new();
+    mlops_core::write_records_json(&frame, &mut records).unwrap();
+    assert_eq!(
+        String::from_utf8(records.clone()).unwrap(),
+        r#"[{"label":1,"small":1,"name":"a\"b","probability":{"0":0.25,"1":0.75}},{"label":null,"small":-2,"name":null,"probability":{"0":null,"1":1.0}},{"label":0,"small":3,"name":"c","probability":{"0":0.5,"1":0.5}}]"#
+    );
+    assert_eq!(serde_json::from_slice::<Value>(&records).unwrap(), mlops_core::frame_to_records_json(&frame).unwrap());
+
+    let mut columns = Vec::new();
+    mlops_core::write_columns_json(&frame.select(["label", "small"]).unwrap(), &mut columns).unwrap();
+    assert_eq!(String::from_utf8(columns).unwrap(), r#"{"label":[1,null,0],"small":[1,-2,3]}"#);
+
+    let bytes = DataFrame::new(1, vec![Column::new("raw".into(), [&b"\x00\x01"[..]])]).unwrap();
+    match mlops_core::write_records_json(&bytes, &mut Vec::new()) {
+        Err(Error::Schema { column, .. }) => assert_eq!(column, "raw"),
+        other => panic!("a binary column is refused by name, got {other:?}"),
+    }
+}
