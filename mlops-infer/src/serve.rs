@@ -74,6 +74,7 @@ mod exporter;
 mod listen;
 mod meters;
 mod openapi;
+mod pace;
 mod record;
 mod request;
 mod state;
@@ -100,6 +101,7 @@ pub use listen::{
 pub use metrics_exporter_prometheus;
 /// Re-exported from `mlops_registry`, where streams take them too.
 pub use mlops_registry::{ModelSlot, ModelSource};
+pub use pace::DEFAULT_INLINE_SCORING_LIMIT;
 pub use record::{Exchange, ExchangeRecorder, MemoryRecorder};
 pub use request::INPUT_FORMATS;
 pub use trace_context::{TRACEPARENT_HEADER, TraceParent};
@@ -188,6 +190,7 @@ pub struct ModelServer {
     /// The metric handles of requests to no endpoint.
     unrouted: Arc<std::sync::OnceLock<meters::EndpointMeters>>,
     features: Option<(Arc<dyn FeatureStore>, FeatureFunctions)>,
+    inline_limit: Duration,
 }
 
 /// The feature tables and functions a request's lookups use.
@@ -236,6 +239,7 @@ impl ModelServer {
             join_trace: None,
             unrouted: Arc::new(std::sync::OnceLock::new()),
             features: None,
+            inline_limit: pace::DEFAULT_INLINE_SCORING_LIMIT,
         }
     }
 
@@ -277,6 +281,18 @@ impl ModelServer {
         }
         self.scoring = Arc::new(Semaphore::new(requests));
         Ok(self)
+    }
+
+    /// Scores a request on the async worker, without handing it to the blocking pool, when
+    /// its body is at most 16 KiB and every route of its endpoint last scored such a request
+    /// within `limit` (reading it, predicting and writing the answer) with the model it
+    /// holds now; by default [`DEFAULT_INLINE_SCORING_LIMIT`]. Small requests to fast models
+    /// then skip two thread wake-ups; a model that has not shown it is fast, a new version
+    /// included, is scored in the pool. `Duration::ZERO` scores every request in the pool.
+    #[must_use]
+    pub fn inline_scoring_limit(mut self, limit: Duration) -> Self {
+        self.inline_limit = limit;
+        self
     }
 
     /// Runs at most `predictions` shadow predictions at once (they take CPU from the
@@ -611,12 +627,18 @@ impl ModelServer {
         let (scoring, sticky_header, endpoint_name) =
             (Arc::clone(endpoint), endpoint.sticky_header(headers), name.to_owned());
         let span = tracing::Span::current();
-        let scored = tokio::task::spawn_blocking(move || {
+        let inline =
+            lookups.is_none() && body.len() <= pace::INLINE_BODY_BYTES && endpoint.scores_within(self.inline_limit);
+        let work = move || {
             let _held = (slot, memory);
             span.in_scope(|| score(&endpoint_name, &scoring, sticky_header, format, &body, lookups.as_ref()))
-        })
-        .await
-        .map_err(|_| ServeError::internal("the model failed unexpectedly while scoring this request"))??;
+        };
+        let failed = || ServeError::internal("the model failed unexpectedly while scoring this request");
+        let scored = if inline {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|_| failed())?
+        } else {
+            tokio::task::spawn_blocking(work).await.map_err(|_| failed())?
+        }?;
         facts.format = scored.format;
         facts.route = Some(scored.route.clone());
         facts.route_index = Some(scored.route_index);
@@ -818,6 +840,7 @@ fn score(
     body: &[u8],
     lookups: Option<&Lookups>,
 ) -> std::result::Result<Scored, ServeError> {
+    let began = Instant::now();
     // The body is read with the schema of a loaded route (routes of one endpoint normally
     // share it), so a sticky column can be read before the route is chosen.
     let reader = endpoint
@@ -860,6 +883,9 @@ fn score(
         write_records_json(&output, &mut json)?;
     }
     json.push(b'}');
+    if body.len() <= pace::INLINE_BODY_BYTES {
+        route.pace.record(&loaded, began.elapsed());
+    }
     Ok(Scored {
         format: request.format,
         route_index: endpoint.routes.iter().position(|r| std::ptr::eq(r, route)).unwrap_or_default(),

@@ -2,11 +2,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName};
 use polars::prelude::{AnyValue, DataFrame};
 
 use super::meters::EndpointMeters;
+use super::pace::Pace;
 use crate::error::{Error, Result};
 use crate::shard::shard_of;
 use mlops_registry::ModelSource;
@@ -21,11 +23,18 @@ pub struct Route {
     pub(crate) name: String,
     pub(crate) source: Arc<dyn ModelSource>,
     pub(crate) percent: u32,
+    pub(crate) pace: Arc<Pace>,
 }
 
 impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route").field("name", &self.name).field("percent", &self.percent).finish_non_exhaustive()
+    }
+}
+
+impl Route {
+    fn new(name: String, source: Arc<dyn ModelSource>, percent: u32) -> Self {
+        Self { name, source, percent, pace: Arc::default() }
     }
 }
 
@@ -73,7 +82,7 @@ impl Endpoint {
     /// An endpoint with one route, `default`, taking all traffic.
     pub fn single(source: Arc<dyn ModelSource>) -> Self {
         Self {
-            routes: vec![Route { name: "default".into(), source, percent: 100 }],
+            routes: vec![Route::new("default".into(), source, 100)],
             shadows: Vec::new(),
             sticky: None,
             requests: AtomicU64::new(0),
@@ -132,6 +141,12 @@ impl Endpoint {
         // Shares sum to 100, so the loop has returned; the last route covers rounding.
         &self.routes[self.routes.len() - 1]
     }
+
+    /// Whether every route has scored a small request within `limit` with the model it
+    /// holds now, so that whichever is picked may score on the async worker.
+    pub(crate) fn scores_within(&self, limit: Duration) -> bool {
+        self.routes.iter().all(|route| route.source.current().is_some_and(|loaded| route.pace.within(&loaded, limit)))
+    }
 }
 
 impl<T: ModelSource> From<Arc<T>> for Endpoint {
@@ -174,7 +189,7 @@ impl EndpointBuilder {
     /// Adds a serving route taking `percent` of the traffic.
     #[must_use]
     pub fn route(mut self, name: impl Into<String>, source: Arc<dyn ModelSource>, percent: u32) -> Self {
-        self.routes.push(Route { name: name.into(), source, percent });
+        self.routes.push(Route::new(name.into(), source, percent));
         self
     }
 
@@ -182,7 +197,7 @@ impl EndpointBuilder {
     /// returned, and the caller does not wait for it.
     #[must_use]
     pub fn shadow(mut self, name: impl Into<String>, source: Arc<dyn ModelSource>) -> Self {
-        self.shadows.push(Route { name: name.into(), source, percent: 0 });
+        self.shadows.push(Route::new(name.into(), source, 0));
         self
     }
 

@@ -303,3 +303,82 @@ async fn health_reports_a_live_model_that_stopped_confirming_its_alias() {
     let (status, _, _) = post(&format!("{base}/invocations"), Some("application/json"), one_row()).await;
     assert_eq!(status, 200, "the last good version keeps serving");
 }
+
+/// A model that notes the thread each prediction ran on, takes `delay` over each, and
+/// panics on the prediction numbered `panics_at`.
+struct Paced {
+    signature: mlops_core::Signature,
+    delay: Duration,
+    panics_at: Option<usize>,
+    threads: parking_lot::Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl mlops_core::Model for Paced {
+    fn signature(&self) -> &mlops_core::Signature {
+        &self.signature
+    }
+
+    fn predict(&self, input: &DataFrame) -> mlops_core::Result<DataFrame> {
+        std::thread::sleep(self.delay);
+        let mut threads = self.threads.lock();
+        threads.push(std::thread::current().id());
+        if self.panics_at == Some(threads.len()) {
+            drop(threads);
+            panic!("prediction {} fails", self.panics_at.unwrap_or_default());
+        }
+        Ok(DataFrame::new(input.height(), vec![Column::new("prediction".into(), vec![1.0f64; input.height()])])?)
+    }
+}
+
+// One runtime thread: a prediction on it ran on the async worker, one elsewhere in the
+// blocking pool.
+#[tokio::test(flavor = "current_thread")]
+async fn small_requests_to_a_model_shown_to_be_quick_skip_the_blocking_pool_and_slow_models_never_do() {
+    let template = versions(1).await.pop().unwrap();
+    let paced = |delay, panics_at| {
+        Arc::new(Paced {
+            signature: template.model.signature().clone(),
+            delay,
+            panics_at,
+            threads: parking_lot::Mutex::default(),
+        })
+    };
+    let (quick, slow, flaky) =
+        (paced(Duration::ZERO, None), paced(Duration::from_millis(50), None), paced(Duration::ZERO, Some(3)));
+    let loaded = |model: &Arc<Paced>| {
+        Arc::new(ModelSlot::loaded(LoadedModel {
+            version: template.version.clone(),
+            model: Arc::clone(model) as Arc<dyn mlops_core::Model>,
+            input_example: None,
+        }))
+    };
+    let pooled = paced(Duration::ZERO, None);
+    // A limit well above what the quick models take, loaded as the test machine may be.
+    let server = ModelServer::new()
+        .inline_scoring_limit(Duration::from_millis(5))
+        .endpoint("quick", loaded(&quick))
+        .unwrap()
+        .endpoint("slow", loaded(&slow))
+        .unwrap()
+        .endpoint("flaky", loaded(&flaky))
+        .unwrap();
+    let base = serve(server).await;
+    let pooled_base =
+        serve(ModelServer::new().inline_scoring_limit(Duration::ZERO).endpoint("pooled", loaded(&pooled)).unwrap())
+            .await;
+    let here = std::thread::current().id();
+    for (base, endpoint) in [(&base, "quick"), (&base, "slow"), (&base, "flaky"), (&pooled_base, "pooled")] {
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            let url = format!("{base}/invocations/{endpoint}");
+            statuses.push(post(&url, Some("application/json"), one_row()).await.0);
+        }
+        let expected = if endpoint == "flaky" { [200, 200, 500, 200] } else { [200; 4] };
+        assert_eq!(statuses, expected, "{endpoint}");
+    }
+    let on_worker = |model: &Paced| model.threads.lock().iter().map(|t| *t == here).collect::<Vec<_>>();
+    assert_eq!(on_worker(&quick), [false, true, true, true], "the first request times the model in the pool");
+    assert_eq!(on_worker(&slow), [false; 4], "a model slower than the limit stays in the pool");
+    assert_eq!(on_worker(&flaky), [false, true, true, true], "a panic on the worker is an answer, not a crash");
+    assert_eq!(on_worker(&pooled), [false; 4], "a zero limit keeps every request in the pool");
+}

@@ -1,0 +1,82 @@
+//! Scoring small requests on the async worker. Handing a request to the blocking pool and
+//! back wakes two threads, which costs more than a fast model takes to answer a few records;
+//! a slow model must still never hold a worker. So a request is scored in place only when
+//! its body is small and every route of its endpoint has already scored a small request
+//! within the server's limit, with the very model it holds now.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use mlops_registry::LoadedModel;
+use parking_lot::Mutex;
+
+/// Bodies up to this size may be scored on the async worker.
+pub(crate) const INLINE_BODY_BYTES: usize = 16 * 1024;
+
+/// How long a route may have taken to read, score and answer a small request for the next
+/// ones to be scored on the async worker (see [`ModelServer::inline_scoring_limit`]).
+///
+/// [`ModelServer::inline_scoring_limit`]: super::ModelServer::inline_scoring_limit
+pub const DEFAULT_INLINE_SCORING_LIMIT: Duration = Duration::from_micros(200);
+
+/// The time a route last took to score a small request, and the model that took it.
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    /// A weak reference keeps the model's allocation, so another model loaded later cannot
+    /// take its address and inherit its time.
+    last: Mutex<Option<(Weak<LoadedModel>, Duration)>>,
+}
+
+impl Pace {
+    /// Notes that `model` took `took` to score a request of a small body.
+    pub(crate) fn record(&self, model: &Arc<LoadedModel>, took: Duration) {
+        *self.last.lock() = Some((Arc::downgrade(model), took));
+    }
+
+    /// Whether `model` last scored a small request within `limit` (never for a zero limit).
+    pub(crate) fn within(&self, model: &Arc<LoadedModel>, limit: Duration) -> bool {
+        !limit.is_zero()
+            && self
+                .last
+                .lock()
+                .as_ref()
+                .is_some_and(|(last, took)| Weak::as_ptr(last) == Arc::as_ptr(model) && *took <= limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlops_core::{Model, Signature};
+    use polars::prelude::DataFrame;
+
+    struct Echo(Signature);
+
+    impl Model for Echo {
+        fn signature(&self) -> &Signature {
+            &self.0
+        }
+        fn predict(&self, input: &DataFrame) -> mlops_core::Result<DataFrame> {
+            Ok(input.clone())
+        }
+    }
+
+    fn loaded(version: u64) -> Arc<LoadedModel> {
+        let signature = Signature::new(mlops_core::Schema::new(Vec::new()).unwrap());
+        Arc::new(LoadedModel::unregistered("m".parse().unwrap(), version, Arc::new(Echo(signature))))
+    }
+
+    #[test]
+    fn only_the_model_that_was_timed_and_was_quick_is_trusted() {
+        let pace = Pace::default();
+        let (first, second) = (loaded(1), loaded(1));
+        let limit = Duration::from_micros(200);
+        assert!(!pace.within(&first, limit), "an unmeasured model is not trusted");
+        pace.record(&first, Duration::from_micros(50));
+        assert!(pace.within(&first, limit));
+        assert!(!pace.within(&first, Duration::ZERO), "a zero limit trusts nothing");
+        assert!(!pace.within(&second, limit), "another model with the same version number is not trusted");
+        pace.record(&first, Duration::from_millis(3));
+        assert!(!pace.within(&first, limit), "a slow answer withdraws the trust");
+    }
+}
