@@ -3,7 +3,8 @@
 //! `benches/peer/onnx_batch.py prepare` from the same training rows as the other
 //! benchmarks), through `BatchScorer` on the same Parquet file the peers score.
 //!
-//! `cargo bench -p mlops-benches --bench onnx_scoring` scores 1,000,000 rows;
+//! `cargo bench -p mlops-benches --bench onnx_scoring` scores 1,000,000 rows, and 1 and 100
+//! rows (`onnx_request`, what a request costs the model);
 //! `benches/compare-onnx.sh` runs it beside `mlflow.pyfunc` and a bare onnxruntime
 //! session. In test mode it scores 20,000 rows once. It needs Python with the test
 //! packages (`MLOPS_PYTHON`, as `scripts/test.sh` sets) to export the model, and says so
@@ -49,6 +50,17 @@ fn onnx_scoring(c: &mut Criterion) {
     group.sample_size(10);
     let scorer = BatchScorer::new("transactions_onnx", 1, Arc::clone(&model));
     group.bench_function("sklearn_pipeline_parallel_chunks", |b| b.iter(|| scorer.score(&frame).expect("scores")));
+    group.finish();
+
+    // What a request of 1 or 100 records costs the model: the signature's checks, the
+    // graph's run and the output columns.
+    let mut group = c.benchmark_group("onnx_request");
+    for rows in [1, 100] {
+        let head = frame.head(Some(rows));
+        group.bench_function(format!("sklearn_pipeline_predict_{rows}"), |b| {
+            b.iter(|| model.predict(&head).expect("predicts"))
+        });
+    }
     group.finish();
 }
 

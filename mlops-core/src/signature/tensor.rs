@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use polars::prelude::{Column, DataFrame, DataType, IntoColumn, ReshapeDimension};
+use polars::prelude::{ArrayChunked, Column, DataFrame, DataType, IntoColumn, IntoSeries, ReshapeDimension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -268,6 +268,20 @@ impl TensorSpec {
         let values = values.with_name(self.column_name().into());
         if self.shape.len() == 1 {
             return Ok(values.into_column());
+        }
+        if let [_, width] = self.shape[..] {
+            // One level of nesting: the values' chunks become the array's, without the
+            // general reshape (what a request of a few rows would mostly spend its time on).
+            let width = width as usize;
+            let values = if width > 1 && values.n_chunks() > 1 { values.rechunk() } else { values };
+            let array = ArrayChunked::from_aligned_values(
+                values.name().clone(),
+                values.dtype(),
+                width,
+                values.chunks().clone(),
+                rows,
+            );
+            return Ok(array.into_series().into_column());
         }
         let mut dimensions = vec![ReshapeDimension::new(rows as i64)];
         dimensions.extend(self.shape[1..].iter().map(|&d| ReshapeDimension::new(d)));
