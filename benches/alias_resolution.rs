@@ -1,7 +1,8 @@
 //! Resolving `models:/transactions@champion` and moving aliases, through the public API:
 //! a `LiveModel` (no I/O), an uncached resolve on a local directory, on S3 (when
 //! `MLOPS_S3_ENDPOINT` names an S3-compatible server) and on an MLflow tracking server (when
-//! `MLOPS_MLFLOW_URI` names one), and compare-and-swap alias moves.
+//! `MLOPS_MLFLOW_URI` names one), the version number alone (`resolve_version`, what a
+//! `LiveModel` asks each poll) on S3 and MLflow, and compare-and-swap alias moves.
 //!
 //! `benches/compare-registry.sh` runs this beside the Python `MlflowClient` resolving an
 //! alias against a local MLflow server.
@@ -69,10 +70,18 @@ fn alias_resolution(c: &mut Criterion) {
     if let Some(s3) = s3_registry(&runtime, &name) {
         group
             .bench_function("resolve_s3", |b| b.iter(|| runtime.block_on(s3.resolve(&uri)).expect("resolves").version));
+        group.bench_function("resolve_version_s3", |b| {
+            b.iter(|| runtime.block_on(s3.resolve_version(&uri)).expect("resolves"))
+        });
     }
     if let Some((mlflow, champion)) = mlflow_registry(&runtime) {
         group.bench_function("resolve_mlflow", |b| {
             b.iter(|| runtime.block_on(mlflow.resolve(&champion)).expect("resolves").version)
+        });
+        // What a LiveModel asks each poll, as MlflowClient's `get_model_version_by_alias`
+        // does: one request.
+        group.bench_function("resolve_version_mlflow", |b| {
+            b.iter(|| runtime.block_on(mlflow.resolve_version(&champion)).expect("resolves"))
         });
     }
     let mut current = 1;

@@ -47,7 +47,9 @@ for bench, label in [
     ("live_model", "resolve champion: LiveModel (in memory)"),
     ("resolve_local_dir", "resolve champion: local directory, uncached"),
     ("resolve_s3", "resolve champion: S3 (moto on loopback), uncached"),
+    ("resolve_version_s3", "version number of champion: S3 (a LiveModel poll)"),
     ("resolve_mlflow", "resolve champion: MlflowRegistry + MLflow server"),
+    ("resolve_version_mlflow", "version number of champion: MlflowRegistry (a poll)"),
     ("cas_alias_move_local_dir", "compare-and-swap alias move: local directory"),
 ]:
     estimates = criterion_dir / bench / "new" / "estimates.json"

@@ -339,6 +339,19 @@ pub async fn aliases(registry: &dyn Registry, backend: &Capabilities) {
         assert_eq!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 2)).await.unwrap(), Some(1));
     }
     assert_eq!(registry.version_by_alias(&tx, "champion").await.unwrap().version, 2);
+    // The number alone, as a poller asks for it, agrees; unknown aliases and models are
+    // told apart as the full read tells them.
+    assert_eq!(registry.alias_version(&tx, "champion").await.unwrap(), 2);
+    let champion: ModelUri = "models:/transactions@champion".parse().unwrap();
+    assert_eq!(registry.resolve_version(&champion).await.unwrap(), 2);
+    assert!(matches!(
+        registry.alias_version(&tx, "nobody").await,
+        Err(Error::NotFound { what }) if what.contains("alias `nobody`")
+    ));
+    assert!(matches!(
+        registry.alias_version(&name("nope"), "champion").await,
+        Err(Error::NotFound { what }) if what == "model `nope`"
+    ));
 
     // An alias only points at a version that exists; names are validated.
     assert!(matches!(registry.set_alias(SetAlias::new(tx.clone(), "champion", 99)).await, Err(Error::NotFound { .. })));

@@ -276,4 +276,8 @@ impl Registry for ObservedRegistry {
     async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
         self.inner.version_by_alias(name, alias).await
     }
+
+    async fn alias_version(&self, name: &ModelName, alias: &str) -> Result<u64> {
+        self.inner.alias_version(name, alias).await
+    }
 }

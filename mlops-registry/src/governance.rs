@@ -526,4 +526,9 @@ impl Registry for GovernedHandle {
         self.check_read(name)?;
         self.governed.inner.version_by_alias(name, alias).await
     }
+
+    async fn alias_version(&self, name: &ModelName, alias: &str) -> Result<u64> {
+        self.check_read(name)?;
+        self.governed.inner.alias_version(name, alias).await
+    }
 }

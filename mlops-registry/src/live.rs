@@ -336,12 +336,21 @@ impl Shared {
     }
 
     async fn swap_if_moved(&self) -> Result<Option<u64>> {
-        let target = self.registry.resolve(&self.uri).await?;
-        *self.confirmed_at.lock() = Instant::now();
+        // The version's number first (one request on every backend): most polls end here.
+        let number = self.registry.resolve_version(&self.uri).await?;
         let label = self.uri.to_string();
-        metrics::gauge!(LIVE_MODEL_CONFIRMED_AT, "uri" => label.clone()).set(unix_now());
-        self.target_version.store(target.version, std::sync::atomic::Ordering::Relaxed);
         let from_version = self.current.load().version.version;
+        let confirmed = |version: u64| {
+            *self.confirmed_at.lock() = Instant::now();
+            metrics::gauge!(LIVE_MODEL_CONFIRMED_AT, "uri" => label.clone()).set(unix_now());
+            self.target_version.store(version, std::sync::atomic::Ordering::Relaxed);
+        };
+        if number == from_version {
+            confirmed(number);
+            return Ok(None);
+        }
+        let target = self.registry.resolve(&self.uri).await?;
+        confirmed(target.version);
         if target.version == from_version {
             return Ok(None);
         }

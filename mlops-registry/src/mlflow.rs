@@ -365,6 +365,23 @@ impl MlflowRegistry {
         }
     }
 
+    /// The version an alias points at, without its lineage.
+    async fn aliased(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
+        check_alias(alias)?;
+        let found: std::result::Result<wire::VersionResponse, _> =
+            self.client.get("registered-models/alias", &[("name", name.as_str()), ("alias", alias)]).await;
+        match found {
+            Ok(found) => found.model_version.into_version(),
+            // MLflow reports an unknown alias as an invalid parameter, an unknown model as
+            // missing: ask which one it was.
+            Err(e) if e.is_not_found() || e.code() == Some("INVALID_PARAMETER_VALUE") => {
+                self.fetch_model(name).await?;
+                Err(alias_not_found(name, alias))
+            }
+            Err(e) => Err(api_error(format!("resolving alias `{alias}` of model `{name}`"), e)),
+        }
+    }
+
     /// Fills in the version's lineage from its run (none when the run is gone).
     async fn with_lineage(&self, mut version: ModelVersion) -> Result<ModelVersion> {
         if let Some(link) = &version.run {
@@ -755,26 +772,23 @@ impl Registry for MlflowRegistry {
             .await
     }
 
-    /// One lookup (`registered-models/alias`) instead of reading the model, then the version.
+    /// One lookup (`registered-models/alias`) instead of reading the model, then the version;
+    /// then the run, for the lineage.
     async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
         traced(TRACED_AS, "version_by_alias")
             .model(name)
             .alias(alias)
-            .run(async {
-                check_alias(alias)?;
-                let found: std::result::Result<wire::VersionResponse, _> =
-                    self.client.get("registered-models/alias", &[("name", name.as_str()), ("alias", alias)]).await;
-                match found {
-                    Ok(found) => self.with_lineage(found.model_version.into_version()?).await,
-                    // MLflow reports an unknown alias as an invalid parameter, an unknown model as
-                    // missing: ask which one it was.
-                    Err(e) if e.is_not_found() || e.code() == Some("INVALID_PARAMETER_VALUE") => {
-                        self.fetch_model(name).await?;
-                        Err(alias_not_found(name, alias))
-                    }
-                    Err(e) => Err(api_error(format!("resolving alias `{alias}` of model `{name}`"), e)),
-                }
-            })
+            .run(async { self.with_lineage(self.aliased(name, alias).await?).await })
+            .await
+    }
+
+    /// One request (`registered-models/alias`): the lineage, which takes a second one for
+    /// the run, is left out.
+    async fn alias_version(&self, name: &ModelName, alias: &str) -> Result<u64> {
+        traced(TRACED_AS, "alias_version")
+            .model(name)
+            .alias(alias)
+            .run(async { Ok(self.aliased(name, alias).await?.version) })
             .await
     }
 }

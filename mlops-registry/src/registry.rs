@@ -127,6 +127,16 @@ pub trait Registry: Send + Sync {
         let version = *model.aliases.get(alias).ok_or_else(|| alias_not_found(name, alias))?;
         self.get_version(name, version).await
     }
+
+    /// The number of the version an alias points at, without the version's details: what a
+    /// poller asks every interval, so backends answer it with their cheapest read (one
+    /// request on MLflow, whose versions' lineage lives on their runs).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] naming the model or alias.
+    async fn alias_version(&self, name: &ModelName, alias: &str) -> Result<u64> {
+        Ok(self.version_by_alias(name, alias).await?.version)
+    }
 }
 
 /// A model loaded from the registry, with the version it came from.
@@ -285,6 +295,19 @@ pub trait RegistryExt: Registry {
         }
     }
 
+    /// The number of the version a URI designates, by the cheapest read there is for it
+    /// ([`Registry::alias_version`] for an alias): what a poller asks before it reads the
+    /// whole version.
+    ///
+    /// # Errors
+    /// As [`resolve`](Self::resolve).
+    async fn resolve_version(&self, uri: &ModelUri) -> Result<u64> {
+        match uri {
+            ModelUri::Alias { name, alias } => self.alias_version(name, alias).await,
+            other => Ok(self.resolve(other).await?.version),
+        }
+    }
+
     /// Resolves a URI, downloads and verifies the package, and loads it with `flavors`.
     ///
     /// # Errors
@@ -345,5 +368,8 @@ impl<R: Registry + ?Sized> Registry for Arc<R> {
     }
     async fn version_by_alias(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
         (**self).version_by_alias(name, alias).await
+    }
+    async fn alias_version(&self, name: &ModelName, alias: &str) -> Result<u64> {
+        (**self).alias_version(name, alias).await
     }
 }

@@ -205,6 +205,23 @@ impl ObjectStoreRegistry {
         blocking::unblock(move || futures::executor::block_on(read(this))).await
     }
 
+    /// Reads the model and the version `alias` points at, then `then` with them, in one
+    /// [`read_files`](Self::read_files).
+    async fn through_alias<T, F, Fut>(&self, name: &ModelName, alias: &str, then: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Self, ModelName, RegisteredModel, u64) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>>,
+    {
+        let (name, alias) = (name.clone(), alias.to_owned());
+        self.read_files(move |this| async move {
+            let model = this.read_model(&name).await?;
+            let version = *model.aliases.get(&alias).ok_or_else(|| crate::error::alias_not_found(&name, &alias))?;
+            then(this, name, model, version).await
+        })
+        .await
+    }
+
     /// The model's document, deleted or not; `None` when there is none.
     async fn model_document(&self, name: &ModelName) -> Result<Option<ModelDocument>> {
         Ok(self.documents.latest(&self.model_doc(name)).await?.map(|revision| revision.document))
@@ -664,15 +681,18 @@ impl Registry for ObjectStoreRegistry {
         traced(BACKEND, "version_by_alias")
             .model(name)
             .alias(alias)
-            .run(self.read_files({
-                let (name, alias) = (name.clone(), alias.to_owned());
-                move |this| async move {
-                    let model = this.read_model(&name).await?;
-                    let version =
-                        *model.aliases.get(&alias).ok_or_else(|| crate::error::alias_not_found(&name, &alias))?;
-                    Ok(model.label(this.read_version(&name, version).await?))
-                }
+            .run(self.through_alias(name, alias, |this, name, model, version| async move {
+                Ok(model.label(this.read_version(&name, version).await?))
             }))
+            .await
+    }
+
+    /// One request on a store with conditional overwrite: the model's document.
+    async fn alias_version(&self, name: &ModelName, alias: &str) -> Result<u64> {
+        traced(BACKEND, "alias_version")
+            .model(name)
+            .alias(alias)
+            .run(self.through_alias(name, alias, |_, _, _, version| async move { Ok(version) }))
             .await
     }
 }

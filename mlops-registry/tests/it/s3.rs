@@ -38,7 +38,7 @@ fn writers_killed_at_random_points_leave_a_usable_s3_registry() {
 }
 
 #[tokio::test]
-async fn an_s3_registry_resolves_in_two_requests_through_conditional_overwrites() {
+async fn an_s3_registry_resolves_in_two_requests_and_polls_in_one_through_conditional_overwrites() {
     use std::sync::Arc;
 
     use mlops_registry::object_store::path::Path;
@@ -69,4 +69,7 @@ async fn an_s3_registry_resolves_in_two_requests_through_conditional_overwrites(
     let uri = "models:/transactions@champion".parse().unwrap();
     assert_eq!(fresh.resolve(&uri).await.unwrap().version, 1);
     assert_eq!(counting.requests(), 2, "requests to resolve an alias on S3");
+    // What a LiveModel asks each poll: the alias's version number, from the model's document.
+    assert_eq!(fresh.resolve_version(&uri).await.unwrap(), 1);
+    assert_eq!(counting.requests(), 3, "requests to read an alias's version number on S3");
 }
