@@ -792,6 +792,8 @@ struct Scored {
 /// Bytes reserved per predicted cell for an answer, so most answers are written without
 /// growing their buffer.
 const ANSWER_BYTES_PER_CELL: usize = 24;
+/// The most reserved up front for an answer; a larger one grows as it is written.
+const MAX_ANSWER_RESERVE: usize = 16 * 1024 * 1024;
 
 fn not_loaded(what: String) -> ServeError {
     ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", what)
@@ -875,7 +877,8 @@ fn score(
         )));
     }
     // MLflow answers tensors (a dictionary of arrays from pyfunc) by output, frames by row.
-    let mut json = Vec::with_capacity(ANSWER_BYTES_PER_CELL * output.height() * output.width() + 32);
+    let cells = output.height().saturating_mul(output.width());
+    let mut json = Vec::with_capacity(cells.saturating_mul(ANSWER_BYTES_PER_CELL).min(MAX_ANSWER_RESERVE) + 32);
     json.extend_from_slice(br#"{"predictions":"#);
     if signature.inputs.is_tensor_schema() {
         write_columns_json(&output, &mut json)?;

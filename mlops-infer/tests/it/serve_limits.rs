@@ -344,7 +344,7 @@ async fn small_requests_to_a_model_shown_to_be_quick_skip_the_blocking_pool_and_
         })
     };
     let (quick, slow, flaky) =
-        (paced(Duration::ZERO, None), paced(Duration::from_millis(50), None), paced(Duration::ZERO, Some(3)));
+        (paced(Duration::ZERO, None), paced(Duration::from_millis(250), None), paced(Duration::ZERO, Some(3)));
     let loaded = |model: &Arc<Paced>| {
         Arc::new(ModelSlot::loaded(LoadedModel {
             version: template.version.clone(),
@@ -353,9 +353,10 @@ async fn small_requests_to_a_model_shown_to_be_quick_skip_the_blocking_pool_and_
         }))
     };
     let pooled = paced(Duration::ZERO, None);
-    // A limit well above what the quick models take, loaded as the test machine may be.
+    // A limit far above what the quick models take however loaded the test machine is,
+    // and far below the slow one.
     let server = ModelServer::new()
-        .inline_scoring_limit(Duration::from_millis(5))
+        .inline_scoring_limit(Duration::from_millis(50))
         .endpoint("quick", loaded(&quick))
         .unwrap()
         .endpoint("slow", loaded(&slow))
