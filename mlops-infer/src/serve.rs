@@ -476,7 +476,7 @@ impl ModelServer {
                 join(&span, &parent);
             }
         }
-        let _in_flight = exporter::Raised::new(meters.in_flight.clone());
+        let _in_flight = exporter::Raised::new(&meters.in_flight);
         let mut facts = Facts { request_id: request_id.to_str().unwrap_or_default().to_owned(), ..Facts::default() };
         let answer = tokio::time::timeout(self.request_timeout, self.answer(name, headers, body, &mut facts))
             .instrument(span.clone())
@@ -522,9 +522,7 @@ impl ModelServer {
         if !endpoint.is_empty() {
             self.record_exchange(endpoint, status, elapsed, &mut facts);
         }
-        let outcome = meters.outcome(facts.route_index, status_label(status), facts.format);
-        outcome.requests.increment(1);
-        outcome.seconds.record(elapsed.as_secs_f64());
+        meters.record_outcome(facts.route_index, status_label(status), facts.format, elapsed.as_secs_f64());
         response
     }
 
@@ -610,7 +608,7 @@ impl ModelServer {
         let units =
             expected.saturating_mul(BODY_MEMORY_FACTOR).div_ceil(BODY_MEMORY_UNIT).clamp(1, self.body_memory_units);
         let meters = endpoint.meters(name);
-        let queued = exporter::Raised::new(meters.queued.clone());
+        let queued = exporter::Raised::new(&meters.queued);
         let memory =
             Arc::clone(&self.body_memory).acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX)).await.map_err(
                 |e| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", e.to_string()),

@@ -54,16 +54,16 @@ pub(crate) fn record_routes(name: &str, endpoint: &Endpoint) {
 }
 
 /// A gauge raised while this guard lives.
-pub(crate) struct Raised(metrics::Gauge);
+pub(crate) struct Raised<'a>(&'a metrics::Gauge);
 
-impl Raised {
-    pub(crate) fn new(gauge: metrics::Gauge) -> Self {
+impl<'a> Raised<'a> {
+    pub(crate) fn new(gauge: &'a metrics::Gauge) -> Self {
         gauge.increment(1.0);
         Self(gauge)
     }
 }
 
-impl Drop for Raised {
+impl Drop for Raised<'_> {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }

@@ -64,18 +64,31 @@ impl EndpointMeters {
         self.routes.get(index)
     }
 
-    /// The handles of answers with this route, status and format; the kinds are bounded
-    /// (routes of the endpoint, a fixed set of status labels and formats).
-    pub(crate) fn outcome(&self, route: Option<usize>, status: &'static str, format: &'static str) -> Outcome {
+    /// Counts an answer with this route, status and format, and its duration; the kinds are
+    /// bounded (routes of the endpoint, a fixed set of status labels and formats). The
+    /// handles are used where they are kept, never cloned: a clone is a shared atomic
+    /// count every request would touch.
+    pub(crate) fn record_outcome(
+        &self,
+        route: Option<usize>,
+        status: &'static str,
+        format: &'static str,
+        seconds: f64,
+    ) {
         let key = (route, status, format);
         if let Some(outcome) = self.outcomes.read().get(&key) {
-            return outcome.clone();
+            outcome.requests.increment(1);
+            outcome.seconds.record(seconds);
+            return;
         }
         let route_name = route.and_then(|i| self.route_names.get(i)).cloned().unwrap_or_default();
         let outcome = Outcome {
             requests: metrics::counter!(REQUESTS, "endpoint" => self.endpoint.clone(), "route" => route_name.clone(), "status" => status, "format" => format),
             seconds: metrics::histogram!(REQUEST_SECONDS, "endpoint" => self.endpoint.clone(), "route" => route_name, "status" => status),
         };
-        self.outcomes.write().entry(key).or_insert(outcome).clone()
+        let mut outcomes = self.outcomes.write();
+        let outcome = outcomes.entry(key).or_insert(outcome);
+        outcome.requests.increment(1);
+        outcome.seconds.record(seconds);
     }
 }
