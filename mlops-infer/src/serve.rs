@@ -284,9 +284,10 @@ impl ModelServer {
     }
 
     /// Scores a request on the async worker, without handing it to the blocking pool, when
-    /// its body is at most 16 KiB and every route of its endpoint last scored such a request
+    /// its body is at most 16 KiB and every route of its endpoint is expected to score it
     /// within `limit` (reading it, predicting and writing the answer) with the model it
-    /// holds now; by default [`DEFAULT_INLINE_SCORING_LIMIT`]. Small requests to fast models
+    /// holds now, judged by the last small request it scored (in proportion to the body's
+    /// size when this one is larger); by default [`DEFAULT_INLINE_SCORING_LIMIT`]. Small requests to fast models
     /// then skip two thread wake-ups; a model that has not shown it is fast, a new version
     /// included, is scored in the pool. `Duration::ZERO` scores every request in the pool.
     #[must_use]
@@ -625,8 +626,9 @@ impl ModelServer {
         let (scoring, sticky_header, endpoint_name) =
             (Arc::clone(endpoint), endpoint.sticky_header(headers), name.to_owned());
         let span = tracing::Span::current();
-        let inline =
-            lookups.is_none() && body.len() <= pace::INLINE_BODY_BYTES && endpoint.scores_within(self.inline_limit);
+        let inline = lookups.is_none()
+            && body.len() <= pace::INLINE_BODY_BYTES
+            && endpoint.scores_within(self.inline_limit, body.len());
         let work = move || {
             let _held = (slot, memory);
             span.in_scope(|| score(&endpoint_name, &scoring, sticky_header, format, &body, lookups.as_ref()))
@@ -885,7 +887,7 @@ fn score(
     }
     json.push(b'}');
     if body.len() <= pace::INLINE_BODY_BYTES {
-        route.pace.record(&loaded, began.elapsed());
+        route.pace.record(&loaded, began.elapsed(), body.len());
     }
     Ok(Scored {
         format: request.format,

@@ -142,10 +142,13 @@ impl Endpoint {
         &self.routes[self.routes.len() - 1]
     }
 
-    /// Whether every route has scored a small request within `limit` with the model it
-    /// holds now, so that whichever is picked may score on the async worker.
-    pub(crate) fn scores_within(&self, limit: Duration) -> bool {
-        self.routes.iter().all(|route| route.source.current().is_some_and(|loaded| route.pace.within(&loaded, limit)))
+    /// Whether every route would score a body of `bytes` within `limit` with the model it
+    /// holds now, judged by its last small request, so that whichever is picked may score
+    /// on the async worker.
+    pub(crate) fn scores_within(&self, limit: Duration, bytes: usize) -> bool {
+        self.routes
+            .iter()
+            .all(|route| route.source.current().is_some_and(|loaded| route.pace.within(&loaded, limit, bytes)))
     }
 }
 
