@@ -140,13 +140,17 @@ fn walk_tensor(value: &Value, dims: &[i64], sink: &mut TensorSink, position: &mu
     Ok(())
 }
 
-/// The flat elements of a tensor being read, in its element type.
+/// The flat elements of a tensor being read, in the type a frame holds its element type in.
 enum TensorSink {
     Bool(Vec<bool>),
-    Int32(Vec<i32>),
+    /// 8-, 16- and 32-bit integers, with the range of the tensor's type and its name.
+    Int32(Vec<i32>, (i32, i32), &'static str),
     Int64(Vec<i64>),
-    UInt32(Vec<u32>),
+    /// 8-, 16- and 32-bit unsigned integers, with the largest of the tensor's type and its name.
+    UInt32(Vec<u32>, u32, &'static str),
     UInt64(Vec<u64>),
+    /// Half-precision values, rounded once from the JSON number, held in f32.
+    Float16(Vec<f32>),
     Float32(Vec<f32>),
     Float64(Vec<f64>),
     Str(Vec<String>),
@@ -154,17 +158,25 @@ enum TensorSink {
 
 impl TensorSink {
     fn new(dtype: TensorType, capacity: usize) -> Self {
+        let ints = |low: i32, high: i32, what| Self::Int32(Vec::with_capacity(capacity), (low, high), what);
+        let unsigned = |high: u32, what| Self::UInt32(Vec::with_capacity(capacity), high, what);
         match dtype {
             TensorType::Bool => Self::Bool(Vec::with_capacity(capacity)),
-            TensorType::Int32 => Self::Int32(Vec::with_capacity(capacity)),
+            TensorType::Int8 => ints(i8::MIN.into(), i8::MAX.into(), "an int8"),
+            TensorType::Int16 => ints(i16::MIN.into(), i16::MAX.into(), "an int16"),
+            TensorType::Int32 => ints(i32::MIN, i32::MAX, "an int32"),
             TensorType::Int64 => Self::Int64(Vec::with_capacity(capacity)),
-            TensorType::UInt32 => Self::UInt32(Vec::with_capacity(capacity)),
+            TensorType::UInt8 => unsigned(u8::MAX.into(), "a uint8"),
+            TensorType::UInt16 => unsigned(u16::MAX.into(), "a uint16"),
+            TensorType::UInt32 => unsigned(u32::MAX, "a uint32"),
             TensorType::UInt64 => Self::UInt64(Vec::with_capacity(capacity)),
+            TensorType::Float16 => Self::Float16(Vec::with_capacity(capacity)),
             TensorType::Float32 => Self::Float32(Vec::with_capacity(capacity)),
             TensorType::Float64 => Self::Float64(Vec::with_capacity(capacity)),
             // Bytes travel in JSON as base64 text; they are checked as text here and
-            // refused by the spec's type check when the column is built.
-            TensorType::Str | TensorType::Bytes => Self::Str(Vec::with_capacity(capacity.min(1024))),
+            // refused by the spec's type check when the column is built. A type added
+            // later is read as text too, and refused the same way.
+            _ => Self::Str(Vec::with_capacity(capacity.min(1024))),
         }
     }
 
@@ -183,10 +195,19 @@ impl TensorSink {
         };
         match self {
             Self::Bool(out) => out.push(value.as_bool().ok_or("a boolean")?),
-            Self::Int32(out) => out.push(integral(value).and_then(|v| i32::try_from(v).ok()).ok_or("an int32")?),
+            Self::Int32(out, (low, high), what) => out.push(
+                integral(value)
+                    .and_then(|v| i32::try_from(v).ok())
+                    .filter(|v| (*low..=*high).contains(v))
+                    .ok_or(*what)?,
+            ),
             Self::Int64(out) => out.push(integral(value).and_then(|v| i64::try_from(v).ok()).ok_or("an int64")?),
-            Self::UInt32(out) => out.push(integral(value).and_then(|v| u32::try_from(v).ok()).ok_or("a uint32")?),
+            Self::UInt32(out, high, what) => {
+                out.push(integral(value).and_then(|v| u32::try_from(v).ok()).filter(|v| v <= high).ok_or(*what)?)
+            }
             Self::UInt64(out) => out.push(integral(value).and_then(|v| u64::try_from(v).ok()).ok_or("a uint64")?),
+            // As numpy makes a float16 array of Python floats: rounded once, from the double.
+            Self::Float16(out) => out.push(f16_of(value.as_f64().ok_or("a number")?)),
             Self::Float32(out) => out.push(value.as_f64().ok_or("a number")? as f32),
             Self::Float64(out) => out.push(value.as_f64().ok_or("a number")?),
             Self::Str(out) => out.push(value.as_str().ok_or("a string")?.to_owned()),
@@ -198,15 +219,21 @@ impl TensorSink {
         let name = name.into();
         match self {
             Self::Bool(v) => Series::new(name, v),
-            Self::Int32(v) => Series::new(name, v),
+            Self::Int32(v, _, _) => Series::new(name, v),
             Self::Int64(v) => Series::new(name, v),
-            Self::UInt32(v) => Series::new(name, v),
+            Self::UInt32(v, _, _) => Series::new(name, v),
             Self::UInt64(v) => Series::new(name, v),
-            Self::Float32(v) => Series::new(name, v),
+            Self::Float16(v) | Self::Float32(v) => Series::new(name, v),
             Self::Float64(v) => Series::new(name, v),
             Self::Str(v) => Series::new(name, v),
         }
     }
+}
+
+/// `value` rounded to the nearest half-precision value (ties to even), as `f32`, which
+/// holds it exactly.
+fn f16_of(value: f64) -> f32 {
+    half::f16::from_f64(value).to_f32()
 }
 
 /// Reads a list of records (`[{"column": value, ..}, ..]`) into a frame typed by `schema`.

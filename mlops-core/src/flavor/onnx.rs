@@ -178,7 +178,8 @@ fn name_unnamed_tensor(mut signature: Signature, inputs: &[Port]) -> Signature {
     signature
 }
 
-/// Inputs from the graph: columns for `[N]` and `[N, 1]` inputs, tensors otherwise.
+/// Inputs from the graph: columns for `[N]` and `[N, 1]` inputs of a column type, tensors
+/// otherwise.
 fn derived_inputs(inputs: &[Port]) -> Result<Schema> {
     let scalar = |p: &Port| p.shape.as_ref().is_some_and(|s| s.len() == 1 || (s.len() == 2 && s[1] == Some(1)));
     let column_type = |p: &Port| -> Option<ColumnType> {
@@ -195,7 +196,9 @@ fn derived_inputs(inputs: &[Port]) -> Result<Schema> {
     let unsupported = |p: &Port| {
         Error::InvalidPackage(format!("ONNX input `{}` has type {:?}, which a frame cannot feed", p.name, p.dtype))
     };
-    if inputs.iter().all(scalar) {
+    // A scalar input of a type no column has (an 8-bit integer, say) makes every input a
+    // tensor.
+    if inputs.iter().all(|p| scalar(p) && column_type(p).is_some()) {
         let columns = inputs
             .iter()
             .map(|p| {
@@ -215,8 +218,7 @@ fn derived_inputs(inputs: &[Port]) -> Result<Schema> {
     let tensors = inputs
         .iter()
         .map(|p| {
-            let dtype =
-                p.dtype.and_then(|d| TensorType::from_numpy(&numpy_name(d)).ok()).ok_or_else(|| unsupported(p))?;
+            let dtype = p.dtype.and_then(tensor_type).ok_or_else(|| unsupported(p))?;
             let shape: Vec<i64> = p
                 .shape
                 .as_ref()
@@ -231,19 +233,24 @@ fn derived_inputs(inputs: &[Port]) -> Result<Schema> {
     Schema::of_tensors(tensors)
 }
 
-fn numpy_name(dtype: DatumType) -> String {
-    match dtype {
-        DatumType::F32 => "float32",
-        DatumType::F64 => "float64",
-        DatumType::I64 => "int64",
-        DatumType::I32 => "int32",
-        DatumType::U32 => "uint32",
-        DatumType::U64 => "uint64",
-        DatumType::Bool => "bool",
-        DatumType::String => "str",
-        _ => "unsupported",
-    }
-    .to_owned()
+/// The tensor element type of a graph's element type, where a frame can hold it.
+fn tensor_type(dtype: DatumType) -> Option<TensorType> {
+    Some(match dtype {
+        DatumType::Bool => TensorType::Bool,
+        DatumType::I8 => TensorType::Int8,
+        DatumType::I16 => TensorType::Int16,
+        DatumType::I32 => TensorType::Int32,
+        DatumType::I64 => TensorType::Int64,
+        DatumType::U8 => TensorType::UInt8,
+        DatumType::U16 => TensorType::UInt16,
+        DatumType::U32 => TensorType::UInt32,
+        DatumType::U64 => TensorType::UInt64,
+        DatumType::F16 => TensorType::Float16,
+        DatumType::F32 => TensorType::Float32,
+        DatumType::F64 => TensorType::Float64,
+        DatumType::String => TensorType::Str,
+        _ => return None,
+    })
 }
 
 impl Model for OnnxModel {

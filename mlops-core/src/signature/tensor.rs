@@ -13,24 +13,45 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The element type of a tensor, named as numpy (and so MLflow's tensor specs) names it.
+///
+/// A frame holds 8- and 16-bit integers in the 32-bit integer of the same signedness and
+/// `float16` in `float32` (see [`polars_dtype`](Self::polars_dtype)); values are checked
+/// against the narrow type's range when a tensor column is enforced, and a model is fed
+/// the narrow type itself.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TensorType {
     /// `bool`
     #[serde(rename = "bool")]
     Bool,
+    /// `int8`, held as `Int32` in a frame
+    #[serde(rename = "int8")]
+    Int8,
+    /// `int16`, held as `Int32` in a frame
+    #[serde(rename = "int16")]
+    Int16,
     /// `int32`
     #[serde(rename = "int32")]
     Int32,
     /// `int64`
     #[serde(rename = "int64")]
     Int64,
+    /// `uint8`, held as `UInt32` in a frame
+    #[serde(rename = "uint8")]
+    UInt8,
+    /// `uint16`, held as `UInt32` in a frame
+    #[serde(rename = "uint16")]
+    UInt16,
     /// `uint32`
     #[serde(rename = "uint32")]
     UInt32,
     /// `uint64`
     #[serde(rename = "uint64")]
     UInt64,
+    /// `float16`, held as `Float32` in a frame (which holds every half-precision value
+    /// exactly)
+    #[serde(rename = "float16")]
+    Float16,
     /// `float32`
     #[serde(rename = "float32")]
     Float32,
@@ -45,42 +66,62 @@ pub enum TensorType {
     Bytes,
 }
 
+/// Every element type, in the order of its declaration.
+const ALL_TENSOR_TYPES: [TensorType; 14] = [
+    TensorType::Bool,
+    TensorType::Int8,
+    TensorType::Int16,
+    TensorType::Int32,
+    TensorType::Int64,
+    TensorType::UInt8,
+    TensorType::UInt16,
+    TensorType::UInt32,
+    TensorType::UInt64,
+    TensorType::Float16,
+    TensorType::Float32,
+    TensorType::Float64,
+    TensorType::Str,
+    TensorType::Bytes,
+];
+
 impl TensorType {
     /// The element type called `name` by numpy (`float32`, `int64`, `str`, `object`, ...).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming the type when there is no such element type or its
-    /// values cannot be held in a frame here (`float16`, 8- and 16-bit integers, dates).
+    /// values cannot be held in a frame here (complex numbers, dates and durations, extended
+    /// precision).
     pub fn from_numpy(name: &str) -> Result<Self> {
-        Ok(match name {
-            "bool" => Self::Bool,
-            "int32" => Self::Int32,
-            "int64" => Self::Int64,
-            "uint32" => Self::UInt32,
-            "uint64" => Self::UInt64,
-            "float32" => Self::Float32,
-            "float64" => Self::Float64,
-            "str" | "object" => Self::Str,
-            "bytes" => Self::Bytes,
-            "float16" | "int8" | "int16" | "uint8" | "uint16" => {
-                return Err(Error::InvalidArgument(format!(
-                    "tensor element type `{name}` is not supported (supported: bool, int32, int64, uint32, uint64, float32, float64, str, bytes)"
-                )));
-            }
-            other => {
-                return Err(Error::InvalidArgument(format!("`{other}` is not a tensor element type")));
-            }
-        })
+        if name == "object" {
+            return Ok(Self::Str);
+        }
+        if let Some(dtype) = ALL_TENSOR_TYPES.into_iter().find(|t| t.numpy_name() == name) {
+            return Ok(dtype);
+        }
+        let known = ["complex64", "complex128", "complex256", "float128", "longdouble", "clongdouble"];
+        if known.contains(&name) || name.starts_with("datetime64") || name.starts_with("timedelta64") {
+            let supported: Vec<&str> = ALL_TENSOR_TYPES.iter().map(|t| t.numpy_name()).collect();
+            return Err(Error::InvalidArgument(format!(
+                "tensor element type `{name}` is not supported (supported: {})",
+                supported.join(", ")
+            )));
+        }
+        Err(Error::InvalidArgument(format!("`{name}` is not a tensor element type")))
     }
 
     /// The numpy name of the type.
     pub fn numpy_name(self) -> &'static str {
         match self {
             Self::Bool => "bool",
+            Self::Int8 => "int8",
+            Self::Int16 => "int16",
             Self::Int32 => "int32",
             Self::Int64 => "int64",
+            Self::UInt8 => "uint8",
+            Self::UInt16 => "uint16",
             Self::UInt32 => "uint32",
             Self::UInt64 => "uint64",
+            Self::Float16 => "float16",
             Self::Float32 => "float32",
             Self::Float64 => "float64",
             Self::Str => "str",
@@ -88,18 +129,32 @@ impl TensorType {
         }
     }
 
-    /// The Polars type of one element.
+    /// The Polars type a frame holds one element in: the type itself, or for 8- and
+    /// 16-bit integers the 32-bit integer of the same signedness, and for `float16`
+    /// `Float32` (Polars is built here without its narrow types, which would lengthen
+    /// every build of it).
     pub fn polars_dtype(self) -> DataType {
         match self {
             Self::Bool => DataType::Boolean,
-            Self::Int32 => DataType::Int32,
+            Self::Int8 | Self::Int16 | Self::Int32 => DataType::Int32,
             Self::Int64 => DataType::Int64,
-            Self::UInt32 => DataType::UInt32,
+            Self::UInt8 | Self::UInt16 | Self::UInt32 => DataType::UInt32,
             Self::UInt64 => DataType::UInt64,
-            Self::Float32 => DataType::Float32,
+            Self::Float16 | Self::Float32 => DataType::Float32,
             Self::Float64 => DataType::Float64,
             Self::Str => DataType::String,
             Self::Bytes => DataType::Binary,
+        }
+    }
+
+    /// The values an integer type holds, for the types a frame holds in a wider one.
+    pub(crate) fn narrow_range(self) -> Option<(i64, i64)> {
+        match self {
+            Self::Int8 => Some((i8::MIN.into(), i8::MAX.into())),
+            Self::Int16 => Some((i16::MIN.into(), i16::MAX.into())),
+            Self::UInt8 => Some((0, u8::MAX.into())),
+            Self::UInt16 => Some((0, u16::MAX.into())),
+            _ => None,
         }
     }
 
@@ -216,7 +271,38 @@ impl TensorSpec {
 
     /// Whether the element type has a missing value (floats: NaN; strings: pandas' None).
     fn carries_missing(&self) -> bool {
-        matches!(self.dtype, TensorType::Float32 | TensorType::Float64 | TensorType::Str)
+        matches!(self.dtype, TensorType::Float16 | TensorType::Float32 | TensorType::Float64 | TensorType::Str)
+    }
+
+    /// Checks that flat `values` of a type held wider in a frame fit the narrow type.
+    fn check_range(&self, values: &polars::prelude::Series) -> Result<()> {
+        let Some((low, high)) = self.dtype.narrow_range() else { return Ok(()) };
+        let outside = |value: i64| value < low || value > high;
+        let found = match values.dtype() {
+            DataType::Int32 => values
+                .i32()?
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| v.map(i64::from).filter(|&v| outside(v)).map(|v| (i, v))),
+            DataType::UInt32 => values
+                .u32()?
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| v.map(i64::from).filter(|&v| outside(v)).map(|v| (i, v))),
+            _ => None,
+        };
+        match found {
+            None => Ok(()),
+            Some((index, value)) => Err(Error::Schema {
+                column: self.column_name().to_owned(),
+                expected: self.describe(),
+                found: format!(
+                    "{value} in row {}, outside {}'s range {low}..={high}",
+                    index / self.row_len().max(1),
+                    self.dtype
+                ),
+            }),
+        }
     }
 
     /// The number of values in one row: the product of the inner dimensions.
@@ -247,9 +333,9 @@ impl TensorSpec {
     ///
     /// # Errors
     /// [`Error::Schema`] naming the tensor when the values are not `rows` times
-    /// [`row_len`](Self::row_len), have another element type or hold nulls that the type
-    /// cannot carry (see [`values`](Self::values)), or when the shape fixes another number
-    /// of rows.
+    /// [`row_len`](Self::row_len), have another element type, hold nulls that the type
+    /// cannot carry (see [`values`](Self::values)) or a value outside a narrow integer
+    /// type's range, or when the shape fixes another number of rows.
     pub fn column_from_values(&self, values: polars::prelude::Series, rows: usize) -> Result<Column> {
         let mismatch =
             |found: String| Error::Schema { column: self.column_name().to_owned(), expected: self.describe(), found };
@@ -265,6 +351,7 @@ impl TensorSpec {
         if values.null_count() > 0 && !self.carries_missing() {
             return Err(mismatch("null values".into()));
         }
+        self.check_range(&values)?;
         let values = values.with_name(self.column_name().into());
         if self.shape.len() == 1 {
             return Ok(values.into_column());
@@ -293,9 +380,10 @@ impl TensorSpec {
     ///
     /// # Errors
     /// [`Error::Schema`] naming the tensor for a column of another element type or shape,
-    /// or with missing values where its element type has none: float tensors carry them
-    /// (as NaN, which a frame's null becomes when fed), string tensors too (as pandas
-    /// object arrays do), other types do not.
+    /// with missing values where its element type has none (float tensors carry them, as
+    /// NaN, which a frame's null becomes when fed; string tensors too, as pandas object
+    /// arrays do; other types do not), or with a value outside a narrow integer type's
+    /// range, naming its row.
     pub fn values(&self, column: &Column) -> Result<polars::prelude::Series> {
         let mismatch =
             |found: String| Error::Schema { column: self.column_name().to_owned(), expected: self.describe(), found };
@@ -329,6 +417,7 @@ impl TensorSpec {
         if leaves.len() != column.len().saturating_mul(self.row_len()) {
             return Err(mismatch(format!("{} values for {} rows", leaves.len(), column.len())));
         }
+        self.check_range(&leaves)?;
         Ok(leaves)
     }
 

@@ -31,7 +31,7 @@ fn every_mlflow_column_type_maps_and_optional_columns_stay_optional() {
 }
 
 #[test]
-fn composite_types_and_half_floats_are_refused_naming_the_column() {
+fn composite_types_and_complex_tensors_are_refused_naming_the_column() {
     let arrays = mlmodel(
         r#"[{"type": "array", "items": {"type": "string"}, "name": "tags", "required": true}]"#,
         "null",
@@ -44,13 +44,66 @@ fn composite_types_and_half_floats_are_refused_naming_the_column() {
         let message = mlmodel(&entry, "null", "null").signature().unwrap_err().to_string();
         assert!(message.contains(&format!("column `field_{kind}`")), "{message}");
     }
-    let half = mlmodel(
-        r#"[{"type": "tensor", "tensor-spec": {"dtype": "float16", "shape": [-1, 2]}, "name": "x"}]"#,
+    let complex = mlmodel(
+        r#"[{"type": "tensor", "tensor-spec": {"dtype": "complex64", "shape": [-1, 2]}, "name": "x"}]"#,
         "null",
         "null",
     );
-    let message = half.signature().unwrap_err().to_string();
-    assert!(message.contains("tensor `x`") && message.contains("float16"), "{message}");
+    let message = complex.signature().unwrap_err().to_string();
+    assert!(
+        message.contains("tensor `x`") && message.contains("complex64") && message.contains("float16"),
+        "{message}"
+    );
+}
+
+#[test]
+fn narrow_integer_and_half_float_tensors_are_held_wider_and_range_checked() {
+    let entries: Vec<String> = ["int8", "int16", "uint8", "uint16", "float16"]
+        .iter()
+        .map(|t| {
+            format!(r#"{{"type": "tensor", "tensor-spec": {{"dtype": "{t}", "shape": [-1, 2]}}, "name": "{t}_in"}}"#)
+        })
+        .collect();
+    let model = mlmodel(&format!("[{}]", entries.join(", ")), "null", "null");
+    let signature = model.signature().unwrap().unwrap();
+    let specs = signature.inputs.tensors();
+    let types: Vec<TensorType> = specs.iter().map(TensorSpec::dtype).collect();
+    assert_eq!(
+        types,
+        [TensorType::Int8, TensorType::Int16, TensorType::UInt8, TensorType::UInt16, TensorType::Float16]
+    );
+    let held: Vec<DataType> = specs.iter().map(|s| s.dtype().polars_dtype()).collect();
+    assert_eq!(held, [DataType::Int32, DataType::Int32, DataType::UInt32, DataType::UInt32, DataType::Float32]);
+
+    // From JSON: each type's bounds are its own, and a half float is rounded once.
+    let int8 = &specs[0];
+    assert!(tensor_json_to_column(&serde_json::json!([[-128, 127]]), int8).is_ok());
+    match tensor_json_to_column(&serde_json::json!([[0, 1], [128, 0]]), int8) {
+        Err(Error::Schema { column, found, .. }) => {
+            assert_eq!((column.as_str(), found.as_str()), ("int8_in", "a number at [1, 0] where an int8 belongs"))
+        }
+        other => panic!("expected a schema error, got {other:?}"),
+    }
+    assert!(tensor_json_to_column(&serde_json::json!([[65535, 0]]), &specs[3]).is_ok());
+    assert!(tensor_json_to_column(&serde_json::json!([[65536, 0]]), &specs[3]).is_err(), "beyond uint16");
+    assert!(tensor_json_to_column(&serde_json::json!([[-1, 0]]), &specs[2]).is_err(), "below uint8");
+    let half = tensor_json_to_column(&serde_json::json!([[0.1, 70000.0]]), &specs[4]).unwrap();
+    let values: Vec<f32> = specs[4].values(&half).unwrap().f32().unwrap().into_no_null_iter().collect();
+    // 0.1 is 0.0999755859375 in half precision, and 70000 is beyond its largest value.
+    assert_eq!(values, [0.099_975_586, f32::INFINITY]);
+
+    // From a frame: a wider column holding a value outside the narrow type is refused,
+    // naming the row.
+    let rows =
+        Series::new("uint8_in".into(), vec![Series::new("".into(), [1u32, 2]), Series::new("".into(), [3u32, 256])]);
+    let frame = DataFrame::new(2, vec![rows.into_column()]).unwrap();
+    let only_uint8 = Signature::new(Schema::of_tensors(vec![specs[2].clone()]).unwrap());
+    match only_uint8.enforce(&frame) {
+        Err(Error::Schema { column, found, .. }) => {
+            assert_eq!((column.as_str(), found.as_str()), ("uint8_in", "256 in row 1, outside uint8's range 0..=255"))
+        }
+        other => panic!("expected a schema error, got {other:?}"),
+    }
 }
 
 #[test]

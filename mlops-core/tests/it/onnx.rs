@@ -67,7 +67,7 @@ fn assert_all_close(what: &str, found: &[f32], expected: &[f32]) {
 fn python_models_score_in_rust_as_python_scores_them() {
     let Some(dir) = models() else { return };
     let models = manifest(dir);
-    assert_eq!(models.len(), 16, "the script makes sixteen models");
+    assert_eq!(models.len(), 17, "the script makes seventeen models");
     for (name, kind, reference) in models {
         let model = load(dir, &name);
         let input = read_parquet(&dir.join(&name).join("input.parquet")).unwrap();
@@ -113,6 +113,27 @@ fn python_models_score_in_rust_as_python_scores_them() {
                         &found,
                         &floats(expected.column(&format!("p_{class}")).unwrap()),
                     );
+                }
+            }
+            "small_types" => {
+                // Each output in the type a frame holds it in, equal to pyfunc's value for
+                // value: products rounded once, half floats rounded from them, integers.
+                for (output, held, width) in [
+                    ("score", DataType::Float32, 12),
+                    ("score_half", DataType::Float32, 12),
+                    ("pixels_out", DataType::UInt32, 4),
+                    ("deltas_out", DataType::Int32, 2),
+                ] {
+                    let column = scored.column(output).unwrap();
+                    assert_eq!(column.dtype(), &DataType::Array(Box::new(held), width), "{what}: {output}");
+                    let flat = |c: &Column| -> Vec<f64> {
+                        let leaves = c.as_materialized_series().get_leaf_array().cast(&DataType::Float64).unwrap();
+                        leaves.f64().unwrap().into_no_null_iter().collect()
+                    };
+                    let (found, want) = (flat(column), flat(expected.column(output).unwrap()));
+                    assert_eq!(found.len(), want.len(), "{what}: {output} lengths");
+                    let wrong = found.iter().zip(&want).filter(|(a, b)| a != b).count();
+                    assert_eq!(wrong, 0, "{what}: {wrong} values of {output} differ");
                 }
             }
             "labels" => {

@@ -403,6 +403,81 @@ def convolution_model(out, rng, rows):
     return {"name": "cnn", "reference": "pyfunc", "kind": "tensor"}
 
 
+SMALL_TYPES = {
+    "pixels": (TensorProto.UINT8, np.uint8, 4, np.uint32),
+    "offsets": (TensorProto.INT8, np.int8, 2, np.int32),
+    "counts": (TensorProto.UINT16, np.uint16, 2, np.uint32),
+    "deltas": (TensorProto.INT16, np.int16, 2, np.int32),
+    "scale": (TensorProto.FLOAT16, np.float16, 2, np.float32),
+}
+
+
+def small_types_model(out, rng, rows):
+    """A graph over 8- and 16-bit integer and half-float tensors (what quantized and
+    image models take): each value cast to float and weighed (one product per value,
+    which every runtime rounds alike), returned as float and as float16, and two inputs
+    returned as they came. Scored by pyfunc, fed a dict of arrays of the signature's
+    types. The Parquet files hold each value in the wider type a frame holds it in
+    (32-bit integers, float32), which is exact."""
+    inputs = []
+    nodes = []
+    for name, (onnx_type, _, width, _) in SMALL_TYPES.items():
+        inputs.append(helper.make_tensor_value_info(name, onnx_type, ["N", width]))
+        nodes.append(helper.make_node("Cast", [name], [f"{name}_float"], to=TensorProto.FLOAT))
+    width = sum(w for _, _, w, _ in SMALL_TYPES.values())
+    weights = rng.normal(0, 0.05, (width,)).astype(np.float32)
+    nodes += [
+        helper.make_node("Concat", [f"{name}_float" for name in SMALL_TYPES], ["features"], axis=1),
+        helper.make_node("Mul", ["features", "weights"], ["score"]),
+        helper.make_node("Cast", ["score"], ["score_half"], to=TensorProto.FLOAT16),
+        helper.make_node("Identity", ["pixels"], ["pixels_out"]),
+        helper.make_node("Identity", ["deltas"], ["deltas_out"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", width]),
+        helper.make_tensor_value_info("score_half", TensorProto.FLOAT16, ["N", width]),
+        helper.make_tensor_value_info("pixels_out", TensorProto.UINT8, ["N", 4]),
+        helper.make_tensor_value_info("deltas_out", TensorProto.INT16, ["N", 2]),
+    ]
+    graph = helper.make_graph(nodes, "small_types", inputs, outputs, [numpy_helper.from_array(weights, name="weights")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    data = {
+        "pixels": rng.integers(0, 256, (rows, 4)).astype(np.uint8),
+        "offsets": rng.integers(-128, 128, (rows, 2)).astype(np.int8),
+        "counts": rng.integers(0, 65536, (rows, 2)).astype(np.uint16),
+        "deltas": rng.integers(-32768, 32768, (rows, 2)).astype(np.int16),
+        "scale": rng.normal(0, 100, (rows, 2)).astype(np.float16),
+    }
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(dtype), (-1, w), name) for name, (_, dtype, w, _) in SMALL_TYPES.items()]),
+        outputs=Schema([
+            TensorSpec(np.dtype(np.float32), (-1, width), "score"),
+            TensorSpec(np.dtype(np.float16), (-1, width), "score_half"),
+            TensorSpec(np.dtype(np.uint8), (-1, 4), "pixels_out"),
+            TensorSpec(np.dtype(np.int16), (-1, 2), "deltas_out"),
+        ]),
+    )
+    folder = os.path.join(out, "small_types")
+    os.makedirs(folder, exist_ok=True)
+    mlflow.onnx.save_model(
+        model, os.path.join(folder, "model"), signature=signature, onnx_session_options=SINGLE_THREAD,
+        pip_requirements=REQUIREMENTS,
+    )
+    predicted = mlflow.pyfunc.load_model(os.path.join(folder, "model")).predict(data)
+    assert predicted["score_half"].dtype == np.float16 and predicted["pixels_out"].dtype == np.uint8, predicted
+    held = {"score": np.float32, "score_half": np.float32, "pixels_out": np.uint32, "deltas_out": np.int32}
+    wider = {name: wide for name, (_, _, _, wide) in SMALL_TYPES.items()}
+    pd.DataFrame({name: list(values.astype(wider[name])) for name, values in data.items()}).to_parquet(
+        os.path.join(folder, "input.parquet"), index=False
+    )
+    pd.DataFrame({name: list(np.asarray(predicted[name]).astype(held[name])) for name in held}).to_parquet(
+        os.path.join(folder, "expected.parquet"), index=False
+    )
+    return {"name": "small_types", "reference": "pyfunc", "kind": "small_types"}
+
+
 def label_encoder_v1_models(out, rng, rows):
     """ai.onnx.ml opset 1's LabelEncoder, which onnxmltools and older skl2onnx exports use:
     strings to their index in `classes_strings` (`default_int64` for the rest), and indices
@@ -536,6 +611,7 @@ def main():
     entries = pipeline_model(out, rng, rows)
     entries += tabular_models(out, rng, rows)
     entries.append(convolution_model(out, rng, min(rows, 2000)))
+    entries.append(small_types_model(out, rng, rows))
     entries += label_encoder_v1_models(out, rng, rows)
     entries.append(set_membership_model(out, rng, rows))
     hostile_models(out)

@@ -236,8 +236,12 @@ fn scalar(dtype: ColumnType) -> Value {
 fn tensor_element(dtype: TensorType) -> Value {
     match dtype {
         TensorType::Bool => json!({ "type": "boolean" }),
+        TensorType::Int8 => json!({ "type": "integer", "minimum": i8::MIN, "maximum": i8::MAX }),
+        TensorType::Int16 => json!({ "type": "integer", "minimum": i16::MIN, "maximum": i16::MAX }),
+        TensorType::UInt8 => json!({ "type": "integer", "minimum": 0, "maximum": u8::MAX }),
+        TensorType::UInt16 => json!({ "type": "integer", "minimum": 0, "maximum": u16::MAX }),
         TensorType::Int32 | TensorType::Int64 | TensorType::UInt32 | TensorType::UInt64 => json!({ "type": "integer" }),
-        TensorType::Float32 | TensorType::Float64 => json!({ "type": "number" }),
+        TensorType::Float16 | TensorType::Float32 | TensorType::Float64 => json!({ "type": "number" }),
         TensorType::Bytes => json!({ "type": "string", "contentEncoding": "base64" }),
         _ => json!({ "type": "string" }),
     }

@@ -1,6 +1,8 @@
 //! Frames into graph inputs, the way MLflow's pyfunc feeds an ONNX graph: one input per
 //! column (or tensor) of the same name, or, for a graph with a single input, every
-//! signature column side by side; float64 values become float32 for a float input.
+//! signature column side by side; float64 values become float32 for a float input. Narrow
+//! integers and half floats, which a frame holds in wider types, are fed as the graph's own
+//! type.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,14 +41,17 @@ fn mismatch(why: String) -> Error {
 }
 
 /// The element types a graph input of type `graph` accepts from a frame column of type
-/// `frame` (MLflow's pyfunc casts float64 to float32 and nothing else).
+/// `frame` (MLflow's pyfunc casts float64 to float32 and nothing else; the narrow types
+/// are those a frame holds wider).
 fn accepts(graph: DatumType, frame: &DataType) -> bool {
     matches!(
         (graph, frame),
         (DatumType::F32, DataType::Float32 | DataType::Float64)
             | (DatumType::F64, DataType::Float64 | DataType::Float32)
+            | (DatumType::F16, DataType::Float32)
             | (DatumType::I64, DataType::Int64 | DataType::Int32)
-            | (DatumType::I32, DataType::Int32)
+            | (DatumType::I32 | DatumType::I16 | DatumType::I8, DataType::Int32)
+            | (DatumType::U32 | DatumType::U16 | DatumType::U8, DataType::UInt32)
             | (DatumType::Bool, DataType::Boolean)
             | (DatumType::String, DataType::String)
     )
@@ -152,6 +157,12 @@ impl Feed {
             DatumType::F64 => self.shaped(&shape, interleave(&leaves, rows, floats64)?),
             DatumType::I64 => self.shaped(&shape, interleave(&leaves, rows, ints64)?),
             DatumType::I32 => self.shaped(&shape, interleave(&leaves, rows, ints32)?),
+            DatumType::I16 => self.shaped(&shape, interleave(&leaves, rows, narrow::<i16>)?),
+            DatumType::I8 => self.shaped(&shape, interleave(&leaves, rows, narrow::<i8>)?),
+            DatumType::U32 => self.shaped(&shape, interleave(&leaves, rows, narrow::<u32>)?),
+            DatumType::U16 => self.shaped(&shape, interleave(&leaves, rows, narrow::<u16>)?),
+            DatumType::U8 => self.shaped(&shape, interleave(&leaves, rows, narrow::<u8>)?),
+            DatumType::F16 => self.shaped(&shape, interleave(&leaves, rows, halves)?),
             DatumType::Bool => self.shaped(&shape, interleave(&leaves, rows, booleans)?),
             DatumType::String => self.shaped(&shape, interleave(&leaves, rows, strings)?),
             other => {
@@ -236,6 +247,33 @@ fn ints32(series: &Series) -> Result<Vec<i32>> {
         return Err(null_error(series, "integers"));
     }
     Ok(series.i32()?.into_no_null_iter().collect())
+}
+
+/// Integers a frame holds in a wider type, fed as `N`: the signature checked their range,
+/// and a value outside it is still an error naming the column and the value, never a
+/// wrapped one.
+fn narrow<N: TryFrom<i64>>(series: &Series) -> Result<Vec<N>> {
+    if series.null_count() > 0 {
+        return Err(null_error(series, "integers"));
+    }
+    let wide = series.cast(&DataType::Int64)?;
+    wide.i64()?
+        .into_no_null_iter()
+        .enumerate()
+        .map(|(index, v)| {
+            N::try_from(v).map_err(|_| Error::Schema {
+                column: series.name().to_string(),
+                expected: format!("integers of the graph input's type ({})", std::any::type_name::<N>()),
+                found: format!("{v} (element {index} of the flat values)"),
+            })
+        })
+        .collect()
+}
+
+/// Half floats, rounded to the nearest (ties to even) as numpy's `astype(float16)` does;
+/// missing ones as NaN.
+fn halves(series: &Series) -> Result<Vec<f16>> {
+    Ok(series.f32()?.iter().map(|v| v.map_or(f16::NAN, f16::from_f32)).collect())
 }
 
 fn booleans(series: &Series) -> Result<Vec<bool>> {

@@ -36,10 +36,18 @@ pub(crate) fn output_column(
 
 fn flat_series(name: &str, tensor: &Tensor) -> Result<Series> {
     // tract computes integer outputs derived from shapes (a Cast to int64 of a label, say)
-    // as its symbolic dimension type, which is an int64.
-    if tensor.datum_type() == DatumType::TDim {
-        let ints = tensor.cast_to::<i64>().map_err(|e| Error::Tensor(format!("reading ONNX output `{name}`: {e}")))?;
-        return flat_series(name, &ints);
+    // as its symbolic dimension type, which is an int64; narrow types are held wider in
+    // frames, as the signature's tensor types say.
+    let widened = match tensor.datum_type() {
+        DatumType::TDim => Some(DatumType::I64),
+        DatumType::I8 | DatumType::I16 => Some(DatumType::I32),
+        DatumType::U8 | DatumType::U16 => Some(DatumType::U32),
+        DatumType::F16 => Some(DatumType::F32),
+        _ => None,
+    };
+    if let Some(wide) = widened {
+        let wide = tensor.cast_to_dt(wide).map_err(|e| Error::Tensor(format!("reading ONNX output `{name}`: {e}")))?;
+        return flat_series(name, &wide);
     }
     let name = name.into();
     let plain = tensor.try_as_plain_ram().map_err(|e| Error::Tensor(e.to_string()))?;
