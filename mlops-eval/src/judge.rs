@@ -48,12 +48,14 @@
 //! [`GenAiEvaluation`](crate::genai::GenAiEvaluation).
 
 pub mod builtin;
+mod example;
 mod parse;
 mod prompt;
 mod rubric;
+mod scale;
 
+pub use example::GradingExample;
 pub use parse::{Verdict, parse_verdict};
 pub use prompt::{fence, fenced_blocks};
-pub use rubric::{
-    Grade, GradingExample, GradingInput, RubricMetric, RubricMetricBuilder, SampleAggregation, ScoreScale,
-};
+pub use rubric::{Grade, GradingInput, RubricMetric, RubricMetricBuilder, SampleAggregation};
+pub use scale::ScoreScale;

@@ -22,6 +22,6 @@ pub use drift::{
     EMPTY_BIN_FLOOR, bin_proportions, jensen_shannon_distance, kolmogorov_smirnov, population_stability_index,
     quantile_edges, wasserstein,
 };
-pub use report::MonitorReport;
-pub use run::{BOOKKEEPING_COLUMNS, Monitor, PROFILE_METRICS, TABLE};
+pub use report::{MonitorReport, TABLE};
+pub use run::{BOOKKEEPING_COLUMNS, Monitor, PROFILE_METRICS};
 pub use windows::WINDOW_RANGE;

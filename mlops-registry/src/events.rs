@@ -10,7 +10,8 @@ use tokio::sync::broadcast;
 
 use crate::alias::SetAlias;
 use crate::error::Result;
-use crate::model::{Change, CreateModel, RegisteredModel};
+use crate::metadata::Change;
+use crate::model::{CreateModel, RegisteredModel};
 use crate::registry::Registry;
 use crate::version::{CreateVersion, ModelVersion, SearchVersions};
 

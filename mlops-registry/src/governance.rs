@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use crate::alias::SetAlias;
 use crate::audit::{AuditEntry, AuditLog, AuditOutcome, Operation};
 use crate::error::{Error, Result};
-use crate::model::{Change, CreateModel, RegisteredModel};
+use crate::metadata::Change;
+use crate::model::{CreateModel, RegisteredModel};
 use crate::registry::Registry;
 use crate::version::{CreateVersion, ModelVersion, SearchVersions};
 

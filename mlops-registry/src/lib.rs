@@ -73,6 +73,7 @@ mod governance;
 mod json_objects;
 mod live;
 mod memory;
+mod metadata;
 mod mlflow;
 mod model;
 mod model_source;
@@ -98,8 +99,9 @@ pub use governance::{
 };
 pub use live::{FollowStatus, LiveModel, Prediction, STALE_AFTER_POLLS};
 pub use memory::MemoryRegistry;
+pub use metadata::{Change, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN};
 pub use mlflow::{MLFLOW_RETRY, MlflowRegistry, MlflowRegistryBuilder};
-pub use model::{Change, CreateModel, MAX_DESCRIPTION_LEN, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, RegisteredModel};
+pub use model::{CreateModel, RegisteredModel};
 pub use model_source::{ModelSlot, ModelSource};
 /// The object_store that [`ObjectStoreRegistry`], checkpoints and inference tables are built
 /// on: name stores through here to be on the same version.

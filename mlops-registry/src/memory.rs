@@ -8,7 +8,8 @@ use parking_lot::RwLock;
 
 use crate::alias::SetAlias;
 use crate::error::{Error, Result, model_not_found, refuse_if_aliased, version_not_found};
-use crate::model::{Change, CreateModel, RegisteredModel};
+use crate::metadata::Change;
+use crate::model::{CreateModel, RegisteredModel};
 use crate::registry::Registry;
 use crate::telemetry::traced;
 use crate::version::{CreateVersion, ModelVersion, SearchVersions};

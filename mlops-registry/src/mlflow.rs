@@ -1,36 +1,35 @@
 //! A registry on an MLflow tracking server, over its REST API.
 
 mod artifacts;
+mod builder;
 mod client;
+mod reads;
+mod runs;
 mod wire;
+
+pub use self::builder::{MLFLOW_RETRY, MlflowRegistryBuilder};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use mlops_core::{ModelName, Package, check_alias};
 use reqwest::Method;
 use serde_json::json;
-use url::Url;
 
-use self::client::{ApiError, Auth, Repeat, RestClient};
+use self::client::{ApiError, Repeat, RestClient};
 use self::wire::{DIGEST_TAG, FLAVOR_TAG, RESERVED_TAG_PREFIX};
 use crate::alias::{AliasMode, SetAlias};
 use crate::error::{Error, Result, alias_not_found, model_not_found, refuse_if_aliased, version_not_found};
-use crate::model::{Change, CreateModel, RegisteredModel};
+use crate::metadata::Change;
+use crate::model::{CreateModel, RegisteredModel};
 use crate::registry::Registry;
-use crate::retry::Backoff;
 use crate::telemetry::traced;
-use crate::version::{CreateVersion, Lineage, ModelVersion, SearchVersions};
+use crate::version::{CreateVersion, ModelVersion, SearchVersions};
 
 /// How many artifact files or runs are fetched at once.
 const CONCURRENCY: usize = 8;
-/// Page size of searches.
-const PAGE_SIZE: &str = "1000";
-/// The most pages of a search followed: ten million items.
-const MAX_PAGES: usize = 10_000;
 /// Where a registration without a run puts the package inside the run it creates, as
 /// `mlflow.<flavor>.log_model(..., name="model")` does.
 const DEFAULT_ARTIFACT_PATH: &str = "model";
@@ -88,346 +87,6 @@ pub struct MlflowRegistry {
     client: RestClient,
     experiment: String,
     experiment_id: Arc<tokio::sync::OnceCell<String>>,
-}
-
-/// Options of an [`MlflowRegistry`]: server, credentials, experiment, timeout.
-#[derive(Debug, Clone)]
-pub struct MlflowRegistryBuilder {
-    tracking_uri: String,
-    auth: Auth,
-    experiment: String,
-    timeout: Duration,
-    reuse_connections: Option<bool>,
-    retry: Backoff,
-}
-
-/// How an [`MlflowRegistry`] retries a request that is safe to repeat when the server is
-/// busy (429, 502, 503, 504) or unreachable: three retries from 100 ms up to 2 s, honouring
-/// a `Retry-After` of up to 30 s. Requests that could act twice (creating a run or a
-/// version) are never repeated.
-pub const MLFLOW_RETRY: Backoff = Backoff {
-    max_retries: 3,
-    initial_backoff: Duration::from_millis(100),
-    max_backoff: Duration::from_secs(2),
-    max_retry_after: Duration::from_secs(30),
-};
-
-impl MlflowRegistryBuilder {
-    /// Retries requests that are safe to repeat with `retry` instead of [`MLFLOW_RETRY`].
-    #[must_use]
-    pub fn retry(mut self, retry: Backoff) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Sends `Authorization: Bearer <token>` (a Databricks or MLflow access token).
-    #[must_use]
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.auth = Auth::Bearer(token.into());
-        self
-    }
-
-    /// Sends HTTP basic authentication (MLflow's built-in authentication).
-    #[must_use]
-    pub fn basic_auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
-        self.auth = Auth::Basic { username: username.into(), password: password.into() };
-        self
-    }
-
-    /// The experiment (by name, created if absent) that holds the runs made for
-    /// registrations that name no run. Default: `Default`.
-    #[must_use]
-    pub fn experiment(mut self, name: impl Into<String>) -> Self {
-        self.experiment = name.into();
-        self
-    }
-
-    /// Limit on each HTTP request, package uploads included. Default: 120 s.
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Whether requests reuse open connections. Default: over `https` yes (a TLS handshake
-    /// per request costs more than it saves), over plain `http` no: `mlflow server` answers
-    /// a request on a kept-alive connection about 40 ms later than one on a fresh
-    /// connection (48 ms against 10 ms measured on loopback with MLflow 3.17), while a new
-    /// plain TCP connection costs well under a millisecond on a local network.
-    #[must_use]
-    pub fn reuse_connections(mut self, reuse: bool) -> Self {
-        self.reuse_connections = Some(reuse);
-        self
-    }
-
-    /// Builds the registry; nothing is sent to the server yet.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] naming the tracking URI when it is not an `http(s)` URL;
-    /// [`Error::Backend`] when the HTTP client cannot be set up.
-    pub fn build(self) -> Result<MlflowRegistry> {
-        let uri = &self.tracking_uri;
-        let base = Url::parse(uri).map_err(|e| Error::InvalidArgument(format!("MLflow tracking URI `{uri}`: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(Error::InvalidArgument(format!(
-                "MLflow tracking URI `{uri}` must be an http:// or https:// server address"
-            )));
-        }
-        let reuse = self.reuse_connections.unwrap_or(base.scheme() == "https");
-        let client = RestClient::new(base, self.auth, self.timeout, reuse, self.retry)
-            .map_err(|e| Error::backend("setting up the MLflow HTTP client", e))?;
-        Ok(MlflowRegistry {
-            client,
-            experiment: self.experiment,
-            experiment_id: Arc::new(tokio::sync::OnceCell::new()),
-        })
-    }
-}
-
-impl MlflowRegistry {
-    /// A registry on the tracking server at `tracking_uri` (e.g. `http://127.0.0.1:5000`),
-    /// without credentials.
-    ///
-    /// # Errors
-    /// As [`MlflowRegistryBuilder::build`].
-    pub fn new(tracking_uri: &str) -> Result<Self> {
-        Self::builder(tracking_uri).build()
-    }
-
-    /// Options for the tracking server at `tracking_uri`.
-    pub fn builder(tracking_uri: &str) -> MlflowRegistryBuilder {
-        MlflowRegistryBuilder {
-            tracking_uri: tracking_uri.to_owned(),
-            auth: Auth::None,
-            experiment: "Default".to_owned(),
-            timeout: Duration::from_secs(120),
-            reuse_connections: None,
-            retry: MLFLOW_RETRY,
-        }
-    }
-
-    /// Options read from MLflow's environment variables: `MLFLOW_TRACKING_URI`, and
-    /// `MLFLOW_TRACKING_TOKEN` or `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] when `MLFLOW_TRACKING_URI` is not set.
-    pub fn from_env() -> Result<MlflowRegistryBuilder> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let uri = var("MLFLOW_TRACKING_URI")
-            .ok_or_else(|| Error::InvalidArgument("MLFLOW_TRACKING_URI is not set".to_owned()))?;
-        let mut builder = Self::builder(&uri);
-        if let Some(token) = var("MLFLOW_TRACKING_TOKEN") {
-            builder = builder.token(token);
-        } else if let Some(username) = var("MLFLOW_TRACKING_USERNAME") {
-            builder = builder.basic_auth(username, var("MLFLOW_TRACKING_PASSWORD").unwrap_or_default());
-        }
-        Ok(builder)
-    }
-
-    /// The tracking server's address.
-    pub fn tracking_uri(&self) -> &str {
-        self.client.base().as_str()
-    }
-
-    /// Creates a run in the registry's experiment and returns its id: training code logs to
-    /// it and names it in [`CreateVersion::run`].
-    ///
-    /// # Errors
-    /// [`Error::Backend`] when the server fails.
-    pub async fn create_run(&self, run_name: &str) -> Result<String> {
-        Ok(self.start_run(run_name, &[]).await?.info.run_id)
-    }
-
-    async fn experiment_id(&self) -> Result<&str> {
-        let id = self
-            .experiment_id
-            .get_or_try_init(|| async {
-                let name = self.experiment.as_str();
-                let context = || format!("finding MLflow experiment `{name}`");
-                let found: std::result::Result<wire::ExperimentResponse, _> =
-                    self.client.get("experiments/get-by-name", &[("experiment_name", name)]).await;
-                match found {
-                    Ok(found) => return Ok(found.experiment.experiment_id),
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(api_error(context(), e)),
-                }
-                let created: std::result::Result<wire::CreatedExperiment, _> = self
-                    .client
-                    .call(Method::POST, "experiments/create", &json!({ "name": name }), Repeat::Unsafe)
-                    .await;
-                match created {
-                    Ok(created) => Ok(created.experiment_id),
-                    // Another process created it meanwhile.
-                    Err(e) if e.code() == Some("RESOURCE_ALREADY_EXISTS") => self
-                        .client
-                        .get::<wire::ExperimentResponse>("experiments/get-by-name", &[("experiment_name", name)])
-                        .await
-                        .map(|found| found.experiment.experiment_id)
-                        .map_err(|e| api_error(context(), e)),
-                    Err(e) => Err(api_error(format!("creating MLflow experiment `{name}`"), e)),
-                }
-            })
-            .await?;
-        Ok(id)
-    }
-
-    async fn start_run(&self, run_name: &str, tags: &[wire::Tag]) -> Result<wire::Run> {
-        let experiment_id = self.experiment_id().await?;
-        let body = json!({
-            "experiment_id": experiment_id,
-            "run_name": run_name,
-            "start_time": now_millis(),
-            "tags": tags,
-        });
-        let created: wire::RunResponse = self
-            .client
-            .call(Method::POST, "runs/create", &body, Repeat::Unsafe)
-            .await
-            .map_err(|e| api_error(format!("creating a run in experiment `{}`", self.experiment), e))?;
-        Ok(created.run)
-    }
-
-    async fn end_run(&self, run_id: &str, status: &str) -> Result<()> {
-        let body = json!({ "run_id": run_id, "status": status, "end_time": now_millis() });
-        self.client
-            .call::<_, wire::Empty>(Method::POST, "runs/update", &body, Repeat::Safe)
-            .await
-            .map_err(|e| api_error(format!("ending run `{run_id}`"), e))?;
-        Ok(())
-    }
-
-    async fn run(&self, run_id: &str) -> std::result::Result<wire::Run, ApiError> {
-        Ok(self.client.get::<wire::RunResponse>("runs/get", &[("run_id", run_id)]).await?.run)
-    }
-
-    /// Logs the version's parameters, metrics and training dataset to its run.
-    async fn log_lineage(&self, run_id: &str, lineage: &Lineage) -> Result<()> {
-        let context = || format!("logging lineage to run `{run_id}`");
-        if !lineage.params.is_empty() || !lineage.metrics.is_empty() {
-            let timestamp = now_millis();
-            let params: Vec<_> =
-                lineage.params.iter().map(|(key, value)| json!({ "key": key, "value": value })).collect();
-            let metrics: Vec<_> = lineage
-                .metrics
-                .iter()
-                .map(|(key, value)| json!({ "key": key, "value": value, "timestamp": timestamp, "step": 0 }))
-                .collect();
-            let body = json!({ "run_id": run_id, "params": params, "metrics": metrics });
-            self.client
-                .call::<_, wire::Empty>(Method::POST, "runs/log-batch", &body, Repeat::Safe)
-                .await
-                .map_err(|e| api_error(context(), e))?;
-        }
-        if let Some(dataset) = &lineage.training_data {
-            let body = json!({
-                "run_id": run_id,
-                "datasets": [{
-                    "tags": [{ "key": wire::DATASET_CONTEXT_TAG, "value": "training" }],
-                    "dataset": {
-                        "name": dataset.name,
-                        "digest": dataset.digest,
-                        "source_type": "local",
-                        "source": json!({ "uri": dataset.name }).to_string(),
-                    },
-                }],
-            });
-            self.client
-                .call::<_, wire::Empty>(Method::POST, "runs/log-inputs", &body, Repeat::Safe)
-                .await
-                .map_err(|e| api_error(context(), e))?;
-        }
-        Ok(())
-    }
-
-    async fn fetch_model(&self, name: &ModelName) -> Result<wire::Model> {
-        let found: wire::ModelResponse = self
-            .client
-            .get("registered-models/get", &[("name", name.as_str())])
-            .await
-            .map_err(|e| not_found_or(e, || model_not_found(name), || format!("reading model `{name}`")))?;
-        Ok(found.registered_model)
-    }
-
-    /// The version as MLflow holds it; a missing version is told apart from a missing model.
-    async fn fetch_version(&self, name: &ModelName, version: u64) -> Result<ModelVersion> {
-        let number = version.to_string();
-        match self
-            .client
-            .get::<wire::VersionResponse>("model-versions/get", &[("name", name.as_str()), ("version", &number)])
-            .await
-        {
-            Ok(found) => found.model_version.into_version(),
-            Err(e) if e.is_not_found() => {
-                self.fetch_model(name).await?;
-                Err(version_not_found(name, version))
-            }
-            Err(e) => Err(api_error(format!("reading version {version} of model `{name}`"), e)),
-        }
-    }
-
-    /// The version an alias points at, without its lineage.
-    async fn aliased(&self, name: &ModelName, alias: &str) -> Result<ModelVersion> {
-        check_alias(alias)?;
-        let found: std::result::Result<wire::VersionResponse, _> =
-            self.client.get("registered-models/alias", &[("name", name.as_str()), ("alias", alias)]).await;
-        match found {
-            Ok(found) => found.model_version.into_version(),
-            // MLflow reports an unknown alias as an invalid parameter, an unknown model as
-            // missing: ask which one it was.
-            Err(e) if e.is_not_found() || e.code() == Some("INVALID_PARAMETER_VALUE") => {
-                self.fetch_model(name).await?;
-                Err(alias_not_found(name, alias))
-            }
-            Err(e) => Err(api_error(format!("resolving alias `{alias}` of model `{name}`"), e)),
-        }
-    }
-
-    /// Fills in the version's lineage from its run (none when the run is gone).
-    async fn with_lineage(&self, mut version: ModelVersion) -> Result<ModelVersion> {
-        if let Some(link) = &version.run {
-            match self.run(&link.run_id).await {
-                Ok(run) => version.lineage = run.lineage(),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(api_error(format!("reading run `{}`", link.run_id), e)),
-            }
-        }
-        Ok(version)
-    }
-
-    /// Every item of a paged search, following `next_page_token`.
-    async fn all_pages<P: wire::Page>(
-        &self,
-        endpoint: &str,
-        query: &[(&str, &str)],
-        context: &str,
-    ) -> Result<Vec<P::Item>> {
-        let mut items = Vec::new();
-        let mut token = String::new();
-        for _ in 0..MAX_PAGES {
-            let mut paged = query.to_vec();
-            paged.push(("max_results", PAGE_SIZE));
-            if !token.is_empty() {
-                paged.push(("page_token", &token));
-            }
-            let page: P = self.client.get(endpoint, &paged).await.map_err(|e| api_error(context, e))?;
-            let (found, next) = page.into_parts();
-            items.extend(found);
-            match next {
-                Some(next) if !next.is_empty() && next == token => {
-                    return Err(Error::Backend {
-                        context: context.to_owned(),
-                        source: format!("the server answered page token `{token}` with the same token").into(),
-                    });
-                }
-                Some(next) if !next.is_empty() => token = next,
-                _ => return Ok(items),
-            }
-        }
-        Err(Error::Backend {
-            context: context.to_owned(),
-            source: format!("the server gave more than {MAX_PAGES} pages of {PAGE_SIZE} items").into(),
-        })
-    }
 }
 
 /// The `backend` label of this registry's spans and metrics.
@@ -815,8 +474,4 @@ fn check_artifact_path(path: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

@@ -9,7 +9,8 @@ use polars::prelude::DataFrame;
 
 use crate::alias::SetAlias;
 use crate::error::{Error, Result, alias_not_found};
-use crate::model::{Change, CreateModel, RegisteredModel};
+use crate::metadata::Change;
+use crate::model::{CreateModel, RegisteredModel};
 use crate::version::{CreateVersion, Lineage, ModelVersion, SearchVersions};
 
 /// Where model versions live and how aliases move.

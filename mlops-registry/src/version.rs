@@ -7,7 +7,7 @@ use mlops_core::{ModelName, Package};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{Change, check_description, check_tag};
+use crate::metadata::{Change, check_description, check_tag};
 
 /// The training run a version came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

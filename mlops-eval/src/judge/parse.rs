@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
-use super::rubric::ScoreScale;
+use super::scale::ScoreScale;
 
 /// A judge's reading of one row.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,65 +5,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::example::GradingExample;
 use super::parse::{Verdict, parse_verdict};
-use super::prompt::{grading_prompt, repair_prompt};
+use super::prompt::{Rubric, grading_prompt, repair_prompt};
+use super::scale::ScoreScale;
 use crate::error::{Error, Result};
 use crate::llm::{ChatMessage, ChatModel, ChatParams, ChatRequest, ResponseSchema, TokenUsage};
-
-/// The range scores must fall in (1-5 by default).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ScoreScale {
-    /// Lowest score.
-    pub min: f64,
-    /// Highest score.
-    pub max: f64,
-}
-
-impl Default for ScoreScale {
-    fn default() -> Self {
-        Self { min: 1.0, max: 5.0 }
-    }
-}
-
-/// A graded example shown to the judge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GradingExample {
-    /// The input the model received (shown when the metric includes the input).
-    pub input: Option<String>,
-    /// The model's output.
-    pub output: String,
-    /// The score the example deserves.
-    pub score: f64,
-    /// Why.
-    pub justification: String,
-    /// Grading context, as `(column, value)` pairs.
-    pub grading_context: Vec<(String, String)>,
-}
-
-impl GradingExample {
-    /// An example of `output` for `input` deserving `score`.
-    pub fn new(
-        input: impl Into<String>,
-        output: impl Into<String>,
-        score: f64,
-        justification: impl Into<String>,
-    ) -> Self {
-        Self {
-            input: Some(input.into()),
-            output: output.into(),
-            score,
-            justification: justification.into(),
-            grading_context: Vec::new(),
-        }
-    }
-
-    /// Adds a grading-context value.
-    #[must_use]
-    pub fn context(mut self, column: impl Into<String>, value: impl Into<String>) -> Self {
-        self.grading_context.push((column.into(), value.into()));
-        self
-    }
-}
 
 /// How the scores of repeated samples from one judge become one score.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,7 +147,14 @@ impl RubricMetric {
 
     /// The prompt the judge receives for one row.
     pub fn prompt(&self, row: GradingInput<'_>) -> String {
-        grading_prompt(self, row.input, row.output, row.context)
+        let rubric = Rubric {
+            name: &self.name,
+            definition: &self.definition,
+            grading_prompt: &self.grading_prompt,
+            examples: &self.examples,
+            include_input: self.include_input,
+        };
+        grading_prompt(&rubric, row.input, row.output, row.context)
     }
 
     fn request(&self, messages: Vec<ChatMessage>, sample: u32) -> ChatRequest {
@@ -281,7 +235,7 @@ impl RubricMetric {
             Err(reason) => reason,
         };
         messages.push(ChatMessage::assistant(first.content.clone()));
-        messages.push(ChatMessage::user(repair_prompt(self, &reason)));
+        messages.push(ChatMessage::user(repair_prompt(&self.name, self.scale, &reason)));
         let raw = match judge.chat(&self.request(messages, index)).await {
             Ok(second) => {
                 sample.add(&second);

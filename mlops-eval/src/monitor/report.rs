@@ -8,9 +8,11 @@ use polars::prelude::{Column, DataFrame, DataType, TimeUnit};
 
 use super::alert::{Alert, AlertRule, AlertSink, DriftMetric, Reference};
 use super::plot;
-use super::run::TABLE;
 use super::windows::{Group, Version, Windows};
 use crate::error::{Error, Result};
+
+/// The `column_name` of table-level rows: row count, labeled rows and quality metrics.
+pub const TABLE: &str = ":table";
 
 /// A row of the profile table before it becomes a frame.
 pub(crate) struct ProfileRow {
