@@ -57,7 +57,9 @@ impl SortedSample {
     /// Non-finite values are dropped.
     pub(crate) fn new(mut values: Vec<f64>) -> Self {
         values.retain(|v| v.is_finite());
-        values.sort_unstable_by(f64::total_cmp);
+        // In the order of `f64::total_cmp`, in a few passes over the values rather than a
+        // comparison sort's log n.
+        radsort::sort(&mut values);
         let origin = values.first().copied().unwrap_or_default();
         let mut prefix = Vec::with_capacity(values.len() + 1);
         let mut sum = 0.0;
