@@ -158,17 +158,24 @@ enum TensorSink {
 
 impl TensorSink {
     fn new(dtype: TensorType, capacity: usize) -> Self {
-        let ints = |low: i32, high: i32, what| Self::Int32(Vec::with_capacity(capacity), (low, high), what);
-        let unsigned = |high: u32, what| Self::UInt32(Vec::with_capacity(capacity), high, what);
+        // The narrow types' bounds are the signature's, which enforcement checks too; here
+        // they name the JSON position of a value outside them.
+        let range = dtype.narrow_range();
+        let ints = |what| {
+            let (low, high) = range.map_or((i32::MIN, i32::MAX), |(low, high)| (low as i32, high as i32));
+            Self::Int32(Vec::with_capacity(capacity), (low, high), what)
+        };
+        let unsigned =
+            |what| Self::UInt32(Vec::with_capacity(capacity), range.map_or(u32::MAX, |(_, high)| high as u32), what);
         match dtype {
             TensorType::Bool => Self::Bool(Vec::with_capacity(capacity)),
-            TensorType::Int8 => ints(i8::MIN.into(), i8::MAX.into(), "an int8"),
-            TensorType::Int16 => ints(i16::MIN.into(), i16::MAX.into(), "an int16"),
-            TensorType::Int32 => ints(i32::MIN, i32::MAX, "an int32"),
+            TensorType::Int8 => ints("an int8"),
+            TensorType::Int16 => ints("an int16"),
+            TensorType::Int32 => ints("an int32"),
             TensorType::Int64 => Self::Int64(Vec::with_capacity(capacity)),
-            TensorType::UInt8 => unsigned(u8::MAX.into(), "a uint8"),
-            TensorType::UInt16 => unsigned(u16::MAX.into(), "a uint16"),
-            TensorType::UInt32 => unsigned(u32::MAX, "a uint32"),
+            TensorType::UInt8 => unsigned("a uint8"),
+            TensorType::UInt16 => unsigned("a uint16"),
+            TensorType::UInt32 => unsigned("a uint32"),
             TensorType::UInt64 => Self::UInt64(Vec::with_capacity(capacity)),
             TensorType::Float16 => Self::Float16(Vec::with_capacity(capacity)),
             TensorType::Float32 => Self::Float32(Vec::with_capacity(capacity)),
